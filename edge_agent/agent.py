@@ -1,0 +1,185 @@
+"""The edge agent's pipeline: signal blocks -> trips, events, telemetry -> outbox.
+
+The agent does no I/O of its own besides the outbox it is given; publishing is the uplink's job, so the
+same agent runs offline (replay), in the simulator fleet and in the car.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from . import signals as vss
+from .detectors import DEFAULT_THRESHOLDS, DetectedEvent, EventDetectors, Threshold
+from .outbox import Outbox
+from .protocol import MAX_EVENTS_PER_MESSAGE, DrivingEvent, EventsV1, GeoPoint, TelemetryV1
+from .signals import SignalBlock
+from .trips import TripAccumulator, TripSettings, split_at_gaps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """Downsampled raw signals sent to the cloud: one sample per ``period_s``, batched per ``batch_s``."""
+
+    period_s: float = 1.0
+    batch_s: float = 60.0
+    signals: tuple[str, ...] = (
+        vss.SPEED,
+        vss.ACCEL_LONGITUDINAL,
+        vss.ACCEL_LATERAL,
+        vss.ENGINE_SPEED,
+        vss.MOTOR_POWER,
+        vss.FUEL_LEVEL,
+        vss.STATE_OF_CHARGE,
+        vss.ODOMETER,
+        vss.LATITUDE,
+        vss.LONGITUDE,
+    )
+
+
+@dataclass(slots=True)
+class _TelemetryBuffer:
+    settings: TelemetrySettings
+    next_t: float = -np.inf
+    t: list[float] = field(default_factory=list)
+    columns: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def add(self, block: SignalBlock) -> None:
+        """Keep the first sample of each ``period_s`` bucket."""
+        period = self.settings.period_s
+        buckets = np.floor(block.t / period)
+        keep = np.flatnonzero(np.diff(buckets, prepend=np.floor(self.next_t / period) - 1) > 0)
+        keep = keep[block.t[keep] >= self.next_t]
+        if keep.size == 0:
+            return
+        self.next_t = float((buckets[keep[-1]] + 1) * period)
+        n_before = len(self.t)
+        self.t.extend(block.t[keep].tolist())
+        for name in self.settings.signals:
+            column = block.get(name)
+            if column is None:
+                continue
+            values = column[keep]
+            out = self.columns.setdefault(name, [None] * n_before)
+            out.extend(None if np.isnan(v) else float(v) for v in values)
+        for out in self.columns.values():
+            out.extend([None] * (len(self.t) - len(out)))
+
+    def due(self) -> bool:
+        return bool(self.t) and self.t[-1] - self.t[0] >= self.settings.batch_s
+
+    def drain(self) -> TelemetryV1 | None:
+        if not self.t or not self.columns:
+            self.t, self.columns = [], {}
+            return None
+        t0 = self.t[0]
+        body = TelemetryV1(
+            t0=datetime.fromtimestamp(t0, UTC),
+            t_ms=[round((t - t0) * 1000) for t in self.t],
+            signals=self.columns,
+        )
+        self.t, self.columns = [], {}
+        return body
+
+
+class EdgeAgent:
+    """Turns one vehicle's signal blocks into trip summaries, event batches and telemetry in its outbox."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        trip_settings: TripSettings | None = None,
+        thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
+        telemetry: TelemetrySettings | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.trip_settings = trip_settings or TripSettings()
+        self.thresholds = thresholds
+        self.telemetry_settings = telemetry
+        self._trip: TripAccumulator | None = None
+        self._detectors = EventDetectors(thresholds)
+        self._telemetry = _TelemetryBuffer(telemetry) if telemetry else None
+        self._last_location: GeoPoint | None = None
+        self.trips_sent = 0
+        self.events_sent = 0
+
+    def run(self, source: Iterable[SignalBlock]) -> None:
+        """Process every block of ``source``, then close the open trip."""
+        for block in source:
+            self.process(block)
+        self.close_trip()
+
+    def process(self, block: SignalBlock) -> None:
+        """Consume one block: cut trips at gaps, detect events, buffer telemetry."""
+        last_t = self._trip.last_t if self._trip else None
+        for new_trip, piece in split_at_gaps(block, last_t, self.trip_settings.trip_gap_s):
+            if new_trip or self._trip is None:
+                self.close_trip()
+                self._trip = TripAccumulator.begin(self.trip_settings, float(piece.t[0]))
+            self._trip.add(piece)
+            self._emit_events(self._detectors.update(piece), piece)
+            if self._telemetry is not None:
+                self._telemetry.add(piece)
+                if self._telemetry.due():
+                    self._send_telemetry()
+
+    def close_trip(self) -> None:
+        """End the trip in progress (source ended, car parked): flush events, send the summary."""
+        trip = self._trip
+        if trip is None:
+            return
+        self._emit_events(self._detectors.flush(), None)
+        if self._telemetry is not None:
+            self._send_telemetry()
+        if trip.duration_s >= self.trip_settings.min_trip_s or trip.event_counts:
+            self.outbox.enqueue(trip.summary())
+            self.trips_sent += 1
+        else:
+            log.debug("dropping %.1f s trip %s: shorter than min_trip_s", trip.duration_s, trip.trip_id)
+        self._trip = None
+        self._detectors = EventDetectors(self.thresholds)
+
+    def _location_at(self, piece: SignalBlock | None, t: float) -> GeoPoint | None:
+        if piece is not None:
+            lat, lon = piece.get(vss.LATITUDE), piece.get(vss.LONGITUDE)
+            if lat is not None and lon is not None:
+                i = min(int(np.searchsorted(piece.t, t)), len(piece) - 1)
+                if not (np.isnan(lat[i]) or np.isnan(lon[i])):
+                    self._last_location = GeoPoint(lat=float(lat[i]), lon=float(lon[i]))
+        return self._last_location
+
+    def _emit_events(self, events: list[DetectedEvent], piece: SignalBlock | None) -> None:
+        if not events:
+            return
+        assert self._trip is not None
+        trip = self._trip
+        wire = []
+        for e in events:
+            trip.count(e.kind)
+            wire.append(
+                DrivingEvent(
+                    kind=e.kind,
+                    trip_id=trip.trip_id,
+                    start=datetime.fromtimestamp(e.start, UTC),
+                    end=datetime.fromtimestamp(e.end, UTC),
+                    peak=round(e.peak, 3),
+                    peak_unit=e.unit,
+                    location=self._location_at(piece, e.end),
+                )
+            )
+        for i in range(0, len(wire), MAX_EVENTS_PER_MESSAGE):
+            self.outbox.enqueue(EventsV1(events=wire[i : i + MAX_EVENTS_PER_MESSAGE]))
+        self.events_sent += len(wire)
+
+    def _send_telemetry(self) -> None:
+        assert self._telemetry is not None
+        body = self._telemetry.drain()
+        if body is not None:
+            self.outbox.enqueue(body, compress=True)

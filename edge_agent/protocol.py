@@ -1,0 +1,528 @@
+"""Wire contract v1 between the edge agent and the cloud (DESIGN.md section 4).
+
+This is the one module both sides share: it imports nothing else from ``edge_agent``, and ``cloud`` imports
+nothing else from the edge. It defines the topics, the versioned envelope, the message bodies and the
+encode/decode functions with a payload size limit.
+
+Topics: uplink ``ds/v1/{vehicle_id}/{kind}``, downlink ``ds/v1/{vehicle_id}/down/{kind}``.
+
+Envelope (JSON object)::
+
+    {"schema": "trip.v1", "vehicle_id": "VIN123", "seq": 42, "sent_at": "2026-01-01T08:00:00Z",
+     "content_type": "application/json", "body": {...}}
+
+With ``content_type`` ``application/zlib+json`` the body is a base64 string of the zlib-compressed JSON body
+(used for telemetry batches). ``seq`` is strictly increasing per vehicle and persisted by the edge, so the
+cloud stores each message exactly once by ``(vehicle_id, seq)`` although delivery is at-least-once.
+
+Errors (each carries a ``reason`` the cloud writes into its dead-letter table)::
+
+    ProtocolError
+     ├── TopicError        the topic is not a drivesight v1 topic
+     ├── PayloadTooLarge   the payload, or its decompressed body, is over the limit
+     ├── MalformedPayload  not UTF-8 JSON, not an object, or a body that does not decompress
+     ├── SchemaMismatch    unknown schema, or a schema that does not belong on the topic's kind
+     ├── VehicleMismatch   the vehicle id in the topic differs from the envelope's
+     └── InvalidMessage    fields missing, of the wrong type or out of range
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+import pydantic_core
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+PROTOCOL_VERSION = "v1"
+TOPIC_ROOT = "ds"
+#: AWS IoT Core's limit for one MQTT message; small enough for embedded brokers.
+MAX_PAYLOAD_BYTES = 128 * 1024
+#: A compressed body may expand to at most this much, so a "zip bomb" cannot exhaust memory.
+MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
+MAX_TELEMETRY_SAMPLES = 20_000
+MAX_EVENTS_PER_MESSAGE = 1_000
+
+VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VSS_PATH_RE = re.compile(r"^Vehicle(\.[A-Z][A-Za-z0-9]*)+$")
+
+VehicleId = Annotated[str, Field(pattern=VEHICLE_ID_RE.pattern)]
+TripId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class UplinkKind(StrEnum):
+    """What a vehicle sends: the last segment of an uplink topic."""
+
+    TRIP = "trip"
+    EVENTS = "events"
+    TELEMETRY = "telemetry"
+    USAGE = "usage"
+    DTC = "dtc"
+    STATUS = "status"
+    FEEDBACK = "feedback"
+
+
+class DownlinkKind(StrEnum):
+    """What the cloud sends to a vehicle: the last segment of a downlink topic."""
+
+    PUSH = "push"
+    CONFIG = "config"
+    MODEL = "model"
+
+
+class ContentType(StrEnum):
+    """How the envelope's body is encoded."""
+
+    JSON = "application/json"
+    ZLIB_JSON = "application/zlib+json"
+
+
+class EventKind(StrEnum):
+    """Driving events the edge detects."""
+
+    HARSH_BRAKE = "harsh_brake"
+    HARSH_ACCEL = "harsh_accel"
+    HARSH_CORNER = "harsh_corner"
+    SPEEDING = "speeding"
+    IDLING = "idling"
+
+
+class RejectReason(StrEnum):
+    """Why a payload was refused; stored with it in the cloud's dead-letter table."""
+
+    BAD_TOPIC = "bad_topic"
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    VEHICLE_MISMATCH = "vehicle_mismatch"
+    INVALID = "invalid"
+
+
+class ProtocolError(ValueError):
+    """A topic or payload that does not follow the wire contract."""
+
+    reason: ClassVar[RejectReason] = RejectReason.INVALID
+
+
+class TopicError(ProtocolError):
+    """The topic is not a drivesight v1 topic."""
+
+    reason = RejectReason.BAD_TOPIC
+
+
+class PayloadTooLarge(ProtocolError):
+    """The payload or its decompressed body is over the size limit."""
+
+    reason = RejectReason.TOO_LARGE
+
+
+class MalformedPayload(ProtocolError):
+    """The payload is not a UTF-8 JSON object, or its body does not decompress."""
+
+    reason = RejectReason.MALFORMED
+
+
+class SchemaMismatch(ProtocolError):
+    """The schema is unknown or does not belong on the topic's kind."""
+
+    reason = RejectReason.SCHEMA_MISMATCH
+
+
+class VehicleMismatch(ProtocolError):
+    """The topic names another vehicle than the envelope."""
+
+    reason = RejectReason.VEHICLE_MISMATCH
+
+
+class InvalidMessage(ProtocolError):
+    """Fields are missing, of the wrong type or out of range."""
+
+    reason = RejectReason.INVALID
+
+
+# --------------------------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed drivesight topic."""
+
+    vehicle_id: str
+    kind: UplinkKind | DownlinkKind
+
+    @property
+    def is_downlink(self) -> bool:
+        """True for cloud-to-vehicle topics."""
+        return isinstance(self.kind, DownlinkKind)
+
+    def __str__(self) -> str:
+        if self.is_downlink:
+            return downlink_topic(self.vehicle_id, DownlinkKind(self.kind))
+        return uplink_topic(self.vehicle_id, UplinkKind(self.kind))
+
+
+def _check_vehicle_id(vehicle_id: str) -> str:
+    if not VEHICLE_ID_RE.match(vehicle_id):
+        raise TopicError(
+            f"invalid vehicle id {vehicle_id!r}: 1-64 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return vehicle_id
+
+
+def uplink_topic(vehicle_id: str, kind: UplinkKind | str) -> str:
+    """The topic a vehicle publishes messages of ``kind`` on."""
+    return f"{TOPIC_ROOT}/{PROTOCOL_VERSION}/{_check_vehicle_id(vehicle_id)}/{UplinkKind(kind).value}"
+
+
+def downlink_topic(vehicle_id: str, kind: DownlinkKind | str) -> str:
+    """The topic the cloud publishes messages of ``kind`` to one vehicle on."""
+    return f"{TOPIC_ROOT}/{PROTOCOL_VERSION}/{_check_vehicle_id(vehicle_id)}/down/{DownlinkKind(kind).value}"
+
+
+def uplink_filter(shared_group: str | None = None) -> str:
+    """The subscription filter for every vehicle's uplink, optionally as an MQTT shared subscription."""
+    base = f"{TOPIC_ROOT}/{PROTOCOL_VERSION}/+/+"
+    return f"$share/{shared_group}/{base}" if shared_group else base
+
+
+def parse_topic(topic: str) -> Topic:
+    """Parse an uplink or downlink topic; raise :class:`TopicError` with the reason if it is not one."""
+    parts = topic.split("/")
+    if len(parts) < 4 or parts[0] != TOPIC_ROOT or parts[1] != PROTOCOL_VERSION:
+        raise TopicError(f"topic {topic!r} is not of the form {TOPIC_ROOT}/{PROTOCOL_VERSION}/<vehicle>/<kind>")
+    vehicle_id = _check_vehicle_id(parts[2])
+    if len(parts) == 4:
+        try:
+            return Topic(vehicle_id, UplinkKind(parts[3]))
+        except ValueError:
+            raise TopicError(
+                f"unknown uplink kind {parts[3]!r} in {topic!r}; expected one of "
+                + ", ".join(k.value for k in UplinkKind)
+            ) from None
+    if len(parts) == 5 and parts[3] == "down":
+        try:
+            return Topic(vehicle_id, DownlinkKind(parts[4]))
+        except ValueError:
+            raise TopicError(f"unknown downlink kind {parts[4]!r} in {topic!r}") from None
+    raise TopicError(f"topic {topic!r} has too many levels")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where an MQTT broker listens, parsed from ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` = TLS)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """Parse a broker URL; raise ValueError naming what is wrong."""
+        parts = urlsplit(url)
+        schemes = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+        if parts.scheme not in schemes:
+            raise ValueError(f"broker URL {url!r} must start with mqtt://, mqtts://, tcp:// or ssl://")
+        if not parts.hostname:
+            raise ValueError(f"broker URL {url!r} has no host")
+        tls = schemes[parts.scheme]
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise ValueError(f"broker URL {url!r} has an invalid port") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def url(self) -> str:
+        """The URL again, without the password."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+# --------------------------------------------------------------------------------------------- bodies
+
+
+class Body(BaseModel):
+    """Base of every message body; subclasses name their schema and topic kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    SCHEMA: ClassVar[str]
+    KIND: ClassVar[UplinkKind | DownlinkKind]
+
+
+class GeoPoint(BaseModel):
+    """A WGS84 position in degrees."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class StatusV1(Body):
+    """The agent's state: sent on connect, and as the MQTT last will when it drops off."""
+
+    SCHEMA = "status.v1"
+    KIND = UplinkKind.STATUS
+    state: Literal["online", "offline"]
+    agent_version: str = Field(max_length=64)
+    boot_id: str | None = Field(default=None, max_length=64)
+    outbox_depth: int | None = Field(default=None, ge=0)
+
+
+class DrivingEvent(BaseModel):
+    """One detected driving event; ``peak`` is in ``peak_unit`` (m/s^2 for harsh events, km/h for speeding)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: EventKind
+    trip_id: TripId
+    start: AwareDatetime
+    end: AwareDatetime
+    peak: float = Field(allow_inf_nan=False)
+    peak_unit: str = Field(max_length=16)
+    location: GeoPoint | None = None
+
+    @model_validator(mode="after")
+    def _end_not_before_start(self) -> DrivingEvent:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        """The event's length in seconds."""
+        return (self.end - self.start).total_seconds()
+
+
+class EventsV1(Body):
+    """A batch of driving events of one vehicle."""
+
+    SCHEMA = "events.v1"
+    KIND = UplinkKind.EVENTS
+    events: list[DrivingEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_MESSAGE)
+
+
+class TripSummaryV1(Body):
+    """What one trip amounted to; sent once when the trip ends."""
+
+    SCHEMA = "trip.v1"
+    KIND = UplinkKind.TRIP
+    trip_id: TripId
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    distance_km: float = Field(ge=0, allow_inf_nan=False)
+    duration_s: float = Field(ge=0, allow_inf_nan=False)
+    moving_s: float = Field(ge=0, allow_inf_nan=False)
+    idle_s: float = Field(ge=0, allow_inf_nan=False)
+    max_speed_kmh: float = Field(ge=0, allow_inf_nan=False)
+    avg_speed_kmh: float = Field(ge=0, allow_inf_nan=False)
+    night_share: float = Field(ge=0, le=1)
+    event_counts: dict[EventKind, int] = Field(default_factory=dict)
+    start_location: GeoPoint | None = None
+    end_location: GeoPoint | None = None
+    odometer_km: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    fuel_used_pct: float | None = Field(default=None, allow_inf_nan=False)
+    soc_used_pct: float | None = Field(default=None, allow_inf_nan=False)
+    samples: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TripSummaryV1:
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        if any(n < 0 for n in self.event_counts.values()):
+            raise ValueError("event counts must not be negative")
+        return self
+
+
+class TelemetryV1(Body):
+    """A columnar batch of VSS signal samples: ``t_ms`` are offsets from ``t0``; None marks no sample."""
+
+    SCHEMA = "telemetry.v1"
+    KIND = UplinkKind.TELEMETRY
+    t0: AwareDatetime
+    t_ms: list[int] = Field(min_length=1, max_length=MAX_TELEMETRY_SAMPLES)
+    signals: dict[str, list[float | None]] = Field(min_length=1)
+
+    @field_validator("t_ms")
+    @classmethod
+    def _monotonic(cls, t_ms: list[int]) -> list[int]:
+        if t_ms[0] < 0 or any(b < a for a, b in zip(t_ms, t_ms[1:], strict=False)):
+            raise ValueError("t_ms must be non-negative and non-decreasing")
+        return t_ms
+
+    @model_validator(mode="after")
+    def _columns(self) -> TelemetryV1:
+        n = len(self.t_ms)
+        for name, values in self.signals.items():
+            if not VSS_PATH_RE.match(name):
+                raise ValueError(f"signal {name!r} is not a VSS path like 'Vehicle.Speed'")
+            if len(values) != n:
+                raise ValueError(f"signal {name!r} has {len(values)} values for {n} timestamps")
+        return self
+
+
+SCHEMAS: dict[str, type[Body]] = {
+    cls.SCHEMA: cls for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1)
+}
+
+
+# ------------------------------------------------------------------------------------------- envelope
+
+
+class Envelope(BaseModel):
+    """The versioned wrapper around every body; ``body`` is still raw here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    schema_name: str = Field(alias="schema", pattern=r"^[a-z_]+\.v[0-9]+$")
+    vehicle_id: VehicleId
+    seq: int = Field(ge=0, lt=2**63)
+    sent_at: AwareDatetime
+    content_type: ContentType = ContentType.JSON
+    body: dict[str, Any] | str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded, validated message."""
+
+    topic: Topic
+    vehicle_id: str
+    seq: int
+    sent_at: datetime
+    schema: str
+    body: Body
+
+
+def encode(
+    vehicle_id: str,
+    seq: int,
+    body: Body,
+    *,
+    sent_at: datetime | None = None,
+    compress: bool = False,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> bytes:
+    """Serialize ``body`` in an envelope; raise :class:`PayloadTooLarge` if it exceeds ``max_bytes``."""
+    _check_vehicle_id(vehicle_id)
+    if seq < 0:
+        raise InvalidMessage(f"seq must be >= 0, got {seq}")
+    sent = sent_at or datetime.now(UTC)
+    if sent.tzinfo is None:
+        raise InvalidMessage("sent_at must be timezone-aware")
+    body_json = body.model_dump_json().encode()
+    body_value: Any
+    if compress:
+        body_value = base64.b64encode(zlib.compress(body_json, 6)).decode("ascii")
+        content_type = ContentType.ZLIB_JSON
+    else:
+        body_value = pydantic_core.from_json(body_json)
+        content_type = ContentType.JSON
+    payload = pydantic_core.to_json(
+        {
+            "schema": body.SCHEMA,
+            "vehicle_id": vehicle_id,
+            "seq": seq,
+            "sent_at": sent,
+            "content_type": content_type.value,
+            "body": body_value,
+        }
+    )
+    if len(payload) > max_bytes:
+        raise PayloadTooLarge(f"{body.SCHEMA} payload is {len(payload)} bytes, limit is {max_bytes}")
+    return payload
+
+
+def _format_validation_error(prefix: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:10]:
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _decompress(data: str) -> bytes:
+    try:
+        raw = base64.b64decode(data, validate=True)
+        inflater = zlib.decompressobj()
+        out = inflater.decompress(raw, MAX_DECOMPRESSED_BYTES)
+    except (binascii.Error, zlib.error) as exc:
+        raise MalformedPayload(f"compressed body does not decode: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"compressed body expands past {MAX_DECOMPRESSED_BYTES} bytes")
+    if not inflater.eof:
+        raise MalformedPayload("compressed body is truncated")
+    return out
+
+
+def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Message:
+    """Validate ``payload`` received on ``topic`` against the contract, or raise a :class:`ProtocolError`."""
+    parsed = parse_topic(topic)
+    if len(payload) > max_bytes:
+        raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit is {max_bytes}")
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedPayload(f"payload is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MalformedPayload(f"payload is a JSON {type(raw).__name__}, expected an object")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidMessage(_format_validation_error("", exc)) from exc
+    body_cls = SCHEMAS.get(envelope.schema_name)
+    if body_cls is None:
+        raise SchemaMismatch(f"unknown schema {envelope.schema_name!r}; known: {', '.join(sorted(SCHEMAS))}")
+    if body_cls.KIND != parsed.kind:
+        raise SchemaMismatch(
+            f"schema {envelope.schema_name!r} belongs on kind {body_cls.KIND.value!r}, "
+            f"not on topic kind {parsed.kind.value!r}"
+        )
+    if envelope.vehicle_id != parsed.vehicle_id:
+        raise VehicleMismatch(
+            f"envelope vehicle_id {envelope.vehicle_id!r} differs from topic vehicle {parsed.vehicle_id!r}"
+        )
+    if envelope.content_type is ContentType.ZLIB_JSON:
+        if not isinstance(envelope.body, str):
+            raise MalformedPayload("content_type application/zlib+json needs a base64 string body")
+        body_raw: Any = _decompress(envelope.body)
+        validate = body_cls.model_validate_json
+    else:
+        if not isinstance(envelope.body, dict):
+            raise MalformedPayload("content_type application/json needs an object body")
+        body_raw = envelope.body
+        validate = body_cls.model_validate
+    try:
+        body = validate(body_raw)
+    except ValidationError as exc:
+        raise InvalidMessage(_format_validation_error("body", exc)) from exc
+    return Message(
+        topic=parsed,
+        vehicle_id=envelope.vehicle_id,
+        seq=envelope.seq,
+        sent_at=envelope.sent_at,
+        schema=envelope.schema_name,
+        body=body,
+    )

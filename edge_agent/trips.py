@@ -1,0 +1,171 @@
+"""Trip segmentation and running trip summaries.
+
+A trip is a run of samples with no time gap longer than ``trip_gap_s`` (the car was parked, the source
+stopped). The summary is accumulated block by block with numpy, so memory does not grow with trip length:
+
+- distance integrates speed with the trapezoid rule over consecutive samples (also across a gap inside a
+  trip, since the car kept moving while a source dropped samples);
+- idle time is the time spent below ``idle_speed_kmh``; moving time the rest;
+- night share is the share of time whose local hour lies in [``night_start_h``, ``night_end_h``) across
+  midnight (22:00-05:00 by default), using the vehicle's time zone offset at the trip's start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from . import signals as vss
+from .protocol import EventKind, GeoPoint, TripSummaryV1
+from .signals import SignalBlock
+
+
+@dataclass(frozen=True, slots=True)
+class TripSettings:
+    """How trips are cut and summarized."""
+
+    trip_gap_s: float = 300.0
+    min_trip_s: float = 30.0
+    idle_speed_kmh: float = 1.0
+    night_start_h: float = 22.0
+    night_end_h: float = 5.0
+    timezone: str = "UTC"
+
+
+def split_at_gaps(block: SignalBlock, last_t: float | None, gap_s: float) -> Iterator[tuple[bool, SignalBlock]]:
+    """Split a block where samples are more than ``gap_s`` apart; yield (starts_new_trip, piece)."""
+    if len(block) == 0:
+        return
+    cuts = np.flatnonzero(np.diff(block.t) > gap_s) + 1
+    bounds = [0, *cuts.tolist(), len(block)]
+    for i in range(len(bounds) - 1):
+        new_trip = i > 0 or last_t is None or block.t[0] - last_t > gap_s
+        yield new_trip, block.slice(bounds[i], bounds[i + 1])
+
+
+def _first_valid(column: np.ndarray) -> float | None:
+    idx = np.flatnonzero(~np.isnan(column))
+    return float(column[idx[0]]) if idx.size else None
+
+
+def _last_valid(column: np.ndarray) -> float | None:
+    idx = np.flatnonzero(~np.isnan(column))
+    return float(column[idx[-1]]) if idx.size else None
+
+
+@dataclass(slots=True)
+class TripAccumulator:
+    """The running summary of the trip in progress."""
+
+    settings: TripSettings
+    start: float
+    utc_offset_s: float
+    last_t: float | None = None
+    last_speed: float = math.nan
+    samples: int = 0
+    distance_km: float = 0.0
+    idle_s: float = 0.0
+    moving_s: float = 0.0
+    night_s: float = 0.0
+    max_speed: float = 0.0
+    first: dict[str, float] = field(default_factory=dict)
+    last: dict[str, float] = field(default_factory=dict)
+    event_counts: dict[EventKind, int] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, settings: TripSettings, start: float) -> TripAccumulator:
+        """Open a trip whose first sample is at epoch ``start``."""
+        tz = ZoneInfo(settings.timezone)
+        offset = datetime.fromtimestamp(start, tz).utcoffset()
+        return cls(settings, start, offset.total_seconds() if offset else 0.0)
+
+    @property
+    def trip_id(self) -> str:
+        """Unique per vehicle: the start time in milliseconds."""
+        return f"T{round(self.start * 1000)}"
+
+    def add(self, block: SignalBlock) -> None:
+        """Fold one block of this trip into the summary."""
+        n = len(block)
+        if n == 0:
+            return
+        t = block.t
+        prev_t = self.last_t if self.last_t is not None else t[0]
+        dt = np.diff(t, prepend=prev_t)  # interval ending at each sample
+        speed = block.get(vss.SPEED)
+        if speed is not None:
+            prev_v = self.last_speed if not math.isnan(self.last_speed) else speed[0]
+            v_prev = np.concatenate(([prev_v], speed[:-1]))
+            mean_v = np.nan_to_num((speed + v_prev) / 2)
+            self.distance_km += float(np.dot(mean_v, dt)) / 3600.0
+            idle = np.nan_to_num(speed, nan=np.inf) < self.settings.idle_speed_kmh
+            self.idle_s += float(dt[idle].sum())
+            self.moving_s += float(dt[~idle].sum())
+            valid = speed[~np.isnan(speed)]
+            if valid.size:
+                self.max_speed = max(self.max_speed, float(valid.max()))
+                self.last_speed = float(valid[-1])
+        hour = ((t - dt + self.utc_offset_s) % 86_400) / 3600.0
+        s = self.settings
+        night = (hour >= s.night_start_h) | (hour < s.night_end_h)
+        self.night_s += float(dt[night].sum())
+        for name in (vss.LATITUDE, vss.LONGITUDE, vss.ODOMETER, vss.FUEL_LEVEL, vss.STATE_OF_CHARGE):
+            column = block.get(name)
+            if column is None:
+                continue
+            if name not in self.first:
+                value = _first_valid(column)
+                if value is not None:
+                    self.first[name] = value
+            value = _last_valid(column)
+            if value is not None:
+                self.last[name] = value
+        self.samples += n
+        self.last_t = float(t[-1])
+
+    def count(self, kind: EventKind) -> None:
+        """Count one detected event of ``kind`` in this trip."""
+        self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the first to the last sample."""
+        return (self.last_t or self.start) - self.start
+
+    def _point(self, values: dict[str, float]) -> GeoPoint | None:
+        if vss.LATITUDE in values and vss.LONGITUDE in values:
+            return GeoPoint(lat=values[vss.LATITUDE], lon=values[vss.LONGITUDE])
+        return None
+
+    def _used(self, name: str) -> float | None:
+        if name in self.first and name in self.last:
+            return round(self.first[name] - self.last[name], 4)
+        return None
+
+    def summary(self) -> TripSummaryV1:
+        """The wire message for this trip."""
+        duration = self.duration_s
+        return TripSummaryV1(
+            trip_id=self.trip_id,
+            started_at=datetime.fromtimestamp(self.start, UTC),
+            ended_at=datetime.fromtimestamp(self.last_t or self.start, UTC),
+            distance_km=round(self.distance_km, 4),
+            duration_s=round(duration, 3),
+            moving_s=round(self.moving_s, 3),
+            idle_s=round(self.idle_s, 3),
+            max_speed_kmh=round(self.max_speed, 2),
+            avg_speed_kmh=round(self.distance_km / duration * 3600, 2) if duration > 0 else 0.0,
+            night_share=round(min(1.0, self.night_s / duration), 4) if duration > 0 else 0.0,
+            event_counts=dict(self.event_counts),
+            start_location=self._point(self.first),
+            end_location=self._point(self.last),
+            odometer_km=self.last.get(vss.ODOMETER),
+            fuel_used_pct=self._used(vss.FUEL_LEVEL),
+            soc_used_pct=self._used(vss.STATE_OF_CHARGE),
+            samples=self.samples,
+        )

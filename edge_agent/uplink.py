@@ -1,0 +1,180 @@
+"""MQTT uplink: drains the outbox to the broker with QoS 1 and deletes a message only after its PUBACK.
+
+A pump thread keeps up to ``inflight`` messages in flight, in ``seq`` order. When the connection drops, the
+in-flight window is forgotten and, once paho has reconnected (with backoff), everything still in the
+outbox is published again from the oldest; the cloud drops the duplicates by ``(vehicle_id, seq)``.
+
+paho calls ``on_publish`` while holding its own lock, so the callback only records the acknowledged
+message id and wakes the pump; the outbox is touched from the pump thread alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .outbox import Outbox
+from .protocol import BrokerAddress, StatusV1, encode, uplink_topic
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.1.0"
+
+
+class MqttUplink:
+    """Publishes a vehicle's outbox to the broker."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        broker: BrokerAddress,
+        *,
+        client_id: str | None = None,
+        inflight: int = 64,
+        keepalive_s: int = 30,
+        ca_file: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outbox = outbox
+        self.vehicle_id = outbox.vehicle_id
+        self.broker = broker
+        self.inflight_limit = inflight
+        self.boot_id = uuid.uuid4().hex[:16]
+        self._clock = clock
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._acked_mids: set[int] = set()
+        self._ack_lock = threading.Lock()
+        self._inflight: dict[int, int] = {}  # mid -> seq, pump thread only
+        self._session = 0
+        self.published = 0
+        self.acknowledged = 0
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"edge-{self.vehicle_id}",
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.max_inflight_messages_set(inflight)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        will = StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id)
+        client.will_set(
+            uplink_topic(self.vehicle_id, "status"),
+            encode(self.vehicle_id, outbox.reserve_seq(), will),
+            qos=1,
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._client = client
+        self._keepalive = keepalive_s
+        self._pump_thread = threading.Thread(target=self._pump_loop, name=f"uplink-{self.vehicle_id}", daemon=True)
+
+    # paho callbacks (network thread) ------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("%s: broker refused connection: %s", self.vehicle_id, reason)
+            return
+        with self._ack_lock:
+            self._acked_mids.clear()
+            self._session += 1
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        self._connected.clear()
+        self._wake.set()
+        if not self._stop.is_set():
+            log.info("%s: disconnected (%s); will reconnect", self.vehicle_id, reason)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
+        with self._ack_lock:
+            self._acked_mids.add(mid)
+        self._wake.set()
+
+    # pump thread --------------------------------------------------------------------------------
+    def _pump_loop(self) -> None:
+        session = -1
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            if not self._connected.is_set():
+                self._inflight.clear()
+                continue
+            with self._ack_lock:
+                if self._session != session:
+                    session = self._session
+                    self._inflight.clear()
+                mids, self._acked_mids = self._acked_mids, set()
+            # every mid published so far was recorded by the previous _fill_window, so a mid not in the
+            # window belongs to an earlier connection and is stale
+            acked = [self._inflight.pop(m) for m in mids if m in self._inflight]
+            if acked:
+                self.outbox.ack(acked)
+                self.acknowledged += len(acked)
+            self._fill_window()
+
+    def _fill_window(self) -> None:
+        room = self.inflight_limit - len(self._inflight)
+        if room <= 0:
+            return
+        after = max(self._inflight.values(), default=-1)
+        for item in self.outbox.pending(after_seq=after, limit=room):
+            info = self._client.publish(item.topic, item.payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break  # connection lost meanwhile; the next session republishes from the outbox
+            self._inflight[info.mid] = item.seq
+            self.published += 1
+        with self._ack_lock:
+            if self._acked_mids:  # PUBACKs that came before their mid was recorded: next round
+                self._wake.set()
+
+    # public API ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect (asynchronously, with backoff) and start publishing."""
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=self._keepalive)
+        self._client.loop_start()
+        self._pump_thread.start()
+        self.outbox.enqueue(StatusV1(state="online", agent_version=AGENT_VERSION, boot_id=self.boot_id))
+
+    def notify(self) -> None:
+        """Tell the pump that new messages are in the outbox."""
+        self._wake.set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected; False on timeout."""
+        return self._connected.wait(timeout)
+
+    def flush(self, timeout: float) -> bool:
+        """Block until the outbox is empty (everything acknowledged); False on timeout."""
+        deadline = self._clock() + timeout
+        while self._clock() < deadline:
+            if self.outbox.depth() == 0:
+                return True
+            self._wake.set()
+            time.sleep(0.02)
+        return self.outbox.depth() == 0
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop publishing; with ``graceful`` the offline status is sent first (no last will then)."""
+        if graceful and self._connected.is_set():
+            self.outbox.enqueue(StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id))
+            self.flush(timeout=5.0)
+        self._stop.set()
+        self._wake.set()
+        if self._pump_thread.is_alive():
+            self._pump_thread.join(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
