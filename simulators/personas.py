@@ -68,9 +68,9 @@ PERSONAS: dict[PersonaName, Persona] = {
         curve_lateral_ms2=(1.0, 2.8),
         stops_per_10min=2.5,
         idle_s=(5, 30),
-        harsh_brake_per_min=0.25,
-        harsh_accel_per_min=0.2,
-        harsh_corner_per_min=0.15,
+        harsh_brake_per_min=0.12,
+        harsh_accel_per_min=0.1,
+        harsh_corner_per_min=0.08,
     ),
     PersonaName.NIGHT_DRIVER: Persona(
         name=PersonaName.NIGHT_DRIVER,

@@ -1,0 +1,1 @@
+"""The HTTP API for R&D and marketing teams."""

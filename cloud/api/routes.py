@@ -1,0 +1,82 @@
+"""Routes: health, vehicles, trips and events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from .deps import Conn
+from .schemas import EventOut, Health, TripOut, VehicleOut
+
+router = APIRouter()
+
+_TRIP_COLUMNS = (
+    "trip_id, started_at, ended_at, distance_km, duration_s, moving_s, idle_s, max_speed_kmh, avg_speed_kmh,"
+    " night_share, event_counts, start_lat, start_lon, end_lat, end_lon, odometer_km, fuel_used_pct,"
+    " soc_used_pct"
+)
+
+
+@router.get("/healthz", response_model=Health)
+def health(request: Request) -> Health:
+    """Liveness; 503 when the database does not answer."""
+    try:
+        with request.app.state.pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        raise HTTPException(status_code=503, detail=f"database unavailable: {exc}") from exc
+    return Health(status="ok", database="ok")
+
+
+def _require_vehicle(conn: Conn, vehicle_id: str) -> None:
+    if conn.execute("SELECT 1 FROM vehicles WHERE vehicle_id = %s", (vehicle_id,)).fetchone() is None:
+        raise HTTPException(status_code=404, detail=f"vehicle {vehicle_id!r} not found")
+
+
+@router.get("/v1/vehicles", response_model=list[VehicleOut])
+def list_vehicles(
+    conn: Conn,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(description="page: vehicle ids after this one")] = None,
+) -> list[VehicleOut]:
+    """Vehicles the cloud has heard from, by id."""
+    rows = conn.execute(
+        "SELECT vehicle_id, first_seen, last_seen, status, agent_version FROM vehicles"
+        " WHERE %(after)s::text IS NULL OR vehicle_id > %(after)s ORDER BY vehicle_id LIMIT %(limit)s",
+        {"after": after, "limit": limit},
+    ).fetchall()
+    return [VehicleOut.model_validate(r) for r in rows]
+
+
+@router.get("/v1/vehicles/{vehicle_id}/trips", response_model=list[TripOut])
+def list_trips(
+    conn: Conn,
+    vehicle_id: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[TripOut]:
+    """A vehicle's trips, newest first, optionally within [since, until)."""
+    _require_vehicle(conn, vehicle_id)
+    rows = conn.execute(
+        f"SELECT {_TRIP_COLUMNS} FROM trips WHERE vehicle_id = %(v)s"
+        " AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)"
+        " ORDER BY started_at DESC LIMIT %(limit)s",
+        {"v": vehicle_id, "since": since, "until": until, "limit": limit},
+    ).fetchall()
+    return [TripOut.model_validate(r) for r in rows]
+
+
+@router.get("/v1/vehicles/{vehicle_id}/trips/{trip_id}/events", response_model=list[EventOut])
+def list_trip_events(conn: Conn, vehicle_id: str, trip_id: str) -> list[EventOut]:
+    """The driving events of one trip, in time order."""
+    _require_vehicle(conn, vehicle_id)
+    rows = conn.execute(
+        "SELECT trip_id, kind, started_at, ended_at, peak, peak_unit, lat, lon FROM driving_events"
+        " WHERE vehicle_id = %s AND trip_id = %s ORDER BY started_at",
+        (vehicle_id, trip_id),
+    ).fetchall()
+    return [EventOut.model_validate(r) for r in rows]

@@ -1,0 +1,60 @@
+"""What the API returns: its own models, converted from database rows at the edge of each route."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class Health(BaseModel):
+    """Liveness and database reachability."""
+
+    status: str
+    database: str
+
+
+class TripOut(BaseModel):
+    """One stored trip summary."""
+
+    trip_id: str
+    started_at: datetime
+    ended_at: datetime
+    distance_km: float
+    duration_s: float
+    moving_s: float
+    idle_s: float
+    max_speed_kmh: float
+    avg_speed_kmh: float
+    night_share: float
+    event_counts: dict[str, int]
+    start_lat: float | None
+    start_lon: float | None
+    end_lat: float | None
+    end_lon: float | None
+    odometer_km: float | None
+    fuel_used_pct: float | None
+    soc_used_pct: float | None
+
+
+class EventOut(BaseModel):
+    """One stored driving event; ``peak`` is a magnitude in ``peak_unit``."""
+
+    trip_id: str
+    kind: str
+    started_at: datetime
+    ended_at: datetime
+    peak: float
+    peak_unit: str
+    lat: float | None
+    lon: float | None
+
+
+class VehicleOut(BaseModel):
+    """A vehicle the cloud has heard from."""
+
+    vehicle_id: str
+    first_seen: datetime
+    last_seen: datetime
+    status: str | None
+    agent_version: str | None

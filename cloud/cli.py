@@ -1,0 +1,87 @@
+"""``drivesight cloud ...``: migrations, the ingest worker and the HTTP API.
+
+Heavy imports (psycopg, FastAPI) happen inside the handlers, so that an edge-only install can still run
+``drivesight edge``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``cloud`` command and its subcommands."""
+    cloud = subparsers.add_parser("cloud", help="cloud services: database, ingest, API")
+    sub = cloud.add_subparsers(dest="cloud_command", required=True)
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(handler=_migrate)
+    ingest = sub.add_parser("ingest", help="run an ingest worker until interrupted")
+    ingest.set_defaults(handler=_ingest)
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(handler=_api)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from .config import CloudSettings
+    from .db.migrate import migrate
+
+    applied = migrate(CloudSettings().require_database_url())
+    log.info("applied %d migrations: %s", len(applied), ", ".join(applied) or "none pending")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from edge_agent.protocol import BrokerAddress
+
+    from .config import CloudSettings
+    from .ingest.worker import IngestWorker
+
+    settings = CloudSettings()
+    worker = IngestWorker(
+        settings.require_database_url(),
+        BrokerAddress.parse(settings.require_mqtt_url()),
+        group=settings.ingest_group or None,
+        client_id=settings.ingest_client_id,
+        batch_size=settings.ingest_batch_size,
+        linger_s=settings.ingest_linger_s,
+        queue_size=settings.ingest_queue_size,
+        ca_file=settings.mqtt_ca_file,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker.start()
+    log.info("ingest subscribed at %s", worker.broker.url())
+    last = time.monotonic()
+    while not stop.wait(1.0):
+        if time.monotonic() - last >= 30:
+            m = worker.metrics
+            log.info("received=%d stored=%d duplicates=%d dead_letters=%d lag=%.1fs",
+                     m.received, m.stored, m.duplicates, m.dead_letters, m.lag_s)
+            last = time.monotonic()
+    worker.stop()
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api.app import create_app
+    from .config import CloudSettings
+
+    settings = CloudSettings()
+    uvicorn.run(
+        create_app(settings.require_database_url()),
+        host=args.host or settings.api_host,
+        port=args.port if args.port is not None else settings.api_port,
+    )
+    return 0

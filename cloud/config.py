@@ -1,0 +1,39 @@
+"""Cloud settings, read once at start from ``DRIVESIGHT_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CloudSettings(BaseSettings):
+    """Where the cloud services find PostgreSQL and the broker, and how the ingest batches.
+
+    ``DRIVESIGHT_DATABASE_URL`` and ``DRIVESIGHT_MQTT_URL`` unset mean "start embedded services" for
+    ``drivesight demo``; the long-running services refuse to start without them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DRIVESIGHT_", extra="ignore")
+
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    mqtt_ca_file: str | None = None
+    ingest_group: str = "ingest"
+    ingest_client_id: str = "drivesight-ingest-1"
+    ingest_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    ingest_linger_s: float = Field(default=0.02, ge=0, le=5)
+    ingest_queue_size: int = Field(default=20_000, ge=1)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    def require_database_url(self) -> str:
+        """The database URL, or a clear error naming the variable to set."""
+        if not self.database_url:
+            raise SystemExit("DRIVESIGHT_DATABASE_URL is not set (e.g. postgresql://user@host:5432/drivesight)")
+        return self.database_url
+
+    def require_mqtt_url(self) -> str:
+        """The broker URL, or a clear error naming the variable to set."""
+        if not self.mqtt_url:
+            raise SystemExit("DRIVESIGHT_MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883)")
+        return self.mqtt_url

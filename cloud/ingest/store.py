@@ -1,0 +1,191 @@
+"""Writes validated messages and dead letters to PostgreSQL, exactly once by (vehicle_id, seq).
+
+One call stores one batch in one transaction: the ledger ``ingested_messages`` takes every message with
+``ON CONFLICT DO NOTHING RETURNING``, and only messages the ledger did not have before are written to their
+tables. A redelivered message therefore changes nothing, whether it comes in the same batch or a later one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from edge_agent.protocol import EventsV1, Message, StatusV1, TelemetryV1, TripSummaryV1
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A payload that failed validation, bound for the dead-letter table."""
+
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What one batch did."""
+
+    stored: int
+    duplicates: int
+    dead_letters: int
+
+
+def store_dead_letters(cur: psycopg.Cursor[tuple[object, ...]], rejected: Sequence[Rejected]) -> None:
+    """Insert rejected payloads with their reason."""
+    if rejected:
+        cur.executemany(
+            "INSERT INTO dead_letters (topic, reason, detail, payload) VALUES (%s, %s, %s, %s)",
+            [(r.topic, r.reason, r.detail[:4000], r.payload) for r in rejected],
+        )
+
+
+def _claim(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> list[Message]:
+    """Record messages in the ledger; return those it did not hold yet, once each."""
+    unique: dict[tuple[str, int], Message] = {}
+    for m in messages:
+        unique.setdefault((m.vehicle_id, m.seq), m)
+    if not unique:
+        return []
+    keys = sorted(unique)  # a fixed lock order, so that concurrent workers cannot deadlock
+    cur.execute(
+        "INSERT INTO ingested_messages (vehicle_id, seq, schema, sent_at)"
+        " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::timestamptz[])"
+        " ON CONFLICT DO NOTHING RETURNING vehicle_id, seq",
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [unique[k].schema for k in keys],
+            [unique[k].sent_at for k in keys],
+        ),
+    )
+    fresh = {(str(v), int(s)) for v, s in cur.fetchall()}  # type: ignore[call-overload]
+    return [unique[k] for k in keys if k in fresh]
+
+
+def _upsert_vehicles(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    for m in messages:
+        lo, hi = seen.get(m.vehicle_id, (m.sent_at, m.sent_at))
+        seen[m.vehicle_id] = (min(lo, m.sent_at), max(hi, m.sent_at))
+    ids = sorted(seen)
+    cur.execute(
+        "INSERT INTO vehicles (vehicle_id, first_seen, last_seen)"
+        " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[])"
+        " ON CONFLICT (vehicle_id) DO UPDATE SET"
+        "  first_seen = least(vehicles.first_seen, excluded.first_seen),"
+        "  last_seen = greatest(vehicles.last_seen, excluded.last_seen)",
+        (ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids]),
+    )
+
+
+def _store_trips(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    rows = []
+    for m in messages:
+        b = m.body
+        assert isinstance(b, TripSummaryV1)
+        rows.append(
+            (
+                m.vehicle_id, b.trip_id, m.seq, b.started_at, b.ended_at, b.distance_km, b.duration_s,
+                b.moving_s, b.idle_s, b.max_speed_kmh, b.avg_speed_kmh, b.night_share,
+                Jsonb({k.value: v for k, v in b.event_counts.items()}),
+                b.start_location.lat if b.start_location else None,
+                b.start_location.lon if b.start_location else None,
+                b.end_location.lat if b.end_location else None,
+                b.end_location.lon if b.end_location else None,
+                b.odometer_km, b.fuel_used_pct, b.soc_used_pct, b.samples,
+            )
+        )  # fmt: skip
+    if rows:
+        cur.executemany(
+            "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
+            " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat, start_lon,"
+            " end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (vehicle_id, trip_id) DO NOTHING",
+            rows,
+        )
+
+
+def _store_events(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    rows = []
+    for m in messages:
+        assert isinstance(m.body, EventsV1)
+        for idx, e in enumerate(m.body.events):
+            rows.append(
+                (
+                    m.vehicle_id, m.seq, idx, e.trip_id, e.kind.value, e.start, e.end, e.peak, e.peak_unit,
+                    e.location.lat if e.location else None, e.location.lon if e.location else None,
+                )
+            )  # fmt: skip
+    if rows:
+        with cur.copy(
+            "COPY driving_events (vehicle_id, seq, idx, trip_id, kind, started_at, ended_at, peak, peak_unit,"
+            " lat, lon) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _store_telemetry(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    with cur.copy("COPY telemetry (vehicle_id, time, signal, value) FROM STDIN") as copy:
+        for m in messages:
+            b = m.body
+            assert isinstance(b, TelemetryV1)
+            times = [b.t0 + timedelta(milliseconds=ms) for ms in b.t_ms]
+            for signal, values in b.signals.items():
+                for t, v in zip(times, values, strict=True):
+                    if v is not None:
+                        copy.write_row((m.vehicle_id, t, signal, v))
+
+
+def _store_status(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    latest: dict[str, Message] = {}
+    for m in messages:
+        if m.vehicle_id not in latest or m.seq > latest[m.vehicle_id].seq:
+            latest[m.vehicle_id] = m
+    for vehicle_id in sorted(latest):
+        m = latest[vehicle_id]
+        assert isinstance(m.body, StatusV1)
+        cur.execute(
+            "UPDATE vehicles SET status = %s, status_seq = %s, status_at = %s, agent_version = %s"
+            " WHERE vehicle_id = %s AND (status_seq IS NULL OR status_seq < %s)",
+            (m.body.state, m.seq, m.sent_at, m.body.agent_version, vehicle_id, m.seq),
+        )
+
+
+_WRITERS = {
+    TripSummaryV1.SCHEMA: _store_trips,
+    EventsV1.SCHEMA: _store_events,
+    TelemetryV1.SCHEMA: _store_telemetry,
+    StatusV1.SCHEMA: _store_status,
+}
+
+
+def store_batch(
+    conn: psycopg.Connection[tuple[object, ...]],
+    messages: Sequence[Message],
+    rejected: Sequence[Rejected] = (),
+) -> StoreResult:
+    """Store a batch in one transaction; messages already in the ledger are counted as duplicates."""
+    with conn.transaction(), conn.cursor() as cur:
+        fresh = _claim(cur, messages)
+        if fresh:
+            _upsert_vehicles(cur, fresh)
+            by_schema: dict[str, list[Message]] = {}
+            for m in fresh:
+                by_schema.setdefault(m.schema, []).append(m)
+            for schema, group in by_schema.items():
+                _WRITERS[schema](cur, group)
+        store_dead_letters(cur, rejected)
+    return StoreResult(stored=len(fresh), duplicates=len(messages) - len(fresh), dead_letters=len(rejected))
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)

@@ -1,0 +1,161 @@
+"""The ``drivesight`` command: each component registers its own subcommands.
+
+``edge`` (edge_agent.cli), ``cloud`` (cloud.cli), ``sim`` and ``demo`` (here). The simulators package hosts
+the entry point because it is the one package that may depend on every other (it is the test harness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+from cloud import cli as cloud_cli
+from edge_agent import cli as edge_cli
+
+
+def _sim_fleet(args: argparse.Namespace) -> int:
+    from .fleet import build_fleet, injected_counts, simulate_fleet
+
+    specs = build_fleet(args.vehicles, args.seed, prefix=args.prefix)
+    trips = simulate_fleet(specs, date.fromisoformat(args.first_day), args.days, args.seed)
+    for spec in specs:
+        for trip in trips[spec.vehicle_id]:
+            print(
+                json.dumps(
+                    {
+                        "vehicle_id": spec.vehicle_id,
+                        "persona": spec.persona.value,
+                        "powertrain": spec.powertrain.value,
+                        "start": trip.start,
+                        "end": trip.end,
+                        "samples": len(trip.block),
+                        "distance_km": round(trip.distance_km, 3),
+                        "idle_s": round(trip.idle_s, 1),
+                        "events": {k.value: n for k, n in injected_counts([trip]).items()},
+                    }
+                )
+            )
+    return 0
+
+
+class _RichProgress:
+    """Draws the demo's phases as rich progress bars."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:<34}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+
+    def phase(self, name: str, total: float | None = None) -> Callable[[float], None]:
+        task = self.progress.add_task(name, total=total)
+        return lambda step: self.progress.advance(task, step)
+
+    def note(self, text: str) -> None:
+        self.progress.console.log(text)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _print_summary(summary: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    overview = Table(title="drivesight demo", show_header=False)
+    for key in (
+        "database", "broker", "vehicles", "samples", "messages_acknowledged", "messages_stored",
+        "trips_simulated", "trips_stored", "events_injected", "events_stored", "telemetry_rows",
+        "dead_letters", "api_trips_checked", "seconds",
+    ):  # fmt: skip
+        overview.add_row(key.replace("_", " "), str(getattr(summary, key)))
+    console.print(overview)
+    personas = Table(title="harsh events per 100 km by persona")
+    for column in ("persona", "vehicles", "km", "harsh events", "per 100 km", "injected"):
+        personas.add_column(column, justify="left" if column == "persona" else "right")
+    for name, row in summary.by_persona.items():
+        personas.add_row(
+            name, str(row["vehicles"]), f"{row['km']:.1f}", str(row["harsh_events"]),
+            f"{row['harsh_per_100km']:.2f}", str(row["injected"]),
+        )  # fmt: skip
+    console.print(personas)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    progress = _RichProgress()
+    try:
+        summary = run_demo(
+            vehicles=args.vehicles, days=args.days, seed=args.seed, telemetry=not args.no_telemetry, progress=progress
+        )
+    finally:
+        progress.stop()
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        _print_summary(summary)
+    complete = summary.messages_stored == summary.messages_acknowledged
+    if not complete:
+        print(
+            f"incomplete: {summary.messages_stored} of {summary.messages_acknowledged} messages stored",
+            file=sys.stderr,
+        )
+    return 0 if complete else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``drivesight`` argument parser."""
+    parser = argparse.ArgumentParser(prog="drivesight", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    edge_cli.register(sub)
+    cloud_cli.register(sub)
+    sim = sub.add_parser("sim", help="simulators: vehicles, drivers")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    fleet = sim_sub.add_parser("fleet", help="print a simulated fleet's trips with ground truth, one JSON line each")
+    fleet.add_argument("--vehicles", type=int, default=8)
+    fleet.add_argument("--days", type=int, default=1)
+    fleet.add_argument("--seed", type=int, default=7)
+    fleet.add_argument("--first-day", default="2026-11-02")
+    fleet.add_argument("--prefix", default="sim-")
+    fleet.set_defaults(handler=_sim_fleet)
+    demo = sub.add_parser("demo", help="run the whole pipeline on this machine and print a summary")
+    demo.add_argument("--vehicles", type=int, default=20)
+    demo.add_argument("--days", type=int, default=1)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-telemetry", action="store_true")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``drivesight`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "amqtt", "transitions", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
