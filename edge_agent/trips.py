@@ -3,8 +3,8 @@
 A trip is a run of samples with no time gap longer than ``trip_gap_s`` (the car was parked, the source
 stopped). The summary is accumulated block by block with numpy, so memory does not grow with trip length:
 
-- distance integrates speed with the trapezoid rule over consecutive samples (also across a gap inside a
-  trip, since the car kept moving while a source dropped samples);
+- distance integrates speed with the trapezoid rule over consecutive samples; missing speed samples hold
+  the last value, since the car kept moving while a source dropped samples;
 - idle time is the time spent below ``idle_speed_kmh``; moving time the rest;
 - night share is the share of time whose local hour lies in [``night_start_h``, ``night_end_h``) across
   midnight (22:00-05:00 by default), using the vehicle's time zone offset at the trip's start.
@@ -46,6 +46,21 @@ def split_at_gaps(block: SignalBlock, last_t: float | None, gap_s: float) -> Ite
     for i in range(len(bounds) - 1):
         new_trip = i > 0 or last_t is None or block.t[0] - last_t > gap_s
         yield new_trip, block.slice(bounds[i], bounds[i + 1])
+
+
+def _hold_last(column: np.ndarray, carried: float) -> np.ndarray:
+    """Fill missing samples (NaN) with the last value seen, carried over from earlier blocks.
+
+    A source that drops samples does not stop the car: holding the last speed keeps distance and idle
+    time close to the truth over short dropouts. Leading NaNs with nothing carried take the first value.
+    """
+    valid = ~np.isnan(column)
+    if valid.all():
+        return column
+    idx = np.where(valid, np.arange(column.size), -1)
+    np.maximum.accumulate(idx, out=idx)
+    first = carried if not math.isnan(carried) else float(column[valid][0])
+    return np.where(idx >= 0, column[np.maximum(idx, 0)], first)
 
 
 def _first_valid(column: np.ndarray) -> float | None:
@@ -97,19 +112,17 @@ class TripAccumulator:
         t = block.t
         prev_t = self.last_t if self.last_t is not None else t[0]
         dt = np.diff(t, prepend=prev_t)  # interval ending at each sample
-        speed = block.get(vss.SPEED)
-        if speed is not None:
+        raw_speed = block.get(vss.SPEED)
+        if raw_speed is not None and not (math.isnan(self.last_speed) and np.isnan(raw_speed).all()):
+            speed = _hold_last(raw_speed, self.last_speed)
             prev_v = self.last_speed if not math.isnan(self.last_speed) else speed[0]
             v_prev = np.concatenate(([prev_v], speed[:-1]))
-            mean_v = np.nan_to_num((speed + v_prev) / 2)
-            self.distance_km += float(np.dot(mean_v, dt)) / 3600.0
-            idle = np.nan_to_num(speed, nan=np.inf) < self.settings.idle_speed_kmh
+            self.distance_km += float(np.dot((speed + v_prev) / 2, dt)) / 3600.0
+            idle = speed < self.settings.idle_speed_kmh
             self.idle_s += float(dt[idle].sum())
             self.moving_s += float(dt[~idle].sum())
-            valid = speed[~np.isnan(speed)]
-            if valid.size:
-                self.max_speed = max(self.max_speed, float(valid.max()))
-                self.last_speed = float(valid[-1])
+            self.max_speed = max(self.max_speed, float(speed.max()))
+            self.last_speed = float(speed[-1])
         hour = ((t - dt + self.utc_offset_s) % 86_400) / 3600.0
         s = self.settings
         night = (hour >= s.night_start_h) | (hour < s.night_end_h)

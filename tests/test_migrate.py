@@ -1,0 +1,43 @@
+"""Migrations: applied once, re-running is a no-op, an edited migration is refused."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from cloud.db import migrate as migrate_module
+from cloud.db.migrate import Migration, MigrationError, migrate, shipped_migrations
+
+
+@pytest.fixture
+def empty_database(admin_database_url: str) -> Iterator[str]:
+    name = f"drivesight_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(admin_database_url, dbname=name)
+    finally:
+        with psycopg.connect(admin_database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_applies_once(empty_database: str) -> None:
+    names = [m.name for m in shipped_migrations()]
+    assert names and names[0].startswith("0001_")
+    assert migrate(empty_database) == names
+    assert migrate(empty_database) == []
+    with psycopg.connect(empty_database) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"vehicles", "trips", "driving_events", "telemetry", "dead_letters", "ingested_messages"} <= tables
+
+
+def test_edited_migration_is_refused(empty_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    migrate(empty_database)
+    edited = [Migration(m.version, m.name, m.sql + "\n-- edited") for m in shipped_migrations()]
+    monkeypatch.setattr(migrate_module, "shipped_migrations", lambda: edited)
+    with pytest.raises(MigrationError, match="must not be edited"):
+        migrate(empty_database)

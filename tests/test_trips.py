@@ -1,0 +1,71 @@
+"""Trip segmentation and summaries."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from edge_agent import signals as vss
+from edge_agent.agent import EdgeAgent
+from edge_agent.outbox import Outbox
+from edge_agent.protocol import TripSummaryV1, decode
+from edge_agent.signals import SignalBlock
+from edge_agent.trips import TripAccumulator, TripSettings
+
+
+def _constant(t0: float, seconds: float, speed_kmh: float) -> SignalBlock:
+    t = t0 + np.arange(int(seconds * 10)) * 0.1
+    return SignalBlock(t, {vss.SPEED: np.full(t.size, speed_kmh)})
+
+
+def test_distance_duration_idle_at_constant_speed() -> None:
+    acc = TripAccumulator.begin(TripSettings(), 1_000.0)
+    acc.add(_constant(1_000.0, 360, 60.0))  # 6 minutes at 60 km/h
+    acc.add(_constant(1_360.0, 60, 0.0))  # then 1 minute standing
+    s = acc.summary()
+    assert s.duration_s == pytest.approx(419.9)
+    assert s.distance_km == pytest.approx(6.0, abs=0.01)
+    assert s.idle_s == pytest.approx(60.0, abs=0.11)
+    assert s.moving_s == pytest.approx(359.9, abs=0.11)
+    assert s.max_speed_kmh == 60.0
+
+
+def test_night_share_uses_the_vehicle_time_zone() -> None:
+    # 21:30 to 22:30 in Shanghai (UTC+8): half of the hour is night
+    start = datetime(2026, 11, 2, 13, 30, tzinfo=UTC).timestamp()
+    for tz, expected in (("Asia/Shanghai", 0.5), ("UTC", 0.0)):
+        acc = TripAccumulator.begin(TripSettings(timezone=tz), start)
+        acc.add(_constant(start, 3600, 50.0))
+        assert acc.summary().night_share == pytest.approx(expected, abs=0.001)
+
+
+def test_gaps_cut_trips(tmp_path) -> None:
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    agent = EdgeAgent(outbox, trip_settings=TripSettings(trip_gap_s=300))
+    first = _constant(0.0, 120, 30.0)
+    second = _constant(120.0 + 600, 120, 30.0)  # 10 minutes later: a new trip
+    joined = SignalBlock(np.concatenate([first.t, second.t]), {vss.SPEED: np.concatenate(
+        [first.signals[vss.SPEED], second.signals[vss.SPEED]])})
+    agent.run([joined.slice(0, 1000), joined.slice(1000, 2400)])
+    trips = [decode(i.topic, i.payload).body for i in outbox.pending(limit=100)]
+    assert [type(b) for b in trips] == [TripSummaryV1, TripSummaryV1]
+    assert [round(b.distance_km, 2) for b in trips if isinstance(b, TripSummaryV1)] == [1.0, 1.0]
+
+
+def test_too_short_trip_is_dropped(tmp_path) -> None:
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    agent = EdgeAgent(outbox, trip_settings=TripSettings(min_trip_s=30))
+    agent.run([_constant(0.0, 10, 5.0)])
+    assert outbox.depth() == 0
+
+
+def test_missing_speed_samples_do_not_poison_the_summary() -> None:
+    block = _constant(0.0, 100, 36.0)
+    block.signals[vss.SPEED][10:20] = np.nan  # type: ignore[index]
+    acc = TripAccumulator.begin(TripSettings(), 0.0)
+    acc.add(block)
+    s = acc.summary()
+    assert not math.isnan(s.distance_km) and s.distance_km == pytest.approx(1.0, abs=0.002)
