@@ -65,8 +65,14 @@ def _ingest(args: argparse.Namespace) -> int:
     while not stop.wait(1.0):
         if time.monotonic() - last >= 30:
             m = worker.metrics
-            log.info("received=%d stored=%d duplicates=%d dead_letters=%d lag=%.1fs",
-                     m.received, m.stored, m.duplicates, m.dead_letters, m.lag_s)
+            log.info(
+                "received=%d stored=%d duplicates=%d dead_letters=%d lag=%.1fs",
+                m.received,
+                m.stored,
+                m.duplicates,
+                m.dead_letters,
+                m.lag_s,
+            )
             last = time.monotonic()
     worker.stop()
     return 0

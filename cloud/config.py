@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,7 +21,8 @@ class CloudSettings(BaseSettings):
     mqtt_url: str | None = None
     mqtt_ca_file: str | None = None
     ingest_group: str = "ingest"
-    ingest_client_id: str = "drivesight-ingest-1"
+    #: must differ per worker (it names the persistent MQTT session); the host name does in containers
+    ingest_client_id: str = Field(default_factory=lambda: f"drivesight-ingest-{socket.gethostname()}")
     ingest_batch_size: int = Field(default=1000, ge=1, le=100_000)
     ingest_linger_s: float = Field(default=0.02, ge=0, le=5)
     ingest_queue_size: int = Field(default=20_000, ge=1)
@@ -29,7 +32,9 @@ class CloudSettings(BaseSettings):
     def require_database_url(self) -> str:
         """The database URL, or a clear error naming the variable to set."""
         if not self.database_url:
-            raise SystemExit("DRIVESIGHT_DATABASE_URL is not set (e.g. postgresql://user@host:5432/drivesight)")
+            raise SystemExit(
+                "DRIVESIGHT_DATABASE_URL is not set (e.g. postgresql://user@host:5432/drivesight)"
+            )
         return self.database_url
 
     def require_mqtt_url(self) -> str:

@@ -62,7 +62,11 @@ def _run(args: argparse.Namespace) -> int:
     agent.close_trip()
     flushed = uplink.flush(timeout=60)
     uplink.stop()
-    log.info("sent %d trips, %d events; outbox %s", agent.trips_sent, agent.events_sent,
-             "empty" if flushed else f"holds {outbox.depth()} messages for the next start")
+    log.info(
+        "sent %d trips, %d events; outbox %s",
+        agent.trips_sent,
+        agent.events_sent,
+        "empty" if flushed else f"holds {outbox.depth()} messages for the next start",
+    )
     outbox.close()
     return 0 if flushed else 1

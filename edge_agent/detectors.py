@@ -33,7 +33,7 @@ class Direction(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """One detector's rule: ``signal`` past ``value`` (a magnitude) in ``direction`` for ``min_duration_s``."""
+    """A detector's rule: ``signal`` past ``value`` (a magnitude) in ``direction`` for ``min_duration_s``."""
 
     kind: EventKind
     signal: str
@@ -107,7 +107,10 @@ class RunDetector:
         starts = np.concatenate(([0], breaks))
         ends = np.concatenate((breaks - 1, [idx.size - 1]))
         peaks = np.maximum.reduceat(values, starts)
-        runs = [_OpenRun(float(times[s]), float(times[e]), float(p)) for s, e, p in zip(starts, ends, peaks)]
+        runs = [
+            _OpenRun(float(times[s]), float(times[e]), float(p))
+            for s, e, p in zip(starts, ends, peaks, strict=True)
+        ]
         if self._open is not None:
             if runs[0].start - self._open.last <= thr.max_gap_s + 1e-9:
                 first = runs[0]

@@ -41,9 +41,7 @@ class OutboxItem:
 class Outbox:
     """A vehicle's durable queue of encoded messages, ordered by ``seq``. Thread-safe."""
 
-    def __init__(
-        self, path: str | Path, vehicle_id: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, path: str | Path, vehicle_id: str, *, clock: Callable[[], float] = time.time) -> None:
         self.vehicle_id = vehicle_id
         self.path = str(path)
         self._clock = clock
@@ -97,7 +95,8 @@ class Outbox:
         """Up to ``limit`` stored messages with ``seq > after_seq``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+                "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
             ).fetchall()
         return [OutboxItem(int(s), str(t), bytes(p)) for s, t, p in rows]
 

@@ -36,6 +36,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -206,7 +207,9 @@ def parse_topic(topic: str) -> Topic:
     """Parse an uplink or downlink topic; raise :class:`TopicError` with the reason if it is not one."""
     parts = topic.split("/")
     if len(parts) < 4 or parts[0] != TOPIC_ROOT or parts[1] != PROTOCOL_VERSION:
-        raise TopicError(f"topic {topic!r} is not of the form {TOPIC_ROOT}/{PROTOCOL_VERSION}/<vehicle>/<kind>")
+        raise TopicError(
+            f"topic {topic!r} is not of the form {TOPIC_ROOT}/{PROTOCOL_VERSION}/<vehicle>/<kind>"
+        )
     vehicle_id = _check_vehicle_id(parts[2])
     if len(parts) == 4:
         try:
@@ -226,7 +229,7 @@ def parse_topic(topic: str) -> Topic:
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
-    """Where an MQTT broker listens, parsed from ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` = TLS)."""
+    """Where an MQTT broker listens: ``mqtt://[user[:password]@]host[:port]``, ``mqtts://`` for TLS."""
 
     host: str
     port: int
@@ -293,7 +296,7 @@ class StatusV1(Body):
 
 
 class DrivingEvent(BaseModel):
-    """One detected driving event; ``peak`` is in ``peak_unit`` (m/s^2 for harsh events, km/h for speeding)."""
+    """One detected driving event; ``peak`` is a magnitude in ``peak_unit`` (m/s^2 for harsh events)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: EventKind
@@ -368,7 +371,7 @@ class TelemetryV1(Body):
     @field_validator("t_ms")
     @classmethod
     def _monotonic(cls, t_ms: list[int]) -> list[int]:
-        if t_ms[0] < 0 or any(b < a for a, b in zip(t_ms, t_ms[1:], strict=False)):
+        if t_ms[0] < 0 or any(b < a for a, b in pairwise(t_ms)):
             raise ValueError("t_ms must be non-negative and non-decreasing")
         return t_ms
 
@@ -383,9 +386,7 @@ class TelemetryV1(Body):
         return self
 
 
-SCHEMAS: dict[str, type[Body]] = {
-    cls.SCHEMA: cls for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1)
-}
+SCHEMAS: dict[str, type[Body]] = {cls.SCHEMA: cls for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1)}
 
 
 # ------------------------------------------------------------------------------------------- envelope
@@ -495,7 +496,7 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) ->
     body_cls = SCHEMAS.get(envelope.schema_name)
     if body_cls is None:
         raise SchemaMismatch(f"unknown schema {envelope.schema_name!r}; known: {', '.join(sorted(SCHEMAS))}")
-    if body_cls.KIND != parsed.kind:
+    if parsed.kind != body_cls.KIND:
         raise SchemaMismatch(
             f"schema {envelope.schema_name!r} belongs on kind {body_cls.KIND.value!r}, "
             f"not on topic kind {parsed.kind.value!r}"
@@ -504,18 +505,15 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) ->
         raise VehicleMismatch(
             f"envelope vehicle_id {envelope.vehicle_id!r} differs from topic vehicle {parsed.vehicle_id!r}"
         )
-    if envelope.content_type is ContentType.ZLIB_JSON:
-        if not isinstance(envelope.body, str):
-            raise MalformedPayload("content_type application/zlib+json needs a base64 string body")
-        body_raw: Any = _decompress(envelope.body)
-        validate = body_cls.model_validate_json
-    else:
-        if not isinstance(envelope.body, dict):
-            raise MalformedPayload("content_type application/json needs an object body")
-        body_raw = envelope.body
-        validate = body_cls.model_validate
     try:
-        body = validate(body_raw)
+        if envelope.content_type is ContentType.ZLIB_JSON:
+            if not isinstance(envelope.body, str):
+                raise MalformedPayload("content_type application/zlib+json needs a base64 string body")
+            body = body_cls.model_validate_json(_decompress(envelope.body))
+        else:
+            if not isinstance(envelope.body, dict):
+                raise MalformedPayload("content_type application/json needs an object body")
+            body = body_cls.model_validate(envelope.body)
     except ValidationError as exc:
         raise InvalidMessage(_format_validation_error("body", exc)) from exc
     return Message(

@@ -37,7 +37,9 @@ class TripSettings:
     timezone: str = "UTC"
 
 
-def split_at_gaps(block: SignalBlock, last_t: float | None, gap_s: float) -> Iterator[tuple[bool, SignalBlock]]:
+def split_at_gaps(
+    block: SignalBlock, last_t: float | None, gap_s: float
+) -> Iterator[tuple[bool, SignalBlock]]:
     """Split a block where samples are more than ``gap_s`` apart; yield (starts_new_trip, piece)."""
     if len(block) == 0:
         return

@@ -80,10 +80,14 @@ class MqttUplink:
         client.on_publish = self._on_publish
         self._client = client
         self._keepalive = keepalive_s
-        self._pump_thread = threading.Thread(target=self._pump_loop, name=f"uplink-{self.vehicle_id}", daemon=True)
+        self._pump_thread = threading.Thread(
+            target=self._pump_loop, name=f"uplink-{self.vehicle_id}", daemon=True
+        )
 
     # paho callbacks (network thread) ------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("%s: broker refused connection: %s", self.vehicle_id, reason)
             return
@@ -93,13 +97,17 @@ class MqttUplink:
         self._connected.set()
         self._wake.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         self._connected.clear()
         self._wake.set()
         if not self._stop.is_set():
             log.info("%s: disconnected (%s); will reconnect", self.vehicle_id, reason)
 
-    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object
+    ) -> None:
         with self._ack_lock:
             self._acked_mids.add(mid)
         self._wake.set()

@@ -17,6 +17,8 @@ from typing import Any
 from cloud import cli as cloud_cli
 from edge_agent import cli as edge_cli
 
+from .progress import Progress
+
 
 def _sim_fleet(args: argparse.Namespace) -> int:
     from .fleet import build_fleet, injected_counts, simulate_fleet
@@ -43,15 +45,16 @@ def _sim_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
-class _RichProgress:
+class _RichProgress(Progress):
     """Draws the demo's phases as rich progress bars."""
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bars
 
         self.console = Console(stderr=True)
-        self.progress = Progress(
+        self.progress = Bars(
             TextColumn("{task.description:<34}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -101,7 +104,11 @@ def _demo(args: argparse.Namespace) -> int:
     progress = _RichProgress()
     try:
         summary = run_demo(
-            vehicles=args.vehicles, days=args.days, seed=args.seed, telemetry=not args.no_telemetry, progress=progress
+            vehicles=args.vehicles,
+            days=args.days,
+            seed=args.seed,
+            telemetry=not args.no_telemetry,
+            progress=progress,
         )
     finally:
         progress.stop()
@@ -120,14 +127,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``drivesight`` argument parser."""
-    parser = argparse.ArgumentParser(prog="drivesight", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="drivesight", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     edge_cli.register(sub)
     cloud_cli.register(sub)
     sim = sub.add_parser("sim", help="simulators: vehicles, drivers")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    fleet = sim_sub.add_parser("fleet", help="print a simulated fleet's trips with ground truth, one JSON line each")
+    fleet = sim_sub.add_parser(
+        "fleet", help="print a simulated fleet's trips with ground truth, one JSON line each"
+    )
     fleet.add_argument("--vehicles", type=int, default=8)
     fleet.add_argument("--days", type=int, default=1)
     fleet.add_argument("--seed", type=int, default=7)

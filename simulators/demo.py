@@ -33,19 +33,9 @@ from edge_agent.protocol import BrokerAddress, EventKind
 
 from .fleet import build_fleet, drive_fleet, injected_counts, simulate_fleet
 from .personas import PersonaName
+from .progress import Progress
 
 HARSH_KINDS = (EventKind.HARSH_BRAKE, EventKind.HARSH_ACCEL, EventKind.HARSH_CORNER)
-
-
-class Progress:
-    """What the demo reports while it runs; the CLI draws it with rich, tests pass a silent one."""
-
-    def phase(self, name: str, total: float | None = None) -> Callable[[float], None]:
-        """Start a phase; return a function that advances it."""
-        return lambda _step: None
-
-    def note(self, text: str) -> None:
-        """A one-line status message."""
 
 
 @dataclass
@@ -96,7 +86,9 @@ def _services(settings: CloudSettings, progress: Progress) -> Iterator[tuple[str
 class _ApiServer:
     def __init__(self, database_url: str) -> None:
         self.port = free_port()
-        config = uvicorn.Config(create_app(database_url), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(database_url), host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
 
@@ -110,7 +102,9 @@ class _ApiServer:
         self.thread.join(timeout=10)
 
 
-def _wait_stored(database_url: str, prefix: str, expected: int, timeout_s: float, advance: Callable[[float], None]) -> int:
+def _wait_stored(
+    database_url: str, prefix: str, expected: int, timeout_s: float, advance: Callable[[float], None]
+) -> int:
     deadline = time.monotonic() + timeout_s
     stored = 0
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -142,7 +136,10 @@ def run_demo(
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:6]
     prefix = f"demo-{run_id}-"
-    with _services(settings, progress) as (database_url, mqtt_url, shared), tempfile.TemporaryDirectory() as tmp:
+    with (
+        _services(settings, progress) as (database_url, mqtt_url, shared),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         applied = migrate(database_url)
         with psycopg.connect(database_url) as conn:
             row = conn.execute("SELECT now()").fetchone()

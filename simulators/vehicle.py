@@ -205,7 +205,9 @@ def _lateral(
         shape = np.concatenate([ramp, np.ones(plateau), ramp[::-1]])
         lateral[k : k + total] = sign * magnitude * shape
         if harsh:
-            events.append((EventKind.HARSH_CORNER, k + RAMP_SAMPLES, k + RAMP_SAMPLES + plateau - 1, magnitude))
+            events.append(
+                (EventKind.HARSH_CORNER, k + RAMP_SAMPLES, k + RAMP_SAMPLES + plateau - 1, magnitude)
+            )
         k += total
     return lateral, events
 
@@ -223,7 +225,7 @@ def simulate_trip(
     accel, speed = plan.trace()
     n = accel.shape[0]
     lateral, corner_events = _lateral(persona, speed, rng)
-    t = start + np.arange(n) * DT_S
+    t = (start + np.arange(n) * DT_S).astype(np.float64)
 
     moving = speed > 0.5
     yaw_rad = np.where(moving, lateral / np.maximum(speed, 0.5), 0.0)
@@ -237,7 +239,9 @@ def simulate_trip(
     speed_kmh = speed * 3.6
 
     cols: dict[str, FloatArray] = {
-        vss.SPEED: np.where(speed > 0, np.maximum(speed_kmh + rng.normal(0, persona.speed_noise_kmh, n), 0), 0),
+        vss.SPEED: np.where(
+            speed > 0, np.maximum(speed_kmh + rng.normal(0, persona.speed_noise_kmh, n), 0), 0
+        ),
         vss.ACCEL_LONGITUDINAL: accel + rng.normal(0, ACCEL_NOISE_MS2, n),
         vss.ACCEL_LATERAL: lateral + rng.normal(0, ACCEL_NOISE_MS2, n),
         vss.YAW_RATE: np.degrees(yaw_rad) + rng.normal(0, 0.05, n),
@@ -307,7 +311,8 @@ def simulate_day(
     count = int(rng.integers(persona.trips_per_day[0], persona.trips_per_day[1] + 1))
     windows = persona.start_hours
     starts = sorted(
-        (midnight + timedelta(hours=_uniform(rng, windows[i % len(windows)]))).timestamp() for i in range(count)
+        (midnight + timedelta(hours=_uniform(rng, windows[i % len(windows)]))).timestamp()
+        for i in range(count)
     )
     trips: list[SimulatedTrip] = []
     not_before = -math.inf

@@ -15,7 +15,8 @@ from edge_agent.protocol import TripSummaryV1, decode, encode, uplink_topic
 def _trip(vehicle_id: str, seq: int, start: datetime) -> None:
     body = TripSummaryV1(
         trip_id=f"T{seq}", started_at=start, ended_at=start + timedelta(minutes=10), distance_km=5.0,
-        duration_s=600, moving_s=550, idle_s=50, max_speed_kmh=60, avg_speed_kmh=30, night_share=0, samples=6000,
+        duration_s=600, moving_s=550, idle_s=50, max_speed_kmh=60, avg_speed_kmh=30, night_share=0,
+        samples=6000,
     )  # fmt: skip
     return decode(uplink_topic(vehicle_id, "trip"), encode(vehicle_id, seq, body))  # type: ignore[return-value]
 
@@ -43,7 +44,10 @@ def test_trips_newest_first_with_window_and_limit(
         assert [t["trip_id"] for t in all_trips] == ["T5", "T4", "T3", "T2", "T1"]
         window = api.get(
             f"/v1/vehicles/{v}/trips",
-            params={"since": (t0 + timedelta(hours=2)).isoformat(), "until": (t0 + timedelta(hours=4)).isoformat()},
+            params={
+                "since": (t0 + timedelta(hours=2)).isoformat(),
+                "until": (t0 + timedelta(hours=4)).isoformat(),
+            },
         ).json()
         assert [t["trip_id"] for t in window] == ["T3", "T2"]
         assert len(api.get(f"/v1/vehicles/{v}/trips", params={"limit": 2}).json()) == 2

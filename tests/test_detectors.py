@@ -121,7 +121,9 @@ def test_result_does_not_depend_on_chunking(seed: int, chunks: list[int]) -> Non
 
 def test_thresholds_are_configurable() -> None:
     strict = tuple(
-        Threshold(t.kind, t.signal, 2.0, t.direction, t.min_duration_s) if t.kind is EventKind.HARSH_BRAKE else t
+        Threshold(t.kind, t.signal, 2.0, t.direction, t.min_duration_s)
+        if t.kind is EventKind.HARSH_BRAKE
+        else t
         for t in DEFAULT_THRESHOLDS
     )
     lon = _pulse(300, 50, 30, -2.5)

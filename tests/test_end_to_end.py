@@ -63,8 +63,9 @@ def test_every_trip_and_event_arrives_exactly_once(
 ) -> None:  # fmt: skip
     specs = build_fleet(8, seed, prefix=vehicle_prefix)  # two of each persona
     trips = simulate_fleet(specs, date(2026, 11, 2), 1, seed)
-    worker = IngestWorker(database_url, broker, group=ingest_group, client_id=f"e2e-{vehicle_prefix}",
-                          persistent=False)
+    worker = IngestWorker(
+        database_url, broker, group=ingest_group, client_id=f"e2e-{vehicle_prefix}", persistent=False
+    )
     worker.start()
     recorder = _Recorder(broker, vehicle_prefix)
     try:
@@ -102,7 +103,9 @@ def test_every_trip_and_event_arrives_exactly_once(
                 events = api.get(f"/v1/vehicles/{spec.vehicle_id}/trips/{got['trip_id']}/events").json()
                 assert len(events) == len(want.events)
                 assert sum(got["event_counts"].values()) == len(want.events)
-                for e_got, e_want in zip(sorted(events, key=lambda e: e["started_at"]), want.events, strict=True):
+                for e_got, e_want in zip(
+                    sorted(events, key=lambda e: e["started_at"]), want.events, strict=True
+                ):
                     assert e_got["kind"] == e_want.kind.value
                     assert abs(datetime.fromisoformat(e_got["started_at"]).timestamp() - e_want.start) <= 0.3
                     assert abs(datetime.fromisoformat(e_got["ended_at"]).timestamp() - e_want.end) <= 0.3

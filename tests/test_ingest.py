@@ -31,7 +31,8 @@ T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 def _trip(trip_id: str) -> TripSummaryV1:
     return TripSummaryV1(
-        trip_id=trip_id, started_at=T0, ended_at=T0 + timedelta(minutes=20), distance_km=12.5, duration_s=1200,
+        trip_id=trip_id, started_at=T0, ended_at=T0 + timedelta(minutes=20), distance_km=12.5,
+        duration_s=1200,
         moving_s=1100, idle_s=100, max_speed_kmh=80, avg_speed_kmh=37.5, night_share=0,
         event_counts={EventKind.HARSH_BRAKE: 1}, samples=12000,
     )  # fmt: skip
@@ -40,8 +41,14 @@ def _trip(trip_id: str) -> TripSummaryV1:
 def _events(trip_id: str, n: int) -> EventsV1:
     return EventsV1(
         events=[
-            DrivingEvent(kind=EventKind.HARSH_BRAKE, trip_id=trip_id, start=T0 + timedelta(seconds=i),
-                         end=T0 + timedelta(seconds=i + 1), peak=5.0, peak_unit="m/s^2")
+            DrivingEvent(
+                kind=EventKind.HARSH_BRAKE,
+                trip_id=trip_id,
+                start=T0 + timedelta(seconds=i),
+                end=T0 + timedelta(seconds=i + 1),
+                peak=5.0,
+                peak_unit="m/s^2",
+            )
             for i in range(n)
         ]
     )
@@ -79,7 +86,9 @@ def test_status_keeps_the_newest_by_seq(db: psycopg.Connection, vehicle_prefix: 
 
 @pytest.fixture
 def worker(database_url: str, broker: BrokerAddress, ingest_group: str | None) -> Iterator[IngestWorker]:
-    w = IngestWorker(database_url, broker, group=ingest_group, client_id=f"w-{ingest_group}", persistent=False)
+    w = IngestWorker(
+        database_url, broker, group=ingest_group, client_id=f"w-{ingest_group}", persistent=False
+    )
     w.start()
     yield w
     w.stop()
@@ -104,8 +113,18 @@ def test_invalid_payloads_land_in_dead_letters(
         "malformed": (uplink_topic(v, "trip"), b"{not json"),
         "schema_mismatch": (uplink_topic(v, "events"), good),
         "vehicle_mismatch": (uplink_topic(vehicle_prefix + "other", "trip"), good),
-        "invalid": (uplink_topic(v, "trip"), json.dumps({"schema": "trip.v1", "vehicle_id": v, "seq": 2,
-                                                         "sent_at": "2026-01-01T00:00:00Z", "body": {}}).encode()),
+        "invalid": (
+            uplink_topic(v, "trip"),
+            json.dumps(
+                {
+                    "schema": "trip.v1",
+                    "vehicle_id": v,
+                    "seq": 2,
+                    "sent_at": "2026-01-01T00:00:00Z",
+                    "body": {},
+                }
+            ).encode(),
+        ),
         "too_large": (uplink_topic(v, "trip"), b" " * (200 * 1024)),
         "bad_topic": (f"ds/v1/{v}/bogus", good),
     }
@@ -115,7 +134,8 @@ def test_invalid_payloads_land_in_dead_letters(
 
     def dead() -> dict[str, tuple[str, bytes]]:
         rows = db.execute(
-            "SELECT reason, detail, payload FROM dead_letters WHERE topic LIKE %s", (f"ds/v1/{vehicle_prefix}%",)
+            "SELECT reason, detail, payload FROM dead_letters WHERE topic LIKE %s",
+            (f"ds/v1/{vehicle_prefix}%",),
         ).fetchall()
         return {r[0]: (r[1], bytes(r[2])) for r in rows}
 

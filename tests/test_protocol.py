@@ -92,7 +92,11 @@ def trips(draw: st.DrawFn) -> TripSummaryV1:
 def telemetry(draw: st.DrawFn) -> TelemetryV1:
     n = draw(st.integers(1, 50))
     offsets = sorted(draw(st.lists(st.integers(0, 10**7), min_size=n, max_size=n)))
-    names = draw(st.lists(st.from_regex(r"\AVehicle(\.[A-Z][A-Za-z0-9]{0,8}){1,3}\Z"), min_size=1, max_size=4, unique=True))
+    names = draw(
+        st.lists(
+            st.from_regex(r"\AVehicle(\.[A-Z][A-Za-z0-9]{0,8}){1,3}\Z"), min_size=1, max_size=4, unique=True
+        )
+    )
     columns = {name: draw(st.lists(st.none() | finite, min_size=n, max_size=n)) for name in names}
     return TelemetryV1(t0=draw(aware_times), t_ms=offsets, signals=columns)
 
@@ -112,8 +116,16 @@ bodies = st.one_of(
 
 
 @settings(max_examples=200, deadline=None)
-@given(vehicle_id=vehicle_ids, seq=st.integers(0, 2**63 - 1), body=bodies, sent_at=aware_times, compress=st.booleans())
-def test_round_trip(vehicle_id: str, seq: int, body: TripSummaryV1, sent_at: datetime, compress: bool) -> None:
+@given(
+    vehicle_id=vehicle_ids,
+    seq=st.integers(0, 2**63 - 1),
+    body=bodies,
+    sent_at=aware_times,
+    compress=st.booleans(),
+)
+def test_round_trip(
+    vehicle_id: str, seq: int, body: TripSummaryV1, sent_at: datetime, compress: bool
+) -> None:
     payload = encode(vehicle_id, seq, body, sent_at=sent_at, compress=compress)
     message = decode(uplink_topic(vehicle_id, body.KIND), payload)
     assert message.vehicle_id == vehicle_id
@@ -191,10 +203,25 @@ def test_valid_envelope_is_accepted() -> None:
         ("ds/v1/car1/status", _envelope(seq=-1), InvalidMessage, "seq"),
         ("ds/v1/car1/status", _envelope(sent_at="2026-01-01T00:00:00"), InvalidMessage, "sent_at"),
         ("ds/v1/car1/status", _envelope(extra=1), InvalidMessage, "extra: Extra inputs are not permitted"),
-        ("ds/v1/car1/status", _envelope(body={"state": "online"}), InvalidMessage, "body.agent_version: Field required"),
-        ("ds/v1/car1/status", _envelope(body={"state": "dancing", "agent_version": "1"}), InvalidMessage, "body.state"),
+        (
+            "ds/v1/car1/status",
+            _envelope(body={"state": "online"}),
+            InvalidMessage,
+            "body.agent_version: Field required",
+        ),
+        (
+            "ds/v1/car1/status",
+            _envelope(body={"state": "dancing", "agent_version": "1"}),
+            InvalidMessage,
+            "body.state",
+        ),
         ("ds/v1/car1/status", _envelope(body="abc"), MalformedPayload, "needs an object body"),
-        ("ds/v1/car1/status", _envelope(content_type="application/zlib+json", body="!!"), MalformedPayload, "does not decode"),
+        (
+            "ds/v1/car1/status",
+            _envelope(content_type="application/zlib+json", body="!!"),
+            MalformedPayload,
+            "does not decode",
+        ),
         ("bad/topic", _envelope(), TopicError, "not of the form"),
     ],
 )
@@ -204,8 +231,15 @@ def test_rejections(topic: str, payload: bytes, error: type[Exception], fragment
 
 
 def test_missing_fields_are_all_named() -> None:
-    payload = json.dumps({"schema": "trip.v1", "vehicle_id": "car1", "seq": 3, "sent_at": "2026-01-01T00:00:00Z",
-                          "body": {"trip_id": "T1"}}).encode()
+    payload = json.dumps(
+        {
+            "schema": "trip.v1",
+            "vehicle_id": "car1",
+            "seq": 3,
+            "sent_at": "2026-01-01T00:00:00Z",
+            "body": {"trip_id": "T1"},
+        }
+    ).encode()
     with pytest.raises(InvalidMessage) as info:
         decode("ds/v1/car1/trip", payload)
     for field in ("body.started_at", "body.distance_km", "body.samples"):
@@ -244,8 +278,14 @@ def test_telemetry_columns_must_match_timestamps() -> None:
 def test_event_end_before_start_is_rejected() -> None:
     now = datetime.now(UTC)
     with pytest.raises(ValueError, match="end is before start"):
-        DrivingEvent(kind=EventKind.HARSH_BRAKE, trip_id="T1", start=now, end=now - timedelta(seconds=1),
-                     peak=4.0, peak_unit="m/s^2")
+        DrivingEvent(
+            kind=EventKind.HARSH_BRAKE,
+            trip_id="T1",
+            start=now,
+            end=now - timedelta(seconds=1),
+            peak=4.0,
+            peak_unit="m/s^2",
+        )
 
 
 @pytest.mark.parametrize(
@@ -261,8 +301,10 @@ def test_broker_address(url: str, expected: BrokerAddress) -> None:
     assert BrokerAddress.parse(url) == expected
 
 
-@pytest.mark.parametrize(("url", "fragment"), [("http://h", "must start with"), ("mqtt://", "no host"),
-                                              ("mqtt://h:99999", "invalid port")])
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [("http://h", "must start with"), ("mqtt://", "no host"), ("mqtt://h:99999", "invalid port")],
+)
 def test_bad_broker_address(url: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         BrokerAddress.parse(url)

@@ -41,8 +41,17 @@ def test_frames_are_10hz_with_the_required_signals(persona: PersonaName) -> None
     for trip in _day(persona, 11):
         t = trip.block.t
         assert np.allclose(np.diff(t), DT_S)
-        for name in (vss.SPEED, vss.ACCEL_LONGITUDINAL, vss.ACCEL_LATERAL, vss.YAW_RATE, vss.ENGINE_SPEED,
-                     vss.FUEL_LEVEL, vss.ODOMETER, vss.LATITUDE, vss.LONGITUDE):
+        for name in (
+            vss.SPEED,
+            vss.ACCEL_LONGITUDINAL,
+            vss.ACCEL_LATERAL,
+            vss.YAW_RATE,
+            vss.ENGINE_SPEED,
+            vss.FUEL_LEVEL,
+            vss.ODOMETER,
+            vss.LATITUDE,
+            vss.LONGITUDE,
+        ):
             assert name in trip.block.signals, name
         assert trip.block.signals[vss.SPEED].min() >= 0
         assert np.all(np.diff(trip.block.signals[vss.ODOMETER]) >= 0)
@@ -62,12 +71,14 @@ def test_speed_is_the_integral_of_acceleration(seed: int) -> None:
         # over 10 s windows, sensor noise (0.08 m/s^2 per sample, 0.2 km/h on speed) adds up to ~0.11 m/s sd
         window = 100
         gained = np.add.reduceat(accel, np.arange(0, accel.size - window, window)) * DT_S
-        change = speed[window - 1 :: window][: gained.size] - np.concatenate(([0.0], speed[window - 1 :: window]))[
-            : gained.size
-        ]
+        change = (
+            speed[window - 1 :: window][: gained.size]
+            - np.concatenate(([0.0], speed[window - 1 :: window]))[: gained.size]
+        )
         assert np.max(np.abs(gained - change)) < 0.7
         assert trip.distance_km == pytest.approx(
-            trip.block.signals[vss.ODOMETER][-1] - trip.block.signals[vss.ODOMETER][0], abs=0.05)
+            trip.block.signals[vss.ODOMETER][-1] - trip.block.signals[vss.ODOMETER][0], abs=0.05
+        )
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])

@@ -47,8 +47,10 @@ def test_gaps_cut_trips(tmp_path) -> None:
     agent = EdgeAgent(outbox, trip_settings=TripSettings(trip_gap_s=300))
     first = _constant(0.0, 120, 30.0)
     second = _constant(120.0 + 600, 120, 30.0)  # 10 minutes later: a new trip
-    joined = SignalBlock(np.concatenate([first.t, second.t]), {vss.SPEED: np.concatenate(
-        [first.signals[vss.SPEED], second.signals[vss.SPEED]])})
+    joined = SignalBlock(
+        np.concatenate([first.t, second.t]),
+        {vss.SPEED: np.concatenate([first.signals[vss.SPEED], second.signals[vss.SPEED]])},
+    )
     agent.run([joined.slice(0, 1000), joined.slice(1000, 2400)])
     trips = [decode(i.topic, i.payload).body for i in outbox.pending(limit=100)]
     assert [type(b) for b in trips] == [TripSummaryV1, TripSummaryV1]

@@ -104,8 +104,8 @@ def _store_trips(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Mes
     if rows:
         cur.executemany(
             "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
-            " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat, start_lon,"
-            " end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples)"
+            " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat,"
+            " start_lon, end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (vehicle_id, trip_id) DO NOTHING",
             rows,

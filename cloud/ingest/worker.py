@@ -120,13 +120,17 @@ class IngestWorker:
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
 
     # paho callbacks ------------------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the ingest connection: %s", reason)
             return
         client.subscribe(uplink_filter(self.group), qos=1)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, codes: object, props: object) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, codes: object, props: object
+    ) -> None:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -148,7 +152,9 @@ class IngestWorker:
         while len(batch) < self.batch_size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait())
+                batch.append(
+                    self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
