@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -184,8 +184,3 @@ def store_batch(
                 _WRITERS[schema](cur, group)
         store_dead_letters(cur, rejected)
     return StoreResult(stored=len(fresh), duplicates=len(messages) - len(fresh), dead_letters=len(rejected))
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
