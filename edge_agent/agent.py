@@ -15,8 +15,8 @@ import numpy as np
 
 from . import signals as vss
 from .detectors import DEFAULT_THRESHOLDS, DetectedEvent, EventDetectors, Threshold
-from .outbox import Outbox
-from .protocol import MAX_EVENTS_PER_MESSAGE, DrivingEvent, EventsV1, GeoPoint, TelemetryV1
+from .outbox import Outbox, OutboxFull
+from .protocol import MAX_EVENTS_PER_MESSAGE, Body, DrivingEvent, EventsV1, GeoPoint, TelemetryV1
 from .signals import SignalBlock
 from .trips import TripAccumulator, TripSettings, split_at_gaps
 
@@ -139,7 +139,7 @@ class EdgeAgent:
         if self._telemetry is not None:
             self._send_telemetry()
         if trip.duration_s >= self.trip_settings.min_trip_s or trip.event_counts:
-            self.outbox.enqueue(trip.summary())
+            self._send(trip.summary())
             self.trips_sent += 1
         else:
             log.debug("dropping %.1f s trip %s: shorter than min_trip_s", trip.duration_s, trip.trip_id)
@@ -175,11 +175,17 @@ class EdgeAgent:
                 )
             )
         for i in range(0, len(wire), MAX_EVENTS_PER_MESSAGE):
-            self.outbox.enqueue(EventsV1(events=wire[i : i + MAX_EVENTS_PER_MESSAGE]))
+            self._send(EventsV1(events=wire[i : i + MAX_EVENTS_PER_MESSAGE]))
         self.events_sent += len(wire)
 
     def _send_telemetry(self) -> None:
         assert self._telemetry is not None
         body = self._telemetry.drain()
         if body is not None:
-            self.outbox.enqueue(body, compress=True)
+            self._send(body, compress=True)
+
+    def _send(self, body: Body, *, compress: bool = False) -> None:
+        try:
+            self.outbox.enqueue(body, compress=compress)
+        except OutboxFull as exc:
+            log.warning("%s", exc)  # counted in the outbox's drop statistics
