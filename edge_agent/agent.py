@@ -104,7 +104,7 @@ class EdgeAgent:
         self.thresholds = thresholds
         self.telemetry_settings = telemetry
         self._trip: TripAccumulator | None = None
-        self._detectors = EventDetectors(thresholds)
+        self._detectors = EventDetectors(thresholds)  # replaced at each trip start, with its UTC offset
         self._telemetry = _TelemetryBuffer(telemetry) if telemetry else None
         self._last_location: GeoPoint | None = None
         self.trips_sent = 0
@@ -123,6 +123,7 @@ class EdgeAgent:
             if new_trip or self._trip is None:
                 self.close_trip()
                 self._trip = TripAccumulator.begin(self.trip_settings, float(piece.t[0]))
+                self._detectors = EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
             self._trip.add(piece)
             self._emit_events(self._detectors.update(piece), piece)
             if self._telemetry is not None:
@@ -144,7 +145,6 @@ class EdgeAgent:
         else:
             log.debug("dropping %.1f s trip %s: shorter than min_trip_s", trip.duration_s, trip.trip_id)
         self._trip = None
-        self._detectors = EventDetectors(self.thresholds)
 
     def _location_at(self, piece: SignalBlock | None, t: float) -> GeoPoint | None:
         if piece is not None:

@@ -102,6 +102,10 @@ class EventKind(StrEnum):
     HARSH_CORNER = "harsh_corner"
     SPEEDING = "speeding"
     IDLING = "idling"
+    NIGHT_DRIVING = "night_driving"
+
+
+HARSH_KINDS = frozenset({EventKind.HARSH_BRAKE, EventKind.HARSH_ACCEL, EventKind.HARSH_CORNER})
 
 
 class RejectReason(StrEnum):
@@ -296,7 +300,7 @@ class StatusV1(Body):
 
 
 class DrivingEvent(BaseModel):
-    """One detected driving event; ``peak`` is a magnitude in ``peak_unit`` (m/s^2 for harsh events)."""
+    """One detected driving event; ``peak`` is the signal's most extreme value during it, in ``peak_unit``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: EventKind

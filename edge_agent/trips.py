@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from . import signals as vss
+from .detectors import in_local_hours
 from .protocol import EventKind, GeoPoint, TripSummaryV1
 from .signals import SignalBlock
 
@@ -125,9 +126,8 @@ class TripAccumulator:
             self.moving_s += float(dt[~idle].sum())
             self.max_speed = max(self.max_speed, float(speed.max()))
             self.last_speed = float(speed[-1])
-        hour = ((t - dt + self.utc_offset_s) % 86_400) / 3600.0
-        s = self.settings
-        night = (hour >= s.night_start_h) | (hour < s.night_end_h)
+        window = (self.settings.night_start_h, self.settings.night_end_h)
+        night = in_local_hours(t - dt, self.utc_offset_s, window)
         self.night_s += float(dt[night].sum())
         for name in (vss.LATITUDE, vss.LONGITUDE, vss.ODOMETER, vss.FUEL_LEVEL, vss.STATE_OF_CHARGE):
             column = block.get(name)

@@ -82,10 +82,11 @@ def _print_summary(summary: Any) -> None:
     overview = Table(title="drivesight demo", show_header=False)
     for key in (
         "database", "broker", "vehicles", "samples", "messages_acknowledged", "messages_stored",
-        "trips_simulated", "trips_stored", "events_injected", "events_stored", "telemetry_rows",
+        "trips_simulated", "trips_stored", "harsh_events_injected", "harsh_events_stored", "telemetry_rows",
         "dead_letters", "api_trips_checked", "seconds",
     ):  # fmt: skip
         overview.add_row(key.replace("_", " "), str(getattr(summary, key)))
+    overview.add_row("events by kind", ", ".join(f"{k} {n}" for k, n in summary.events_by_kind.items()))
     console.print(overview)
     personas = Table(title="harsh events per 100 km by persona")
     for column in ("persona", "vehicles", "km", "harsh events", "per 100 km", "injected"):

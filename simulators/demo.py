@@ -29,13 +29,11 @@ from cloud.db.migrate import migrate
 from cloud.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from cloud.ingest.worker import IngestWorker
 from edge_agent.agent import TelemetrySettings
-from edge_agent.protocol import BrokerAddress, EventKind
+from edge_agent.protocol import HARSH_KINDS, BrokerAddress
 
 from .fleet import build_fleet, drive_fleet, injected_counts, simulate_fleet
 from .personas import PersonaName
 from .progress import Progress
-
-HARSH_KINDS = (EventKind.HARSH_BRAKE, EventKind.HARSH_ACCEL, EventKind.HARSH_CORNER)
 
 
 @dataclass
@@ -50,12 +48,13 @@ class DemoSummary:
     messages_stored: int
     trips_stored: int
     trips_simulated: int
-    events_stored: int
-    events_injected: int
+    harsh_events_stored: int
+    harsh_events_injected: int
     telemetry_rows: int
     dead_letters: int
     api_trips_checked: int
     seconds: float
+    events_by_kind: dict[str, int] = field(default_factory=dict)
     by_persona: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -214,6 +213,7 @@ def _summarize(
     database_url: str, prefix: str, since: Any, specs: list[Any], trips: dict[str, list[Any]]
 ) -> dict[str, Any]:
     like = prefix + "%"
+    harsh = sorted(k.value for k in HARSH_KINDS)
     with psycopg.connect(database_url, autocommit=True) as conn:
 
         def scalar(sql: str) -> int:
@@ -224,13 +224,21 @@ def _summarize(
             str(v): (float(km), int(n_events))
             for v, km, n_events in conn.execute(
                 "SELECT t.vehicle_id, sum(t.distance_km),"
-                " (SELECT count(*) FROM driving_events e WHERE e.vehicle_id = t.vehicle_id)"
+                " (SELECT count(*) FROM driving_events e WHERE e.vehicle_id = t.vehicle_id"
+                "  AND e.kind = ANY(%s))"
                 " FROM trips t WHERE t.vehicle_id LIKE %s GROUP BY t.vehicle_id",
+                (harsh, like),
+            )
+        }
+        events_by_kind = {
+            str(kind): int(n)
+            for kind, n in conn.execute(
+                "SELECT kind, count(*) FROM driving_events WHERE vehicle_id LIKE %s"
+                " GROUP BY kind ORDER BY kind",
                 (like,),
             )
         }
         trips_stored = scalar("SELECT count(*) FROM trips WHERE vehicle_id LIKE %s")
-        events_stored = scalar("SELECT count(*) FROM driving_events WHERE vehicle_id LIKE %s")
         telemetry_rows = scalar("SELECT count(*) FROM telemetry WHERE vehicle_id LIKE %s")
         row = conn.execute("SELECT count(*) FROM dead_letters WHERE received_at >= %s", (since,)).fetchone()
         dead_letters = int(row[0]) if row else 0
@@ -250,8 +258,9 @@ def _summarize(
     return {
         "trips_stored": trips_stored,
         "trips_simulated": sum(len(t) for t in trips.values()),
-        "events_stored": events_stored,
-        "events_injected": sum(sum(injected_counts(t).values()) for t in trips.values()),
+        "harsh_events_stored": sum(events_by_kind.get(k, 0) for k in harsh),
+        "harsh_events_injected": sum(sum(injected_counts(t).values()) for t in trips.values()),
+        "events_by_kind": events_by_kind,
         "telemetry_rows": telemetry_rows,
         "dead_letters": dead_letters,
         "by_persona": by_persona,

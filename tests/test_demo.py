@@ -15,7 +15,11 @@ from simulators.demo import run_demo
 def _assert_complete(summary: dict) -> None:
     assert summary["messages_stored"] == summary["messages_acknowledged"] > 0
     assert summary["trips_stored"] == summary["trips_simulated"] > 0
-    assert summary["events_stored"] == summary["events_injected"]
+    assert summary["harsh_events_stored"] == summary["harsh_events_injected"]
+    assert (
+        sum(summary["events_by_kind"].get(k, 0) for k in ("harsh_brake", "harsh_accel", "harsh_corner"))
+        == (summary["harsh_events_stored"])
+    )
     assert summary["telemetry_rows"] > 0
     assert summary["dead_letters"] == 0
     assert summary["api_trips_checked"] > 0
