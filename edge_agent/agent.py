@@ -16,7 +16,16 @@ import numpy as np
 from . import signals as vss
 from .detectors import DEFAULT_THRESHOLDS, DetectedEvent, EventDetectors, Threshold
 from .outbox import Outbox, OutboxFull
-from .protocol import MAX_EVENTS_PER_MESSAGE, Body, DrivingEvent, EventsV1, GeoPoint, TelemetryV1
+from .protocol import (
+    MAX_EVENTS_PER_MESSAGE,
+    Body,
+    DrivingEvent,
+    DtcRecord,
+    DtcV1,
+    EventsV1,
+    GeoPoint,
+    TelemetryV1,
+)
 from .signals import SignalBlock
 from .trips import TripAccumulator, TripSettings, split_at_gaps
 
@@ -107,6 +116,7 @@ class EdgeAgent:
         self._detectors = EventDetectors(thresholds)  # replaced at each trip start, with its UTC offset
         self._telemetry = _TelemetryBuffer(telemetry) if telemetry else None
         self._last_location: GeoPoint | None = None
+        self._reported_dtcs: set[str] = set()
         self.trips_sent = 0
         self.events_sent = 0
 
@@ -125,6 +135,8 @@ class EdgeAgent:
                 self._trip = TripAccumulator.begin(self.trip_settings, float(piece.t[0]))
                 self._detectors = EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
             self._trip.add(piece)
+            if piece.dtcs:
+                self._emit_dtcs(piece)
             self._emit_events(self._detectors.update(piece), piece)
             if self._telemetry is not None:
                 self._telemetry.add(piece)
@@ -162,7 +174,7 @@ class EdgeAgent:
         trip = self._trip
         wire = []
         for e in events:
-            trip.count(e.kind)
+            trip.count(e.kind, e.duration_s)
             wire.append(
                 DrivingEvent(
                     kind=e.kind,
@@ -177,6 +189,20 @@ class EdgeAgent:
         for i in range(0, len(wire), MAX_EVENTS_PER_MESSAGE):
             self._send(EventsV1(events=wire[i : i + MAX_EVENTS_PER_MESSAGE]))
         self.events_sent += len(wire)
+
+    def _emit_dtcs(self, piece: SignalBlock) -> None:
+        """Send codes this agent has not reported yet, at once: a fault should not wait for the trip end."""
+        assert self._trip is not None
+        records = []
+        for t, code in piece.dtcs:
+            if code in self._reported_dtcs:
+                continue
+            self._reported_dtcs.add(code)
+            records.append(
+                DtcRecord(code=code, first_seen=datetime.fromtimestamp(t, UTC), trip_id=self._trip.trip_id)
+            )
+        if records:
+            self._send(DtcV1(codes=records))
 
     def _send_telemetry(self) -> None:
         assert self._telemetry is not None

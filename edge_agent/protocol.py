@@ -331,6 +331,34 @@ class EventsV1(Body):
     events: list[DrivingEvent] = Field(min_length=1, max_length=MAX_EVENTS_PER_MESSAGE)
 
 
+DtcCode = Annotated[str, Field(pattern=r"^[PCBU][0-3][0-9A-F]{3}$")]
+
+
+class FeatureUsage(BaseModel):
+    """How a feature was used in a trip: times switched on, and seconds on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    activations: int = Field(ge=0)
+    active_s: float = Field(ge=0, allow_inf_nan=False)
+
+
+class DtcRecord(BaseModel):
+    """A diagnostic trouble code (SAE J2012 form, e.g. P0420) and when the car first reported it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: DtcCode
+    first_seen: AwareDatetime
+    trip_id: TripId | None = None
+
+
+class DtcV1(Body):
+    """Newly seen fault codes; sent as soon as they appear."""
+
+    SCHEMA = "dtc.v1"
+    KIND = UplinkKind.DTC
+    codes: list[DtcRecord] = Field(min_length=1, max_length=256)
+
+
 class TripSummaryV1(Body):
     """What one trip amounted to; sent once when the trip ends."""
 
@@ -352,7 +380,13 @@ class TripSummaryV1(Body):
     odometer_km: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     fuel_used_pct: float | None = Field(default=None, allow_inf_nan=False)
     soc_used_pct: float | None = Field(default=None, allow_inf_nan=False)
+    fuel_used_l: float | None = Field(default=None, allow_inf_nan=False)
+    energy_used_kwh: float | None = Field(default=None, allow_inf_nan=False)
     samples: int = Field(ge=0)
+    safety_score: float | None = Field(default=None, ge=0, le=100)
+    eco_score: float | None = Field(default=None, ge=0, le=100)
+    feature_usage: dict[str, FeatureUsage] = Field(default_factory=dict)
+    dtcs: list[DtcCode] = Field(default_factory=list, max_length=256)
 
     @model_validator(mode="after")
     def _consistent(self) -> TripSummaryV1:

@@ -24,6 +24,22 @@ STATE_OF_CHARGE = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed"
 ODOMETER = "Vehicle.TraveledDistance"
 LATITUDE = "Vehicle.CurrentLocation.Latitude"
 LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+#: fuel tank size in litres, an attribute some sources report
+TANK_CAPACITY = "Vehicle.Powertrain.FuelSystem.TankCapacity"
+
+CRUISE_CONTROL = "Vehicle.ADAS.CruiseControl.IsActive"
+LANE_DEPARTURE_WARNING = "Vehicle.ADAS.LaneDepartureDetection.IsWarning"
+AIR_CONDITIONING = "Vehicle.Cabin.HVAC.IsAirConditioningActive"
+SEAT_HEATING = "Vehicle.Cabin.Seat.Row1.DriverSide.HeatingCooling"
+
+#: Branches whose signals count as features: a value above 0 means "on" (booleans arrive as 0/1).
+FEATURE_BRANCHES = ("Vehicle.ADAS.", "Vehicle.Cabin.", "Vehicle.Body.Lights.")
+
+
+def is_feature(name: str) -> bool:
+    """Whether a signal describes a feature the driver can switch on (ADAS, cabin comfort, lights)."""
+    return name.startswith(FEATURE_BRANCHES)
+
 
 UNITS: dict[str, str] = {
     SPEED: "km/h",
@@ -52,6 +68,8 @@ class SignalBlock:
 
     t: FloatArray
     signals: Mapping[str, FloatArray] = field(default_factory=dict)
+    #: diagnostic trouble codes reported in this block: (epoch seconds, code)
+    dtcs: tuple[tuple[float, str], ...] = ()
 
     def __post_init__(self) -> None:
         n = self.t.shape[0]
@@ -68,7 +86,15 @@ class SignalBlock:
 
     def slice(self, start: int, stop: int) -> SignalBlock:
         """The samples ``start:stop`` as a new block sharing memory with this one."""
-        return SignalBlock(self.t[start:stop], {k: v[start:stop] for k, v in self.signals.items()})
+        n = len(self)
+        start, stop = max(0, min(start, n)), max(0, min(stop, n))
+        dtcs: tuple[tuple[float, str], ...] = ()
+        if self.dtcs:
+            # each code goes to exactly one slice: [time of first sample, time of the next slice's first)
+            lo = -np.inf if start == 0 else self.t[start]
+            hi = np.inf if stop >= n else self.t[stop]
+            dtcs = tuple(d for d in self.dtcs if lo <= d[0] < hi)
+        return SignalBlock(self.t[start:stop], {k: v[start:stop] for k, v in self.signals.items()}, dtcs)
 
 
 class Source(Protocol):

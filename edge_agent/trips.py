@@ -22,7 +22,8 @@ import numpy as np
 
 from . import signals as vss
 from .detectors import in_local_hours
-from .protocol import EventKind, GeoPoint, TripSummaryV1
+from .protocol import EventKind, FeatureUsage, GeoPoint, TripSummaryV1
+from .scoring import eco_score, safety_score
 from .signals import SignalBlock
 
 
@@ -36,6 +37,8 @@ class TripSettings:
     night_start_h: float = 22.0
     night_end_h: float = 5.0
     timezone: str = "UTC"
+    #: litres; turns the fuel level's percent into litres when the source does not report the capacity
+    tank_capacity_l: float | None = None
 
 
 def split_at_gaps(
@@ -77,6 +80,15 @@ def _last_valid(column: np.ndarray) -> float | None:
 
 
 @dataclass(slots=True)
+class _FeatureState:
+    """One feature signal in one trip: how often it was switched on, for how long, and its last state."""
+
+    activations: int = 0
+    active_s: float = 0.0
+    on: bool | None = None  # None: no sample yet
+
+
+@dataclass(slots=True)
 class TripAccumulator:
     """The running summary of the trip in progress."""
 
@@ -94,6 +106,10 @@ class TripAccumulator:
     first: dict[str, float] = field(default_factory=dict)
     last: dict[str, float] = field(default_factory=dict)
     event_counts: dict[EventKind, int] = field(default_factory=dict)
+    event_seconds: dict[EventKind, float] = field(default_factory=dict)
+    energy_kwh: float | None = None
+    features: dict[str, _FeatureState] = field(default_factory=dict)
+    dtcs: list[str] = field(default_factory=list)
 
     @classmethod
     def begin(cls, settings: TripSettings, start: float) -> TripAccumulator:
@@ -129,7 +145,23 @@ class TripAccumulator:
         window = (self.settings.night_start_h, self.settings.night_end_h)
         night = in_local_hours(t - dt, self.utc_offset_s, window)
         self.night_s += float(dt[night].sum())
-        for name in (vss.LATITUDE, vss.LONGITUDE, vss.ODOMETER, vss.FUEL_LEVEL, vss.STATE_OF_CHARGE):
+        power = block.get(vss.MOTOR_POWER)
+        if power is not None:
+            self.energy_kwh = (self.energy_kwh or 0.0) + float(np.dot(np.nan_to_num(power), dt)) / 3600.0
+        for name, values in block.signals.items():
+            if vss.is_feature(name):
+                self._add_feature(name, values, dt)
+        for _t, code in block.dtcs:
+            if code not in self.dtcs:
+                self.dtcs.append(code)
+        for name in (
+            vss.LATITUDE,
+            vss.LONGITUDE,
+            vss.ODOMETER,
+            vss.FUEL_LEVEL,
+            vss.STATE_OF_CHARGE,
+            vss.TANK_CAPACITY,
+        ):
             column = block.get(name)
             if column is None:
                 continue
@@ -143,9 +175,20 @@ class TripAccumulator:
         self.samples += n
         self.last_t = float(t[-1])
 
-    def count(self, kind: EventKind) -> None:
-        """Count one detected event of ``kind`` in this trip."""
+    def _add_feature(self, name: str, column: np.ndarray, dt: np.ndarray) -> None:
+        state = self.features.setdefault(name, _FeatureState())
+        if state.on is None and np.isnan(column).all():
+            return  # no sample of this feature yet
+        on = _hold_last(column, math.nan if state.on is None else float(state.on)) > 0
+        previous = np.concatenate(([bool(state.on)], on[:-1]))
+        state.activations += int(np.count_nonzero(on & ~previous))
+        state.active_s += float(dt[on].sum())
+        state.on = bool(on[-1])
+
+    def count(self, kind: EventKind, duration_s: float = 0.0) -> None:
+        """Count one detected event of ``kind`` lasting ``duration_s`` in this trip."""
         self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
+        self.event_seconds[kind] = self.event_seconds.get(kind, 0.0) + duration_s
 
     @property
     def duration_s(self) -> float:
@@ -162,9 +205,18 @@ class TripAccumulator:
             return round(self.first[name] - self.last[name], 4)
         return None
 
+    def _fuel_litres(self) -> float | None:
+        used_pct = self._used(vss.FUEL_LEVEL)
+        capacity = self.last.get(vss.TANK_CAPACITY, self.settings.tank_capacity_l)
+        if used_pct is None or capacity is None:
+            return None
+        return round(used_pct / 100.0 * capacity, 3)
+
     def summary(self) -> TripSummaryV1:
         """The wire message for this trip."""
         duration = self.duration_s
+        night_share = round(min(1.0, self.night_s / duration), 4) if duration > 0 else 0.0
+        speeding_s = self.event_seconds.get(EventKind.SPEEDING, 0.0)
         return TripSummaryV1(
             trip_id=self.trip_id,
             started_at=datetime.fromtimestamp(self.start, UTC),
@@ -175,12 +227,35 @@ class TripAccumulator:
             idle_s=round(self.idle_s, 3),
             max_speed_kmh=round(self.max_speed, 2),
             avg_speed_kmh=round(self.distance_km / duration * 3600, 2) if duration > 0 else 0.0,
-            night_share=round(min(1.0, self.night_s / duration), 4) if duration > 0 else 0.0,
+            night_share=night_share,
             event_counts=dict(self.event_counts),
             start_location=self._point(self.first),
             end_location=self._point(self.last),
             odometer_km=self.last.get(vss.ODOMETER),
             fuel_used_pct=self._used(vss.FUEL_LEVEL),
             soc_used_pct=self._used(vss.STATE_OF_CHARGE),
+            fuel_used_l=self._fuel_litres(),
+            energy_used_kwh=round(self.energy_kwh, 4) if self.energy_kwh is not None else None,
             samples=self.samples,
+            safety_score=safety_score(
+                self.distance_km,
+                self.event_counts,
+                moving_s=self.moving_s,
+                speeding_s=speeding_s,
+                night_share=night_share,
+            ),
+            eco_score=eco_score(
+                self.distance_km,
+                self.event_counts,
+                duration_s=duration,
+                idle_s=self.idle_s,
+                moving_s=self.moving_s,
+                speeding_s=speeding_s,
+            ),
+            feature_usage={
+                name: FeatureUsage(activations=f.activations, active_s=round(f.active_s, 3))
+                for name, f in sorted(self.features.items())
+                if f.on is not None
+            },
+            dtcs=list(self.dtcs),
         )

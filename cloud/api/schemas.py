@@ -35,6 +35,12 @@ class TripOut(BaseModel):
     odometer_km: float | None
     fuel_used_pct: float | None
     soc_used_pct: float | None
+    fuel_used_l: float | None
+    energy_used_kwh: float | None
+    safety_score: float | None
+    eco_score: float | None
+    feature_usage: dict[str, dict[str, float]]
+    dtcs: list[str]
 
 
 class EventOut(BaseModel):

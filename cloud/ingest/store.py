@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from edge_agent.protocol import EventsV1, Message, StatusV1, TelemetryV1, TripSummaryV1
+from edge_agent.protocol import DtcV1, EventsV1, Message, StatusV1, TelemetryV1, TripSummaryV1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +98,18 @@ def _store_trips(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Mes
                 b.start_location.lon if b.start_location else None,
                 b.end_location.lat if b.end_location else None,
                 b.end_location.lon if b.end_location else None,
-                b.odometer_km, b.fuel_used_pct, b.soc_used_pct, b.samples,
+                b.odometer_km, b.fuel_used_pct, b.soc_used_pct, b.samples, b.fuel_used_l, b.energy_used_kwh,
+                b.safety_score, b.eco_score,
+                Jsonb({k: u.model_dump() for k, u in b.feature_usage.items()}), list(b.dtcs),
             )
         )  # fmt: skip
     if rows:
         cur.executemany(
             "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
             " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat,"
-            " start_lon, end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " start_lon, end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples, fuel_used_l,"
+            " energy_used_kwh, safety_score, eco_score, feature_usage, dtcs)"
+            " VALUES (" + ", ".join(["%s"] * 27) + ")"
             " ON CONFLICT (vehicle_id, trip_id) DO NOTHING",
             rows,
         )
@@ -144,6 +147,20 @@ def _store_telemetry(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence
                         copy.write_row((m.vehicle_id, t, signal, v))
 
 
+def _store_dtcs(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    rows = []
+    for m in messages:
+        assert isinstance(m.body, DtcV1)
+        rows += [
+            (m.vehicle_id, m.seq, i, r.code, r.first_seen, r.trip_id) for i, r in enumerate(m.body.codes)
+        ]
+    cur.executemany(
+        "INSERT INTO dtc_reports (vehicle_id, seq, idx, code, first_seen, trip_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+
+
 def _store_status(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
     latest: dict[str, Message] = {}
     for m in messages:
@@ -164,6 +181,7 @@ _WRITERS = {
     EventsV1.SCHEMA: _store_events,
     TelemetryV1.SCHEMA: _store_telemetry,
     StatusV1.SCHEMA: _store_status,
+    DtcV1.SCHEMA: _store_dtcs,
 }
 
 
