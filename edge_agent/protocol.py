@@ -424,7 +424,9 @@ class TelemetryV1(Body):
         return self
 
 
-SCHEMAS: dict[str, type[Body]] = {cls.SCHEMA: cls for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1)}
+SCHEMAS: dict[str, type[Body]] = {
+    cls.SCHEMA: cls for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1, DtcV1)
+}
 
 
 # ------------------------------------------------------------------------------------------- envelope

@@ -11,7 +11,7 @@ time) is kept beside the signals.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -33,6 +33,9 @@ ACCEL_NOISE_MS2 = 0.08
 #: curves and lateral pulses need at least this speed (m/s) to be physical
 MIN_CURVE_SPEED_MS = 20 / 3.6
 RAMP_SAMPLES = 2
+#: fault codes the simulator injects (SAE J2012): catalyst, lean mixture, misfire, lost ECM communication,
+#: battery voltage, tyre pressure sensor
+FAULT_CODES = ("P0420", "P0171", "P0300", "U0100", "P0562", "C0750")
 
 
 class Powertrain(StrEnum):
@@ -61,6 +64,9 @@ class SimulatedTrip:
     events: tuple[InjectedEvent, ...]
     distance_km: float
     idle_s: float
+    #: per feature signal: (activations, seconds on)
+    features: dict[str, tuple[int, float]] = field(default_factory=dict)
+    dtcs: tuple[tuple[float, str], ...] = ()
 
     @property
     def start(self) -> float:
@@ -83,6 +89,8 @@ class VehicleSpec:
     model: str = "DS-Compact"
     home: tuple[float, float] = (31.2304, 121.4737)
     timezone: str = "Asia/Shanghai"
+    #: probability that a trip reports a new fault code
+    fault_rate: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +272,12 @@ def simulate_trip(
         if key in cols:
             cols[key] = np.clip(cols[key], 0, 100)
 
+    features = _features(spec, accel, speed_kmh, rng)
+    cols.update(features)
+    dtcs: tuple[tuple[float, str], ...] = ()
+    if rng.random() < spec.fault_rate:
+        dtcs = ((float(t[int(rng.integers(0, n))]), str(rng.choice(FAULT_CODES))),)
+
     events = sorted(
         (
             InjectedEvent(kind, float(t[i0]), float(t[i1]), magnitude)
@@ -272,11 +286,13 @@ def simulate_trip(
         key=lambda e: e.start,
     )
     trip = SimulatedTrip(
-        block=SignalBlock(t, cols),
+        block=SignalBlock(t, cols, dtcs),
         persona=spec.persona,
         events=tuple(events),
         distance_km=float(odometer[-1] - state.odometer_km),
         idle_s=float(np.count_nonzero(speed == 0) * DT_S),
+        features={name: _usage(column) for name, column in features.items()},
+        dtcs=dtcs,
     )
     energy_key = vss.FUEL_LEVEL if spec.powertrain is Powertrain.ICE else vss.STATE_OF_CHARGE
     after = replace(
@@ -288,6 +304,37 @@ def simulate_trip(
         energy_pct=float(cols[energy_key][-1]) if cols[energy_key][-1] > 15 else 90.0,
     )
     return trip, after
+
+
+def _usage(column: FloatArray) -> tuple[int, float]:
+    """Ground truth of a feature column: times switched on (on at the start counts) and seconds on."""
+    on = column > 0
+    starts = int(np.count_nonzero(on & ~np.concatenate(([False], on[:-1]))))
+    return starts, float(np.count_nonzero(on[1:]) * DT_S)  # the first sample closes no interval
+
+
+def _features(
+    spec: VehicleSpec, accel: FloatArray, speed_kmh: FloatArray, rng: np.random.Generator
+) -> dict[str, FloatArray]:
+    """Comfort and assistance features: cruise control on fast steady legs, A/C, seat heating, lane alerts."""
+    n = accel.shape[0]
+    uses_cruise = rng.random() < (0.9 if spec.persona is PersonaName.HIGHWAY else 0.3)
+    cruise = ((speed_kmh > 80) & (accel == 0) & uses_cruise).astype(np.float64)
+    air_con = np.full(n, 1.0 if rng.random() < 0.5 else 0.0)
+    heating = np.zeros(n)
+    if rng.random() < (0.7 if spec.persona is PersonaName.NIGHT_DRIVER else 0.2):
+        heating[: min(n, int(600 / DT_S))] = 50.0  # warm the seat for the first ten minutes
+    warning = np.zeros(n)
+    rate_per_min = 0.05 if spec.persona is PersonaName.AGGRESSIVE else 0.01
+    for _ in range(int(rng.poisson(rate_per_min * n * DT_S / 60))):
+        at = int(rng.integers(0, max(n - 20, 1)))
+        warning[at : at + 10] = 1.0
+    return {
+        vss.CRUISE_CONTROL: cruise,
+        vss.AIR_CONDITIONING: air_con,
+        vss.SEAT_HEATING: heating,
+        vss.LANE_DEPARTURE_WARNING: warning,
+    }
 
 
 def initial_state(spec: VehicleSpec, rng: np.random.Generator) -> VehicleState:

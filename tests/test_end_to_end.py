@@ -20,6 +20,7 @@ from cloud.ingest.worker import IngestWorker
 from edge_agent.agent import TelemetrySettings
 from edge_agent.protocol import HARSH_KINDS, BrokerAddress
 from simulators.fleet import build_fleet, drive_fleet, simulate_fleet
+from simulators.vehicle import SimulatedTrip
 from tests.helpers import count, wait_until
 
 
@@ -89,30 +90,50 @@ def test_every_trip_and_event_arrives_exactly_once(
         recorder.close()
         worker.stop()
 
-    harsh = {k.value for k in HARSH_KINDS}
     with TestClient(create_app(database_url)) as api:
         for spec in specs:
-            truth = trips[spec.vehicle_id]
-            response = api.get(f"/v1/vehicles/{spec.vehicle_id}/trips", params={"limit": 1000})
-            assert response.status_code == 200
-            stored = sorted(response.json(), key=lambda t: t["started_at"])
-            assert len(stored) == len(truth), spec.vehicle_id
-            for got, want in zip(stored, truth, strict=True):
-                assert got["trip_id"] == f"T{round(want.start * 1000)}"
-                assert got["distance_km"] == pytest.approx(want.distance_km, rel=0.005)
-                assert got["idle_s"] == pytest.approx(want.idle_s, abs=0.1 * 30 + 0.02 * want.idle_s)
-                events = api.get(f"/v1/vehicles/{spec.vehicle_id}/trips/{got['trip_id']}/events").json()
-                assert sum(1 for e in events if e["kind"] in harsh) == sum(
-                    got["event_counts"].get(k, 0) for k in harsh
-                )
-                events = [
-                    e for e in events if e["kind"] in harsh
-                ]  # the simulator's ground truth is harsh events
-                assert len(events) == len(want.events)
-                for e_got, e_want in zip(
-                    sorted(events, key=lambda e: e["started_at"]), want.events, strict=True
-                ):
-                    assert e_got["kind"] == e_want.kind.value
-                    assert abs(datetime.fromisoformat(e_got["started_at"]).timestamp() - e_want.start) <= 0.3
-                    assert abs(datetime.fromisoformat(e_got["ended_at"]).timestamp() - e_want.end) <= 0.3
+            _check_vehicle(api, spec.vehicle_id, trips[spec.vehicle_id])
+    for spec in specs:
+        _check_fault_codes(db, spec.vehicle_id, trips[spec.vehicle_id])
     assert sum(len(t.events) for ts in trips.values() for t in ts) > 20  # the fleet really had events to find
+
+
+HARSH = {k.value for k in HARSH_KINDS}
+
+
+def _check_vehicle(api: TestClient, vehicle_id: str, truth: list[SimulatedTrip]) -> None:
+    """The API returns each simulated trip once, with its harsh events, feature usage and fault codes."""
+    response = api.get(f"/v1/vehicles/{vehicle_id}/trips", params={"limit": 1000})
+    assert response.status_code == 200
+    stored = sorted(response.json(), key=lambda t: t["started_at"])
+    assert len(stored) == len(truth), vehicle_id
+    for got, want in zip(stored, truth, strict=True):
+        assert got["trip_id"] == f"T{round(want.start * 1000)}"
+        assert got["distance_km"] == pytest.approx(want.distance_km, rel=0.005)
+        assert got["idle_s"] == pytest.approx(want.idle_s, abs=0.1 * 30 + 0.02 * want.idle_s)
+        assert got["feature_usage"].keys() == want.features.keys()
+        for name, (activations, _seconds) in want.features.items():
+            assert got["feature_usage"][name]["activations"] == activations
+        assert got["dtcs"] == [code for _t, code in want.dtcs]
+        events = api.get(f"/v1/vehicles/{vehicle_id}/trips/{got['trip_id']}/events").json()
+        harsh = sorted((e for e in events if e["kind"] in HARSH), key=lambda e: e["started_at"])
+        assert len(harsh) == sum(got["event_counts"].get(k, 0) for k in HARSH)
+        assert len(harsh) == len(want.events)  # the simulator's ground truth is its harsh events
+        for e_got, e_want in zip(harsh, want.events, strict=True):
+            assert e_got["kind"] == e_want.kind.value
+            assert abs(datetime.fromisoformat(e_got["started_at"]).timestamp() - e_want.start) <= 0.3
+            assert abs(datetime.fromisoformat(e_got["ended_at"]).timestamp() - e_want.end) <= 0.3
+
+
+def _check_fault_codes(db: psycopg.Connection, vehicle_id: str, truth: list[SimulatedTrip]) -> None:
+    """Each fault code is reported once per vehicle, when first seen."""
+    first_seen: dict[str, float] = {}
+    for trip in truth:
+        for t, code in trip.dtcs:
+            first_seen.setdefault(code, t)
+    rows = db.execute(
+        "SELECT code, first_seen FROM dtc_reports WHERE vehicle_id = %s ORDER BY first_seen", (vehicle_id,)
+    ).fetchall()
+    assert [(code, round(ts.timestamp(), 3)) for code, ts in rows] == [
+        (c, round(t, 3)) for c, t in sorted(first_seen.items(), key=lambda kv: kv[1])
+    ]

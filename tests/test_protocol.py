@@ -13,9 +13,13 @@ from hypothesis import strategies as st
 
 from edge_agent.protocol import (
     MAX_PAYLOAD_BYTES,
+    SCHEMAS,
+    Body,
     BrokerAddress,
     DownlinkKind,
     DrivingEvent,
+    DtcRecord,
+    DtcV1,
     EventKind,
     EventsV1,
     GeoPoint,
@@ -101,7 +105,22 @@ def telemetry(draw: st.DrawFn) -> TelemetryV1:
     return TelemetryV1(t0=draw(aware_times), t_ms=offsets, signals=columns)
 
 
+dtcs = st.builds(
+    DtcV1,
+    codes=st.lists(
+        st.builds(
+            DtcRecord,
+            code=st.from_regex(r"\A[PCBU][0-3][0-9A-F]{3}\Z"),
+            first_seen=aware_times,
+            trip_id=st.none() | trip_ids,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+
 bodies = st.one_of(
+    dtcs,
     trips(),
     st.builds(EventsV1, events=st.lists(events(), min_size=1, max_size=5)),
     telemetry(),
@@ -147,6 +166,11 @@ def test_uplink_topic_round_trip(vehicle_id: str, kind: UplinkKind) -> None:
 def test_downlink_topic_round_trip(vehicle_id: str, kind: DownlinkKind) -> None:
     parsed = parse_topic(downlink_topic(vehicle_id, kind))
     assert (parsed.vehicle_id, parsed.kind, parsed.is_downlink) == (vehicle_id, kind, True)
+
+
+def test_every_body_is_registered() -> None:
+    assert set(SCHEMAS.values()) == set(Body.__subclasses__())
+    assert all(name == SCHEMAS[name].SCHEMA for name in SCHEMAS)
 
 
 def test_shared_subscription_filter() -> None:

@@ -72,3 +72,65 @@ def test_missing_speed_samples_do_not_poison_the_summary() -> None:
     acc.add(block)
     s = acc.summary()
     assert not math.isnan(s.distance_km) and s.distance_km == pytest.approx(1.0, abs=0.002)
+
+
+def test_feature_usage_matches_the_simulator(tmp_path) -> None:
+    from datetime import date
+
+    from simulators.personas import PersonaName
+    from simulators.vehicle import VehicleSpec, initial_state, simulate_day
+
+    spec = VehicleSpec("car1", PersonaName.HIGHWAY)
+    rng = np.random.default_rng(4)
+    trips, _ = simulate_day(spec, date(2026, 11, 2), initial_state(spec, rng), rng)
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    EdgeAgent(outbox).run(t.block.slice(i, i + 777) for t in trips for i in range(0, len(t.block), 777))
+    summaries = [b for b in (decode(i.topic, i.payload).body for i in outbox.pending(limit=1000))
+                 if isinstance(b, TripSummaryV1)]  # fmt: skip
+    assert len(summaries) == len(trips)
+    for summary, trip in zip(summaries, trips, strict=True):
+        assert set(summary.feature_usage) == set(trip.features)
+        for name, (activations, active_s) in trip.features.items():
+            usage = summary.feature_usage[name]
+            assert usage.activations == activations, name
+            assert usage.active_s == pytest.approx(active_s, abs=0.11), name
+    assert any(u.activations for s in summaries for u in s.feature_usage.values())
+
+
+def test_energy_and_fuel_litres() -> None:
+    n = 36_001  # one hour at 10 Hz
+    t = np.arange(n) * 0.1
+    ev = SignalBlock(t, {vss.SPEED: np.full(n, 60.0), vss.MOTOR_POWER: np.full(n, 20.0)})
+    acc = TripAccumulator.begin(TripSettings(), 0.0)
+    acc.add(ev)
+    assert acc.summary().energy_used_kwh == pytest.approx(20.0)
+    fuel = SignalBlock(t, {vss.SPEED: np.full(n, 60.0), vss.FUEL_LEVEL: np.linspace(80.0, 70.0, n)})
+    for settings, litres in ((TripSettings(tank_capacity_l=50.0), 5.0), (TripSettings(), None)):
+        acc = TripAccumulator.begin(settings, 0.0)
+        acc.add(fuel)
+        s = acc.summary()
+        assert s.fuel_used_pct == pytest.approx(10.0) and s.fuel_used_l == litres
+
+
+def test_fault_codes_are_sent_once_and_listed_in_the_trip(tmp_path) -> None:
+    from edge_agent.protocol import DtcV1
+
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    agent = EdgeAgent(outbox)
+    first = SignalBlock(np.arange(600) * 0.1, {vss.SPEED: np.full(600, 30.0)}, dtcs=((12.0, "P0420"),))
+    again = SignalBlock(60 + np.arange(600) * 0.1, {vss.SPEED: np.full(600, 30.0)},
+                        dtcs=((70.0, "P0420"), (80.0, "U0100")))  # fmt: skip
+    agent.run([first, again])
+    bodies = [decode(i.topic, i.payload).body for i in outbox.pending(limit=100)]
+    reports = [r.code for b in bodies if isinstance(b, DtcV1) for r in b.codes]
+    assert reports == ["P0420", "U0100"]  # each code reported once, as soon as it appeared
+    (trip,) = [b for b in bodies if isinstance(b, TripSummaryV1)]
+    assert trip.dtcs == ["P0420", "U0100"]
+
+
+def test_block_slices_keep_each_fault_code_once() -> None:
+    block = SignalBlock(
+        np.arange(10.0), {}, dtcs=((-1.0, "P0001"), (3.5, "P0002"), (9.0, "P0003"), (20.0, "P0004"))
+    )
+    pieces = [block.slice(i, i + 3) for i in range(0, 10, 3)]
+    assert [d for p in pieces for d in p.dtcs] == list(block.dtcs)
