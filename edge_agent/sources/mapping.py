@@ -83,6 +83,18 @@ class ProcessingSpec(BaseModel):
     def _imu(self) -> ProcessingSpec:
         if self.calibrate_imu and self.imu_columns is None:
             raise ValueError("calibrate_imu needs imu_columns = [x, y, z] naming the raw accelerometer axes")
+        if self.lowpass_hz is not None and self.resample_hz is None:
+            raise ValueError("lowpass_hz needs resample_hz: the filter works at a fixed rate")
+        if (
+            self.lowpass_hz is not None
+            and self.resample_hz is not None
+            and self.lowpass_hz >= self.resample_hz / 2
+        ):
+            raise ValueError("lowpass_hz must be below half of resample_hz")
+        try:
+            conversion(self.imu_unit, "Vehicle.Acceleration.Longitudinal")
+        except UnitError as exc:
+            raise ValueError(f"imu_unit: {exc}") from None
         return self
 
 

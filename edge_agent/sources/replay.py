@@ -12,10 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..signals import FloatArray, SignalBlock
+from ..processing import LowPass, MountCalibrator, Pipeline, Resampler, Stage
+from ..signals import ACCEL_LONGITUDINAL, FloatArray, SignalBlock
 from .mapping import Mapping, MappingError
 from .quality import QualityMonitor
 from .timebase import TimeBase, TimeFormat, detect
+from .units import conversion
+
+IMU_AXES = ("imu.x", "imu.y", "imu.z")
 
 _TRUE = frozenset({"true", "on", "yes"})
 _FALSE = frozenset({"false", "off", "no"})
@@ -66,6 +70,7 @@ class ReplaySource:
         self.chunk_rows = chunk_rows
         self.monitor = monitor or QualityMonitor()
         self.time_base: TimeBase | None = None
+        self.calibrator: MountCalibrator | None = None
         if not self.path.exists():
             raise ReplayError(f"no such file: {self.path}")
 
@@ -77,8 +82,18 @@ class ReplaySource:
     def __iter__(self) -> Iterator[SignalBlock]:
         suffix = self.path.suffix.lower()
         chunks = self._parquet_chunks() if suffix in (".parquet", ".pq") else self._csv_chunks()
-        for t, columns in chunks:
-            yield self.monitor.check(t, columns)
+        checked = (self.monitor.check(t, columns) for t, columns in chunks)
+        self.calibrator = None
+        stages: list[Stage] = []
+        spec = self.mapping.processing
+        if spec.calibrate_imu:
+            self.calibrator = MountCalibrator(IMU_AXES)
+            stages.append(self.calibrator)
+        if spec.resample_hz:
+            stages.append(Resampler(spec.resample_hz))
+        if spec.lowpass_hz and spec.resample_hz:
+            stages.append(LowPass(spec.lowpass_hz, spec.resample_hz))
+        yield from Pipeline(stages).run(checked)
 
     # conversion shared by both formats ---------------------------------------------------------------
     def _resolve_time(self, sample: list[str]) -> TimeBase:
@@ -92,6 +107,11 @@ class ReplaySource:
         out = {}
         for name, spec in self.mapping.signals.items():
             out[name] = (raw[spec.column] * spec.scale + spec.offset) * self.mapping.factor(name)
+        processing = self.mapping.processing
+        if processing.calibrate_imu and processing.imu_columns:
+            factor = conversion(processing.imu_unit, ACCEL_LONGITUDINAL)
+            for axis, column in zip(IMU_AXES, processing.imu_columns, strict=True):
+                out[axis] = raw[column] * factor
         return out
 
     # CSV ------------------------------------------------------------------------------------------------

@@ -1,0 +1,363 @@
+"""Streaming signal processing in numpy: resampling, low-pass filtering, IMU mount calibration.
+
+Each stage consumes signal blocks and yields signal blocks, keeping only the little state it needs across
+block boundaries (the last valid sample per signal, a filter's tail in a ring buffer, a bounded warm-up
+buffer), so the result does not depend on how a source chunks its samples and memory stays flat.
+
+- :class:`Resampler` puts every signal on one fixed-rate grid by linear interpolation between its own valid
+  samples; grid points farther than ``max_gap_s`` from any input sample are not produced, so a dropout stays
+  a gap downstream (and can still end a trip).
+- :class:`LowPass` is a moving average of ``N = round(0.443 * rate / cutoff)`` samples, whose -3 dB point is
+  the cutoff; output times are shifted back by the window's half-length, so events keep their timing (the
+  stream's first N-1 samples only fill the window).
+- :class:`MountCalibrator` turns the raw axes of an accelerometer mounted at any angle into the car's frame
+  (ISO 8855: x forward, y left, z up). Up is the direction of the mean specific force while the car stands
+  (gravity alone; after a bounded wait, the mean over driving). Forward is the horizontal direction whose
+  acceleration best explains the change of speed (least squares against d(speed)/dt); left is up x forward.
+  Without a speed signal it learns nothing and the raw axes are dropped: on a winding road the principal
+  horizontal axis is lateral, and a wrong axis would invent harsh events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import signals as vss
+from .signals import FloatArray, SignalBlock
+
+log = logging.getLogger(__name__)
+
+G = 9.80665
+VERTICAL = "Vehicle.Acceleration.Vertical"
+
+
+class RingBuffer:
+    """The last ``capacity`` rows of a (time, columns) stream, in a preallocated numpy array."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        self._data = np.full((capacity, width), np.nan)
+        self._start = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def extend(self, rows: np.ndarray) -> None:
+        """Append rows, overwriting the oldest when full."""
+        capacity = self._data.shape[0]
+        rows = rows[-capacity:]
+        n = rows.shape[0]
+        end = (self._start + self._size) % capacity
+        first = min(n, capacity - end)
+        self._data[end : end + first] = rows[:first]
+        self._data[: n - first] = rows[first:]
+        overflow = max(0, self._size + n - capacity)
+        self._start = (self._start + overflow) % capacity
+        self._size = min(capacity, self._size + n)
+
+    def values(self) -> np.ndarray:
+        """The stored rows, oldest first (a copy)."""
+        idx = (self._start + np.arange(self._size)) % self._data.shape[0]
+        return self._data[idx]
+
+
+class Stage:
+    """One processing step: blocks in, blocks out."""
+
+    def process(self, block: SignalBlock) -> Iterator[SignalBlock]:
+        """Consume a block; yield what is ready."""
+        raise NotImplementedError
+
+    def flush(self) -> Iterator[SignalBlock]:
+        """The source ended: yield what is still held."""
+        return iter(())
+
+
+# ---------------------------------------------------------------------------------------------- resampler
+
+
+class Resampler(Stage):
+    """Linear interpolation of every signal onto the grid ``k / rate_hz``."""
+
+    def __init__(self, rate_hz: float, *, max_gap_s: float = 1.0) -> None:
+        self.period = 1.0 / rate_hz
+        self.max_gap_s = max_gap_s
+        self._next_k: int | None = None
+        self._last: dict[str, tuple[float, float]] = {}  # signal -> last valid (t, value)
+        self._last_t = -np.inf
+
+    def process(self, block: SignalBlock) -> Iterator[SignalBlock]:
+        if len(block) == 0:
+            return
+        t = block.t
+        if self._next_k is None:  # the grid starts at the first sample ever seen
+            self._next_k = int(np.ceil(t[0] / self.period - 1e-9))
+        first_k = self._next_k
+        last_k = int(np.floor(t[-1] / self.period + 1e-9))
+        if last_k < first_k:
+            self._remember(block)
+            return
+        grid = np.arange(first_k, last_k + 1) * self.period
+        self._next_k = last_k + 1
+        # keep grid points with an input sample within max_gap_s on both sides
+        inputs = np.concatenate(([self._last_t], t))
+        pos = np.searchsorted(inputs, grid, side="right")
+        before = inputs[np.maximum(pos - 1, 0)]
+        after = inputs[np.minimum(pos, inputs.size - 1)]
+        near = (grid - before <= self.max_gap_s + 1e-9) & (
+            np.maximum(after - grid, 0) <= self.max_gap_s + 1e-9
+        )
+        grid = grid[near]
+        columns = {}
+        for name, column in block.signals.items():
+            valid = ~np.isnan(column)
+            xs, ys = t[valid], column[valid]
+            if name in self._last:
+                lt, lv = self._last[name]
+                xs, ys = np.concatenate(([lt], xs)), np.concatenate(([lv], ys))
+            if xs.size == 0:
+                columns[name] = np.full(grid.size, np.nan)
+                continue
+            values = np.interp(grid, xs, ys, left=np.nan, right=np.nan)
+            # no interpolation across a signal's own dropout
+            p = np.searchsorted(xs, grid, side="right")
+            span = xs[np.minimum(p, xs.size - 1)] - xs[np.maximum(p - 1, 0)]
+            values[(span > self.max_gap_s + 1e-9) & (p > 0) & (p < xs.size)] = np.nan
+            columns[name] = values
+        self._remember(block)
+        if grid.size:
+            yield SignalBlock(grid, columns, block.dtcs)
+        elif block.dtcs:
+            yield SignalBlock(np.empty(0), {k: np.empty(0) for k in block.signals}, block.dtcs)
+
+    def _remember(self, block: SignalBlock) -> None:
+        self._last_t = float(block.t[-1])
+        for name, column in block.signals.items():
+            idx = np.flatnonzero(~np.isnan(column))
+            if idx.size:
+                self._last[name] = (float(block.t[idx[-1]]), float(column[idx[-1]]))
+
+
+# --------------------------------------------------------------------------------------------- low-pass
+
+
+DEFAULT_FILTERED = (vss.ACCEL_LONGITUDINAL, vss.ACCEL_LATERAL, vss.YAW_RATE, VERTICAL)
+
+
+class LowPass(Stage):
+    """Moving-average low-pass of the named signals at a fixed (resampled) rate; others pass through."""
+
+    def __init__(self, cutoff_hz: float, rate_hz: float, signals: Sequence[str] = DEFAULT_FILTERED) -> None:
+        self.window = max(1, round(0.443 * rate_hz / cutoff_hz))
+        self.delay_s = (self.window - 1) / 2 / rate_hz
+        self.names = tuple(signals)
+        self._tail: RingBuffer | None = None
+        self._columns: list[str] = []
+
+    def process(self, block: SignalBlock) -> Iterator[SignalBlock]:
+        if len(block) == 0 or self.window == 1:
+            yield block
+            return
+        w = self.window
+        new = [n for n in block.signals if n not in self._columns]
+        if self._tail is None or new:
+            old = self._tail.values() if self._tail is not None else np.empty((0, 1 + len(self._columns)))
+            self._columns += new
+            self._tail = RingBuffer(w - 1, 1 + len(self._columns))
+            self._tail.extend(np.hstack([old, np.full((old.shape[0], len(new)), np.nan)]))
+        rows = np.column_stack(
+            [block.t, *(block.signals.get(n, np.full(len(block), np.nan)) for n in self._columns)]
+        )
+        history = np.vstack([self._tail.values(), rows])
+        self._tail.extend(rows)
+        n_out = history.shape[0] - (w - 1)
+        if n_out <= 0:
+            return
+        # output j averages rows j .. j+w-1 and describes the time of its centre row
+        centre = (w - 1) // 2
+        kernel = np.ones(w) / w
+        columns: dict[str, FloatArray] = {}
+        for i, name in enumerate(self._columns, start=1):
+            if name in self.names:
+                columns[name] = np.convolve(history[:, i], kernel, mode="valid")  # a NaN in the window: NaN
+            else:
+                columns[name] = history[centre : centre + n_out, i]
+        t = history[w - 1 :, 0] - self.delay_s
+        yield SignalBlock(t, columns, block.dtcs)
+
+
+# ----------------------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class MountCalibration:
+    """Rotation from the device's axes to the car's (rows: forward, left, up), and how it was found."""
+
+    rotation: np.ndarray
+    method: str
+    samples: int
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Rotate (n, 3) raw specific force into (forward, left, up) with gravity removed from up."""
+        car: np.ndarray = raw @ self.rotation.T
+        car[:, 2] -= G
+        return car
+
+
+MIN_REST_SAMPLES = 50
+
+
+def estimate_mount(
+    raw: np.ndarray,
+    dv_dt: np.ndarray | None,
+    standing: np.ndarray | None = None,
+    *,
+    require_rest: bool = False,
+) -> MountCalibration | None:
+    """Learn the mounting from raw (n, 3) accelerometer samples and, if known, the car's dv/dt (m/s^2).
+
+    ``standing`` marks samples taken at rest: there the specific force is gravity alone, a cleaner "up"
+    than the mean over driving, which cornering tilts.
+    """
+    ok = ~np.isnan(raw).any(axis=1)
+    if dv_dt is not None:
+        ok &= ~np.isnan(dv_dt)
+    a = raw[ok]
+    if a.shape[0] < 100:
+        return None
+    at_rest = raw[ok & standing] if standing is not None else a[:0]
+    if at_rest.shape[0] < MIN_REST_SAMPLES and require_rest:
+        return None
+    mean = at_rest.mean(axis=0) if at_rest.shape[0] >= MIN_REST_SAMPLES else a.mean(axis=0)
+    if not 0.7 * G < np.linalg.norm(mean) < 1.3 * G:
+        return None  # not an accelerometer at rest on average (or a wrong unit)
+    up = mean / np.linalg.norm(mean)
+    horizontal = a - np.outer(a @ up, up)
+    helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+    e1 = np.cross(up, helper)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    plane = np.column_stack([horizontal @ e1, horizontal @ e2])  # 2-D horizontal coordinates
+    if dv_dt is None or np.std(dv_dt[ok]) < 0.2:
+        # Without a changing speed, forward cannot be told from sideways: on a winding road the principal
+        # horizontal axis is lateral. A wrong axis would invent harsh events, so learn nothing.
+        return None
+    coef, *_ = np.linalg.lstsq(plane - plane.mean(axis=0), dv_dt[ok] - dv_dt[ok].mean(), rcond=None)
+    method = "speed"
+    forward = coef[0] * e1 + coef[1] * e2
+    forward /= np.linalg.norm(forward)
+    left = np.cross(up, forward)
+    return MountCalibration(np.vstack([forward, left, up]), method, int(a.shape[0]))
+
+
+@dataclass
+class MountCalibrator(Stage):
+    """Buffers up to ``warmup_s`` of raw IMU samples, learns the mounting, then emits calibrated signals.
+
+    ``axes`` name the raw accelerometer columns (in m/s^2). They are replaced by
+    Vehicle.Acceleration.Longitudinal / Lateral / Vertical. If the warm-up ends without a usable calibration
+    (no standing still yet, too little change of speed, no speed at all), it keeps buffering up to
+    ``max_buffer_s`` and then gives up: the raw axes are dropped and ``calibration`` stays None, so no harsh
+    event is invented from a misaligned sensor.
+    """
+
+    axes: tuple[str, str, str]
+    warmup_s: float = 120.0
+    max_buffer_s: float = 900.0
+    calibration: MountCalibration | None = None
+    _held: list[SignalBlock] = field(default_factory=list)
+    _gave_up: bool = False
+
+    def _raw(self, block: SignalBlock) -> np.ndarray:
+        return np.column_stack([block.signals[a] for a in self.axes])
+
+    def _dv_dt(self, block: SignalBlock) -> np.ndarray | None:
+        speed = block.get(vss.SPEED)
+        if speed is None or len(block) < 3:
+            return None
+        return np.gradient(speed / 3.6, block.t)
+
+    def _convert(self, block: SignalBlock) -> SignalBlock:
+        columns = {k: v for k, v in block.signals.items() if k not in self.axes}
+        if self.calibration is not None:
+            car = self.calibration.apply(self._raw(block))
+            columns[vss.ACCEL_LONGITUDINAL] = car[:, 0]
+            columns[vss.ACCEL_LATERAL] = car[:, 1]
+            columns[VERTICAL] = car[:, 2]
+        return SignalBlock(block.t, columns, block.dtcs)
+
+    def _try(self, *, last_chance: bool) -> None:
+        joined = concat_blocks(self._held)
+        speed = joined.get(vss.SPEED)
+        standing = None if speed is None else np.nan_to_num(speed, nan=np.inf) < 0.5
+        # with speed known, wait (bounded) for the car to stand still: gravity alone gives the cleanest "up"
+        require_rest = standing is not None and not last_chance
+        self.calibration = estimate_mount(
+            self._raw(joined), self._dv_dt(joined), standing, require_rest=require_rest
+        )
+        if self.calibration is not None:
+            log.info(
+                "IMU mount learned from %d samples (%s)", self.calibration.samples, self.calibration.method
+            )
+
+    def process(self, block: SignalBlock) -> Iterator[SignalBlock]:
+        if self.calibration is not None or self._gave_up:
+            yield self._convert(block)
+            return
+        self._held.append(block)
+        span = (
+            self._held[-1].t[-1] - self._held[0].t[0] if len(self._held[-1]) and len(self._held[0]) else 0.0
+        )
+        if span >= self.warmup_s:
+            self._try(last_chance=span >= self.max_buffer_s)
+            if self.calibration is None and span < self.max_buffer_s:
+                return
+            if self.calibration is None:
+                self._gave_up = True
+                log.warning("IMU mount not learned after %.0f s: accelerometer axes ignored", span)
+            yield from self._release()
+
+    def _release(self) -> Iterator[SignalBlock]:
+        held, self._held = self._held, []
+        for b in held:
+            yield self._convert(b)
+
+    def flush(self) -> Iterator[SignalBlock]:
+        if self._held and self.calibration is None and not self._gave_up:
+            self._try(last_chance=True)
+            self._gave_up = self.calibration is None
+        yield from self._release()
+
+
+def concat_blocks(blocks: Sequence[SignalBlock]) -> SignalBlock:
+    """One block of several consecutive ones (signals missing from some become NaN there)."""
+    names = list(dict.fromkeys(n for b in blocks for n in b.signals))
+    t = np.concatenate([b.t for b in blocks]) if blocks else np.empty(0)
+    columns = {n: np.concatenate([b.signals.get(n, np.full(len(b), np.nan)) for b in blocks]) for n in names}
+    return SignalBlock(t, columns, tuple(d for b in blocks for d in b.dtcs))
+
+
+class Pipeline:
+    """Stages applied in order to a stream of blocks."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = list(stages)
+
+    def run(self, blocks: Iterable[SignalBlock]) -> Iterator[SignalBlock]:
+        """Push every block through every stage, then flush the stages in order."""
+        for block in blocks:
+            yield from self._through(block, 0)
+        for i, stage in enumerate(self.stages):
+            for out in stage.flush():
+                yield from self._through(out, i + 1)
+
+    def _through(self, block: SignalBlock, start: int) -> Iterator[SignalBlock]:
+        if start == len(self.stages):
+            yield block
+            return
+        for out in self.stages[start].process(block):
+            yield from self._through(out, start + 1)
