@@ -1,0 +1,235 @@
+"""CAN bus source: frames from python-can (SocketCAN, its virtual bus, ...) decoded with cantools.
+
+A mapping file ties DBC signals to VSS signals::
+
+    dbc = "vehicle.dbc"              # relative to the mapping file
+
+    [signals."Vehicle.Speed"]
+    message = "ESC_VehicleSpeed"     # DBC message name
+    signal = "VehSpd"                # DBC signal name
+    unit = "km/h"                    # optional: default is the DBC unit (or the VSS unit if none)
+    scale = 1.0                      # optional, applied after the DBC's own scaling
+    offset = 0.0
+
+Each frame becomes a row at the frame's timestamp with the signals it carries; the other signals have no
+sample (NaN) there. Frames at the same timestamp share a row. Signals arrive at their own rates, so run the
+blocks through :class:`edge_agent.processing.Resampler` before the detectors (``drivesight edge run`` does).
+Error frames, remote frames, frames of unmapped ids and frames that do not decode are counted in the
+source's quality report, never passed on.
+
+Requires the ``can`` extra (python-can, cantools).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..protocol import VSS_PATH_RE
+from ..signals import SignalBlock
+from .mapping import MappingError
+from .quality import QualityMonitor, SourceReport
+from .units import UnitError, conversion, vss_unit
+
+log = logging.getLogger(__name__)
+
+#: DBC files spell units in many ways; these are read as the unit named on the right.
+DBC_UNIT_ALIASES = {
+    "kph": "km/h",
+    "kmh": "km/h",
+    "km/hr": "km/h",
+    "m/s²": "m/s^2",
+    "m/s2": "m/s^2",
+    "m/s/s": "m/s^2",
+    "°/s": "deg/s",
+    "deg/sec": "deg/s",
+    "1/min": "rpm",
+    "U/min": "rpm",
+    "percent": "%",
+}
+
+
+class CanSignalSpec(BaseModel):
+    """One DBC signal -> one VSS signal."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(min_length=1)
+    signal: str = Field(min_length=1)
+    unit: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class CanMappingFile(BaseModel):
+    """The mapping file's content."""
+
+    model_config = ConfigDict(extra="forbid")
+    dbc: str
+    signals: dict[str, CanSignalSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoder:
+    vss: str
+    dbc_signal: str
+    factor: float
+    scale: float
+    offset: float
+
+
+@dataclass
+class CanMapping:
+    """A loaded mapping: the DBC database and, per frame id, how to turn its signals into VSS values."""
+
+    database: Any  # cantools.database.can.Database
+    by_frame: dict[int, list[_Decoder]]
+    signals: tuple[str, ...]
+
+
+def load_can_mapping(path: str | Path) -> CanMapping:
+    """Read a mapping and its DBC; check that every message, signal and unit exists and converts."""
+    try:
+        import cantools
+    except ImportError:
+        raise MappingError("the CAN source needs cantools: pip install 'drivesight[can]'") from None
+    path = Path(path)
+    try:
+        spec = CanMappingFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise MappingError(f"cannot read CAN mapping {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"CAN mapping {path} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise MappingError(f"CAN mapping {path}: {details}") from exc
+    dbc_path = (path.parent / spec.dbc).resolve()
+    try:
+        database = cantools.database.load_file(str(dbc_path))
+    except (OSError, cantools.database.UnsupportedDatabaseFormatError) as exc:
+        raise MappingError(f"cannot load DBC {dbc_path}: {exc}") from exc
+    by_frame: dict[int, list[_Decoder]] = {}
+    for vss_name, s in spec.signals.items():
+        if not VSS_PATH_RE.match(vss_name):
+            raise MappingError(f"{path}: {vss_name!r} is not a VSS signal path")
+        try:
+            message = database.get_message_by_name(s.message)
+        except KeyError:
+            names = ", ".join(m.name for m in database.messages)
+            raise MappingError(
+                f"{path}: {vss_name}: no message {s.message!r} in the DBC; it has: {names}"
+            ) from None
+        try:
+            dbc_signal = message.get_signal_by_name(s.signal)
+        except KeyError:
+            names = ", ".join(sig.name for sig in message.signals)
+            raise MappingError(
+                f"{path}: {vss_name}: {s.message} has no signal {s.signal!r}; it has: {names}"
+            ) from None
+        unit = (
+            s.unit
+            or DBC_UNIT_ALIASES.get(dbc_signal.unit or "", dbc_signal.unit)
+            or vss_unit(vss_name)
+            or "1"
+        )
+        try:
+            factor = conversion(unit, vss_name)
+        except UnitError as exc:
+            raise MappingError(f"{path}: {vss_name} from {s.message}.{s.signal}: {exc}; set unit") from exc
+        by_frame.setdefault(message.frame_id, []).append(
+            _Decoder(vss_name, s.signal, factor, s.scale, s.offset)
+        )
+    return CanMapping(database, by_frame, tuple(spec.signals))
+
+
+class CanSource:
+    """Reads frames from a python-can bus until stopped (or idle too long) and yields signal blocks."""
+
+    def __init__(
+        self,
+        bus: Any,
+        mapping: CanMapping,
+        *,
+        block_s: float = 1.0,
+        idle_timeout_s: float | None = None,
+        monitor: QualityMonitor | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.bus = bus
+        self.mapping = mapping
+        self.block_s = block_s
+        self.idle_timeout_s = idle_timeout_s
+        self.monitor = monitor or QualityMonitor()
+        self.stop = stop or threading.Event()
+        self.frames = 0
+
+    @property
+    def report(self) -> SourceReport:
+        """The quality report so far."""
+        return self.monitor.report
+
+    def _ignore(self, reason: str) -> None:
+        ignored = self.report.unparsable
+        ignored[reason] = ignored.get(reason, 0) + 1
+
+    def __iter__(self) -> Iterator[SignalBlock]:
+        names = self.mapping.signals
+        column_of = {n: i for i, n in enumerate(names)}
+        rows_t: list[float] = []
+        rows: list[list[float]] = []
+        last_frame = time.monotonic()
+        block_start: float | None = None
+        while not self.stop.is_set():
+            msg = self.bus.recv(timeout=0.1)
+            now = time.monotonic()
+            if msg is None:
+                if self.idle_timeout_s is not None and now - last_frame > self.idle_timeout_s:
+                    break
+                continue
+            last_frame = now
+            self.frames += 1
+            if msg.is_error_frame or msg.is_remote_frame:
+                self._ignore("error_or_remote_frame")
+                continue
+            decoders = self.mapping.by_frame.get(msg.arbitration_id)
+            if decoders is None:
+                continue  # traffic this mapping does not use
+            try:
+                decoded = self.mapping.database.decode_message(
+                    msg.arbitration_id, bytes(msg.data), decode_choices=False
+                )
+            except Exception as exc:  # cantools raises several types for a frame that does not fit its DBC
+                log.debug("frame 0x%x does not decode: %s", msg.arbitration_id, exc)
+                self._ignore(f"undecodable_0x{msg.arbitration_id:x}")
+                continue
+            t = float(msg.timestamp)
+            if not rows_t or rows_t[-1] != t:
+                rows_t.append(t)
+                rows.append([np.nan] * len(names))
+            row = rows[-1]
+            for d in decoders:
+                value = decoded.get(d.dbc_signal)
+                if isinstance(value, int | float):
+                    row[column_of[d.vss]] = (float(value) * d.scale + d.offset) * d.factor
+            if block_start is None:
+                block_start = t
+            if t - block_start >= self.block_s:
+                yield self._block(rows_t, rows)
+                rows_t, rows, block_start = [], [], None
+        if rows_t:
+            yield self._block(rows_t, rows)
+
+    def _block(self, rows_t: list[float], rows: list[list[float]]) -> SignalBlock:
+        data = np.asarray(rows, dtype=np.float64)
+        columns = {name: data[:, i] for i, name in enumerate(self.mapping.signals)}
+        return self.monitor.check(np.asarray(rows_t, dtype=np.float64), columns)
