@@ -14,14 +14,25 @@ from datetime import UTC, datetime
 import numpy as np
 
 from . import signals as vss
-from .detectors import DEFAULT_THRESHOLDS, DetectedEvent, EventDetectors, Threshold
+from .consent import ConsentGate
+from .detectors import (
+    DEFAULT_THRESHOLDS,
+    DetectedEvent,
+    EventDetectors,
+    Threshold,
+    VehicleClass,
+    thresholds_for,
+)
 from .outbox import Outbox, OutboxFull
 from .protocol import (
     MAX_EVENTS_PER_MESSAGE,
     Body,
+    ConfigV1,
+    ConsentState,
     DrivingEvent,
     DtcRecord,
     DtcV1,
+    EventKind,
     EventsV1,
     GeoPoint,
     TelemetryV1,
@@ -107,16 +118,25 @@ class EdgeAgent:
         trip_settings: TripSettings | None = None,
         thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
         telemetry: TelemetrySettings | None = None,
+        consent: ConsentState | None = None,
     ) -> None:
         self.outbox = outbox
         self.trip_settings = trip_settings or TripSettings()
         self.thresholds = thresholds
         self.telemetry_settings = telemetry
+        #: None: nothing is filtered (offline analysis, where nothing leaves the car)
+        self.gate = ConsentGate(consent) if consent is not None else None
         self._trip: TripAccumulator | None = None
         self._detectors = EventDetectors(thresholds)  # replaced at each trip start, with its UTC offset
         self._telemetry = _TelemetryBuffer(telemetry) if telemetry else None
         self._last_location: GeoPoint | None = None
         self._reported_dtcs: set[str] = set()
+        # the rule set's parameters, so that a config change can rebuild it
+        self.vehicle_class = VehicleClass.CAR
+        self.speed_limit_kmh: float | None = next(
+            (t.value for t in thresholds if t.kind is EventKind.SPEEDING), None
+        )
+        self.idle_min_s = next((t.min_duration_s for t in thresholds if t.kind is EventKind.IDLING), 300.0)
         self.trips_sent = 0
         self.events_sent = 0
 
@@ -142,6 +162,49 @@ class EdgeAgent:
                 self._telemetry.add(piece)
                 if self._telemetry.due():
                     self._send_telemetry()
+
+    def apply_config(self, config: ConfigV1) -> None:
+        """Change thresholds, telemetry sampling or consent while running.
+
+        New thresholds apply from now on: runs open under the old ones are closed first, so no event is
+        judged by two rule sets. New consent also re-gates the messages still waiting in the outbox.
+        """
+        rules_changed = any(
+            v is not None for v in (config.vehicle_class, config.speed_limit_kmh, config.idle_min_s)
+        )
+        if rules_changed:
+            self.vehicle_class = VehicleClass(config.vehicle_class or self.vehicle_class)
+            if config.speed_limit_kmh is not None:
+                self.speed_limit_kmh = config.speed_limit_kmh
+            if config.idle_min_s is not None:
+                self.idle_min_s = config.idle_min_s
+            self.thresholds = thresholds_for(
+                self.vehicle_class, speed_limit_kmh=self.speed_limit_kmh, idle_min_s=self.idle_min_s
+            )
+            if self._trip is not None:
+                self._emit_events(self._detectors.flush(), None)
+                self._detectors = EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
+        if config.telemetry_period_s is not None or config.telemetry_batch_s is not None:
+            if self._telemetry is not None:
+                self._send_telemetry()
+            current = self.telemetry_settings or TelemetrySettings()
+            self.telemetry_settings = TelemetrySettings(
+                period_s=config.telemetry_period_s or current.period_s,
+                batch_s=config.telemetry_batch_s or current.batch_s,
+                signals=current.signals,
+            )
+            self._telemetry = _TelemetryBuffer(self.telemetry_settings)
+        if config.consent is not None:
+            self.set_consent(config.consent)
+
+    def set_consent(self, consent: ConsentState) -> None:
+        """Apply the owner's new choices to what is sent from now on and to what still waits to be sent."""
+        if self.gate is None:
+            self.gate = ConsentGate(consent)
+        else:
+            self.gate.update(consent)
+        rewritten, deleted = self.outbox.regate(self.gate.apply)
+        log.info("consent now %s: %d waiting messages rewritten, %d withdrawn", consent, rewritten, deleted)
 
     def close_trip(self) -> None:
         """End the trip in progress (source ended, car parked): flush events, send the summary."""
@@ -210,7 +273,16 @@ class EdgeAgent:
         if body is not None:
             self._send(body, compress=True)
 
+    def send(self, body: Body, *, compress: bool = False) -> None:
+        """Queue a message for the cloud, as consent allows (thread-safe)."""
+        self._send(body, compress=compress)
+
     def _send(self, body: Body, *, compress: bool = False) -> None:
+        if self.gate is not None:
+            gated = self.gate.apply(body)
+            if gated is None:
+                return
+            body = gated
         try:
             self.outbox.enqueue(body, compress=compress)
         except OutboxFull as exc:

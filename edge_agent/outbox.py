@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .protocol import Body, UplinkKind, encode, uplink_topic
+from .protocol import Body, UplinkKind, decode, encode, uplink_topic
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,54 @@ class Outbox:
             self._bytes -= freed
             if self._bytes == 0:
                 self._db.execute("PRAGMA incremental_vacuum")
+
+    def regate(self, apply: Callable[[Body], Body | None]) -> tuple[int, int]:
+        """Pass every waiting message through ``apply`` (e.g. after consent was withdrawn).
+
+        A changed message is rewritten under its own ``seq``; one ``apply`` refuses (None) is deleted.
+        Returns (rewritten, deleted).
+        """
+        rewritten = deleted = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute("SELECT seq, topic, payload FROM outbox ORDER BY seq").fetchall()
+                for seq, topic, payload in rows:
+                    message = decode(str(topic), bytes(payload), max_bytes=1 << 30)
+                    body = apply(message.body)
+                    if body is None:
+                        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                        self._bytes -= len(payload)
+                        deleted += 1
+                    elif body != message.body:
+                        new = encode(
+                            self.vehicle_id,
+                            int(seq),
+                            body,
+                            sent_at=message.sent_at,
+                            compress=b'"application/zlib+json"' in bytes(payload),
+                            max_bytes=1 << 30,
+                        )
+                        self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (new, seq))
+                        self._bytes += len(new) - len(payload)
+                        rewritten += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._bytes = self._recount()
+                raise
+        return rewritten, deleted
+
+    def get_meta(self, key: str) -> int | None:
+        """A small persistent integer kept beside the messages (e.g. the last downlink seq handled)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else None
+
+    def set_meta(self, key: str, value: int) -> None:
+        """Store a small persistent integer."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def depth(self) -> int:
         """How many messages wait to be acknowledged."""

@@ -201,6 +201,11 @@ def downlink_topic(vehicle_id: str, kind: DownlinkKind | str) -> str:
     return f"{TOPIC_ROOT}/{PROTOCOL_VERSION}/{_check_vehicle_id(vehicle_id)}/down/{DownlinkKind(kind).value}"
 
 
+def downlink_filter(vehicle_id: str) -> str:
+    """The subscription filter for every downlink kind of one vehicle."""
+    return f"{TOPIC_ROOT}/{PROTOCOL_VERSION}/{_check_vehicle_id(vehicle_id)}/down/+"
+
+
 def uplink_filter(shared_group: str | None = None) -> str:
     """The subscription filter for every vehicle's uplink, optionally as an MQTT shared subscription."""
     base = f"{TOPIC_ROOT}/{PROTOCOL_VERSION}/+/+"
@@ -288,6 +293,19 @@ class GeoPoint(BaseModel):
     lon: float = Field(ge=-180, le=180)
 
 
+class ConsentState(BaseModel):
+    """The owner's choices about what may leave the car (see edge_agent.consent for what each allows)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    telemetry: bool = False
+    location: bool = False
+    profiling: bool = False
+    #: without location consent: "coarse" rounds positions to ``location_precision_deg``, "drop" removes them
+    location_mode: Literal["coarse", "drop"] = "coarse"
+    location_precision_deg: float = Field(default=0.01, gt=0, le=1)
+    updated_at: AwareDatetime | None = None
+
+
 class StatusV1(Body):
     """The agent's state: sent on connect, and as the MQTT last will when it drops off."""
 
@@ -297,6 +315,57 @@ class StatusV1(Body):
     agent_version: str = Field(max_length=64)
     boot_id: str | None = Field(default=None, max_length=64)
     outbox_depth: int | None = Field(default=None, ge=0)
+    consent: ConsentState | None = None
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+
+class PushAction(StrEnum):
+    """What happened to a push message in the car."""
+
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    DISMISSED = "dismissed"
+    EXPIRED = "expired"
+    SUPPRESSED = "suppressed"  # marketing push without the owner's profiling consent
+
+
+class PushV1(Body):
+    """A message for the in-car display, from a campaign (marketing) or from service (recalls, reminders)."""
+
+    SCHEMA = "push.v1"
+    KIND = DownlinkKind.PUSH
+    push_id: str = Field(min_length=1, max_length=64)
+    campaign_id: str | None = Field(default=None, max_length=64)
+    title: str = Field(min_length=1, max_length=120)
+    text: str = Field(max_length=1000)
+    url: str | None = Field(default=None, max_length=500)
+    marketing: bool = True
+    expires_at: AwareDatetime | None = None
+
+
+class FeedbackV1(Body):
+    """What the driver did with a push message."""
+
+    SCHEMA = "feedback.v1"
+    KIND = UplinkKind.FEEDBACK
+    push_id: str = Field(min_length=1, max_length=64)
+    campaign_id: str | None = Field(default=None, max_length=64)
+    action: PushAction
+    at: AwareDatetime
+
+
+class ConfigV1(Body):
+    """Settings changed from the cloud while the agent runs; a field left out keeps its current value."""
+
+    SCHEMA = "config.v1"
+    KIND = DownlinkKind.CONFIG
+    vehicle_class: Literal["car", "suv", "van", "truck"] | None = None
+    speed_limit_kmh: float | None = Field(default=None, gt=0, le=400)
+    idle_min_s: float | None = Field(default=None, gt=0)
+    telemetry_period_s: float | None = Field(default=None, gt=0, le=3600)
+    telemetry_batch_s: float | None = Field(default=None, gt=0, le=3600)
+    consent: ConsentState | None = None
 
 
 class DrivingEvent(BaseModel):
@@ -425,7 +494,8 @@ class TelemetryV1(Body):
 
 
 SCHEMAS: dict[str, type[Body]] = {
-    cls.SCHEMA: cls for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1, DtcV1)
+    cls.SCHEMA: cls
+    for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1, DtcV1, FeedbackV1, PushV1, ConfigV1)
 }
 
 

@@ -16,12 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .outbox import Outbox
-from .protocol import BrokerAddress, StatusV1, encode, uplink_topic
+from .protocol import BrokerAddress, ConsentState, StatusV1, downlink_filter, encode, uplink_topic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ class MqttUplink:
         inflight: int = 64,
         keepalive_s: int = 30,
         ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        persistent_session: bool = False,
+        on_downlink: Callable[[str, bytes], None] | None = None,
+        consent: Callable[[], ConsentState | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
@@ -57,16 +63,22 @@ class MqttUplink:
         self._session = 0
         self.published = 0
         self.acknowledged = 0
+        self._on_downlink = on_downlink
+        self._consent = consent
+        # A persistent session lets the broker keep downlink messages (pushes, config) while the car is away.
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"edge-{self.vehicle_id}",
-            clean_session=True,
+            clean_session=not persistent_session,
             protocol=mqtt.MQTTv311,
         )
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls:
-            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            # per-vehicle credentials: a client certificate (mutual TLS), or user name and password in the URL
+            client.tls_set(
+                ca_certs=ca_file, certfile=cert_file, keyfile=key_file, cert_reqs=ssl.CERT_REQUIRED
+            )
         client.max_inflight_messages_set(inflight)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         will = StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id)
@@ -78,6 +90,9 @@ class MqttUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._subscribed = threading.Event()
+        client.on_subscribe = lambda *_args: self._subscribed.set()
         self._client = client
         self._keepalive = keepalive_s
         self._pump_thread = threading.Thread(
@@ -94,8 +109,14 @@ class MqttUplink:
         with self._ack_lock:
             self._acked_mids.clear()
             self._session += 1
+        if self._on_downlink is not None:
+            client.subscribe(downlink_filter(self.vehicle_id), qos=1)
         self._connected.set()
         self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self._on_downlink is not None:
+            self._on_downlink(msg.topic, bytes(msg.payload))
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
@@ -155,7 +176,25 @@ class MqttUplink:
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=self._keepalive)
         self._client.loop_start()
         self._pump_thread.start()
-        self.outbox.enqueue(StatusV1(state="online", agent_version=AGENT_VERSION, boot_id=self.boot_id))
+        self.send_status("online")
+
+    def send_status(self, state: Literal["online", "offline"]) -> None:
+        """Queue a status message with the current consent and what the outbox has had to drop."""
+        dropped = {kind: n for kind, (n, _bytes) in self.outbox.dropped().items()}
+        self.outbox.enqueue(
+            StatusV1(
+                state=state,
+                agent_version=AGENT_VERSION,
+                boot_id=self.boot_id,
+                outbox_depth=self.outbox.depth(),
+                consent=self._consent(),
+                dropped=dropped,
+            )
+        )
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the downlink subscription is in place; False on timeout."""
+        return self._subscribed.wait(timeout)
 
     def notify(self) -> None:
         """Tell the pump that new messages are in the outbox."""
@@ -178,7 +217,7 @@ class MqttUplink:
     def stop(self, *, graceful: bool = True) -> None:
         """Stop publishing; with ``graceful`` the offline status is sent first (no last will then)."""
         if graceful and self._connected.is_set():
-            self.outbox.enqueue(StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id))
+            self.send_status("offline")
             self.flush(timeout=5.0)
         self._stop.set()
         self._wake.set()

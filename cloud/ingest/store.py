@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from edge_agent.protocol import DtcV1, EventsV1, Message, StatusV1, TelemetryV1, TripSummaryV1
+from edge_agent.protocol import DtcV1, EventsV1, FeedbackV1, Message, StatusV1, TelemetryV1, TripSummaryV1
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +169,30 @@ def _store_status(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Me
     for vehicle_id in sorted(latest):
         m = latest[vehicle_id]
         assert isinstance(m.body, StatusV1)
+        body = m.body
+        consent = Jsonb(body.consent.model_dump(mode="json")) if body.consent is not None else None
         cur.execute(
-            "UPDATE vehicles SET status = %s, status_seq = %s, status_at = %s, agent_version = %s"
+            "UPDATE vehicles SET status = %s, status_seq = %s, status_at = %s, agent_version = %s,"
+            " consent = coalesce(%s, consent),"
+            " consent_at = CASE WHEN %s::jsonb IS NULL THEN consent_at ELSE %s END,"
+            " outbox_dropped = %s"
             " WHERE vehicle_id = %s AND (status_seq IS NULL OR status_seq < %s)",
-            (m.body.state, m.seq, m.sent_at, m.body.agent_version, vehicle_id, m.seq),
-        )
+            (body.state, m.seq, m.sent_at, body.agent_version, consent, consent, m.sent_at,
+             Jsonb(body.dropped), vehicle_id, m.seq),
+        )  # fmt: skip
+
+
+def _store_feedback(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    rows = []
+    for m in messages:
+        b = m.body
+        assert isinstance(b, FeedbackV1)
+        rows.append((m.vehicle_id, m.seq, b.push_id, b.campaign_id, b.action.value, b.at))
+    cur.executemany(
+        "INSERT INTO push_feedback (vehicle_id, seq, push_id, campaign_id, action, at)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        rows,
+    )
 
 
 _WRITERS = {
@@ -182,6 +201,7 @@ _WRITERS = {
     TelemetryV1.SCHEMA: _store_telemetry,
     StatusV1.SCHEMA: _store_status,
     DtcV1.SCHEMA: _store_dtcs,
+    FeedbackV1.SCHEMA: _store_feedback,
 }
 
 
