@@ -40,10 +40,12 @@ class Downlink:
         agent: EdgeAgent,
         display: DisplayHook,
         *,
+        on_config: Callable[[ConfigV1], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.agent = agent
         self.display = display
+        self.on_config = on_config  # e.g. report the new consent in a status message
         self.clock = clock
         self.incoming: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
         self.rejected = 0
@@ -90,6 +92,8 @@ class Downlink:
             self._push(body)
         elif isinstance(body, ConfigV1):
             self.agent.apply_config(body)
+            if self.on_config is not None:
+                self.on_config(body)
         else:
             self.rejected += 1
             log.warning("unexpected %s on the downlink", message.schema)
