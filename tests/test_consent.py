@@ -27,6 +27,7 @@ from edge_agent.protocol import (
 
 T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
 HOME = GeoPoint(lat=31.234567, lon=121.476543)
+AC = "Vehicle.Cabin.HVAC.IsAirConditioningActive"
 
 
 def _telemetry() -> TelemetryV1:
@@ -46,13 +47,14 @@ def _trip() -> TripSummaryV1:
         trip_id="T1", started_at=T0, ended_at=T0 + timedelta(minutes=10), distance_km=5, duration_s=600,
         moving_s=500, idle_s=100, max_speed_kmh=60, avg_speed_kmh=30, night_share=0, samples=6000,
         start_location=HOME, end_location=GeoPoint(lat=31.3, lon=121.5),
-        feature_usage={"Vehicle.Cabin.HVAC.IsAirConditioningActive": FeatureUsage(activations=1, active_s=600)},
+        feature_usage={AC: FeatureUsage(activations=1, active_s=600)},
     )  # fmt: skip
 
 
 def _events() -> EventsV1:
-    event = DrivingEvent(kind=EventKind.HARSH_BRAKE, trip_id="T1", start=T0, end=T0, peak=-5, peak_unit="m/s^2",
-                         location=HOME)  # fmt: skip
+    event = DrivingEvent(
+        kind=EventKind.HARSH_BRAKE, trip_id="T1", start=T0, end=T0, peak=-5, peak_unit="m/s^2", location=HOME
+    )
     return EventsV1(events=[event])
 
 
