@@ -124,16 +124,8 @@ def test_push_feedback_and_config_round_trip(
 
     try:
         assert wait_until(lambda: feedback() == expected, timeout=20), feedback()
-        assert wait_until(
-            lambda: (
-                db.execute(
-                    "SELECT count(*) FROM driving_events WHERE vehicle_id = %s AND kind = 'speeding'",
-                    (vehicle,),
-                ).fetchone()
-                == (1,)
-            ),  # fmt: skip
-            timeout=20,
-        )
+        speeding = "SELECT count(*) FROM driving_events WHERE vehicle_id = %s AND kind = 'speeding'"
+        assert wait_until(lambda: db.execute(speeding, (vehicle,)).fetchone() == (1,), timeout=20)
         consent = db.execute("SELECT consent FROM vehicles WHERE vehicle_id = %s", (vehicle,)).fetchone()
         assert consent is not None and consent[0]["profiling"] is False and consent[0]["telemetry"] is True
     finally:
