@@ -126,6 +126,7 @@ def run_demo(
     seed: int = 7,
     first_day: date = date(2026, 11, 2),
     telemetry: bool = True,
+    consent_rate: float = 0.8,
     settings: CloudSettings | None = None,
     progress: Progress | None = None,
 ) -> DemoSummary:
@@ -157,7 +158,7 @@ def run_demo(
         try:
             with _ApiServer(database_url) as api_url:
                 progress.note(f"ingest subscribed; API at {api_url}")
-                specs = build_fleet(vehicles, seed, prefix=prefix)
+                specs = build_fleet(vehicles, seed, prefix=prefix, consent_rate=consent_rate)
                 advance = progress.phase("simulating vehicles", total=len(specs))
                 trips = simulate_fleet(specs, first_day, days, seed, on_vehicle=lambda: advance(1))
                 total_samples = sum(len(t.block) for ts in trips.values() for t in ts)

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_agent.agent import EdgeAgent, TelemetrySettings
 from edge_agent.outbox import Outbox
-from edge_agent.protocol import BrokerAddress, EventKind
+from edge_agent.protocol import BrokerAddress, ConsentState, EventKind
 from edge_agent.signals import iter_blocks
 from edge_agent.trips import TripSettings
 from edge_agent.uplink import MqttUplink
@@ -25,20 +25,29 @@ MODELS = ("DS-Compact", "DS-Sedan", "DS-SUV", "DS-EV5")
 BLOCK_SAMPLES = 600  # one minute at 10 Hz per block, as a car's agent would batch its ring buffer
 
 
-def build_fleet(count: int, seed: int, *, prefix: str = "sim-") -> list[VehicleSpec]:
-    """``count`` vehicles with personas in turn (so each persona is represented) and seeded attributes."""
+def build_fleet(
+    count: int, seed: int, *, prefix: str = "sim-", consent_rate: float = 1.0
+) -> list[VehicleSpec]:
+    """``count`` vehicles with personas in turn (so each persona is represented) and seeded attributes.
+
+    Each owner grants each consent scope (telemetry, location, profiling) with probability ``consent_rate``.
+    """
     rng = np.random.default_rng(seed)
     personas = list(PersonaName)
     specs = []
     for i in range(count):
         persona = personas[i % len(personas)]
         ev = bool(rng.random() < 0.3)
+        grants = rng.random(3) < consent_rate
         specs.append(
             VehicleSpec(
                 vehicle_id=f"{prefix}{i:04d}",
                 persona=persona,
                 powertrain=Powertrain.EV if ev else Powertrain.ICE,
                 model="DS-EV5" if ev else str(rng.choice(MODELS[:3])),
+                consent=ConsentState(
+                    telemetry=bool(grants[0]), location=bool(grants[1]), profiling=bool(grants[2])
+                ),
             )
         )
     return specs
@@ -97,9 +106,14 @@ def drive_fleet(
 
     def drive(spec: VehicleSpec) -> None:
         outbox = Outbox(outbox_dir / f"{spec.vehicle_id}.db", spec.vehicle_id)
-        uplink = MqttUplink(outbox, broker)
+        agent = EdgeAgent(
+            outbox,
+            trip_settings=TripSettings(timezone=spec.timezone),
+            telemetry=telemetry,
+            consent=spec.consent,
+        )
+        uplink = MqttUplink(outbox, broker, consent=lambda: spec.consent)
         uplink.start()
-        agent = EdgeAgent(outbox, trip_settings=TripSettings(timezone=spec.timezone), telemetry=telemetry)
         samples = 0
         for block in iter_blocks((t.block for t in trips[spec.vehicle_id]), BLOCK_SAMPLES):
             agent.process(block)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from edge_agent import signals as vss
-from edge_agent.protocol import EventKind
+from edge_agent.protocol import ConsentState, EventKind
 from edge_agent.signals import FloatArray, SignalBlock
 
 from .personas import PERSONAS, Persona, PersonaName
@@ -91,6 +91,10 @@ class VehicleSpec:
     timezone: str = "Asia/Shanghai"
     #: probability that a trip reports a new fault code
     fault_rate: float = 0.05
+    #: what the owner agreed may leave the car
+    consent: ConsentState = field(
+        default_factory=lambda: ConsentState(telemetry=True, location=True, profiling=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
