@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from .signals import SignalBlock
 
 log = logging.getLogger(__name__)
 
@@ -14,15 +16,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``edge`` command and its subcommands."""
     edge = subparsers.add_parser("edge", help="run the in-car edge agent")
     sub = edge.add_subparsers(dest="edge_command", required=True)
-    run = sub.add_parser("run", help="run the agent on a simulated vehicle and publish to the broker")
-    run.add_argument("--vehicle-id", required=True)
-    run.add_argument("--persona", default="calm_commuter", help="simulated driver persona")
-    run.add_argument("--days", type=int, default=1)
-    run.add_argument("--seed", type=int, default=1)
-    run.add_argument("--state-dir", type=Path, default=Path(".drivesight/edge"), help="outbox location")
-    run.add_argument("--mqtt-url", default=os.environ.get("DRIVESIGHT_MQTT_URL", "mqtt://127.0.0.1:1883"))
-    run.add_argument("--timezone", default="Asia/Shanghai")
-    run.add_argument("--no-telemetry", action="store_true", help="send trips and events only")
+    run = sub.add_parser("run", help="run the agent: read a source, publish to the broker, obey the downlink")
+    run.add_argument("--vehicle-id", help="default: DRIVESIGHT_EDGE_VEHICLE_ID")
+    run.add_argument("--mqtt-url", help="default: DRIVESIGHT_EDGE_MQTT_URL or mqtt://127.0.0.1:1883")
+    run.add_argument("--state-dir", type=Path, help="outbox and consent; default .drivesight/edge")
+    run.add_argument("--source", choices=["sim", "replay", "can"], default="sim")
+    run.add_argument("--persona", default="calm_commuter", help="sim: the simulated driver")
+    run.add_argument("--days", type=int, default=1, help="sim: simulated days, ending yesterday")
+    run.add_argument("--seed", type=int, default=1, help="sim: random seed")
+    run.add_argument("--file", type=Path, help="replay: the recorded CSV or Parquet file")
+    run.add_argument("--mapping", type=Path, help="replay/can: the column or DBC -> VSS mapping")
+    run.add_argument(
+        "--can-interface", default="socketcan", help="can: python-can interface (socketcan, virtual)"
+    )
+    run.add_argument("--can-channel", default="can0", help="can: the channel, e.g. can0 or vcan0")
+    run.add_argument("--timezone", help="IANA zone of the car, for night rules")
     run.set_defaults(handler=_run)
     replay = sub.add_parser(
         "replay",
@@ -43,49 +51,68 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from datetime import date
+    import threading
+
+    from .config import EdgeSettings
+    from .runner import install_signal_handlers, run_vehicle
+
+    overrides = {
+        "vehicle_id": args.vehicle_id,
+        "mqtt_url": args.mqtt_url,
+        "state_dir": args.state_dir,
+        "timezone": args.timezone,
+    }
+    settings = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    try:
+        source = _source(args, settings, stop)
+    except ValueError as exc:  # MappingError, ReplayError: a clear message, no traceback
+        log.error("%s", exc)
+        return 2
+    return 0 if run_vehicle(settings, source, stop=stop) else 1
+
+
+def _source(args: argparse.Namespace, settings: object, stop: object) -> Iterable[SignalBlock]:
+    """The signal source the arguments name."""
+    if args.source == "replay":
+        from .sources.mapping import load_mapping
+        from .sources.replay import ReplaySource
+
+        if args.file is None or args.mapping is None:
+            raise ValueError("--source replay needs --file and --mapping")
+        return ReplaySource(args.file, load_mapping(args.mapping))
+    if args.source == "can":
+        import can
+
+        from .sources.can import CanSource, load_can_mapping
+
+        if args.mapping is None:
+            raise ValueError("--source can needs --mapping (a DBC -> VSS mapping file)")
+        mapping = load_can_mapping(args.mapping)
+        bus = can.Bus(interface=args.can_interface, channel=args.can_channel)
+        return CanSource(bus, mapping, stop=stop)  # type: ignore[arg-type]
+    return _simulated(args, settings)
+
+
+def _simulated(args: argparse.Namespace, settings: object) -> Iterable[SignalBlock]:
+    from datetime import date, timedelta
 
     import numpy as np
 
     from simulators.personas import PersonaName
     from simulators.vehicle import VehicleSpec, initial_state, simulate_day
 
-    from .agent import EdgeAgent, TelemetrySettings
-    from .outbox import Outbox
-    from .protocol import BrokerAddress
-    from .signals import iter_blocks
-    from .trips import TripSettings
-    from .uplink import MqttUplink
-
-    spec = VehicleSpec(args.vehicle_id, PersonaName(args.persona), timezone=args.timezone)
+    vehicle_id = getattr(settings, "vehicle_id", None) or "sim"
+    spec = VehicleSpec(vehicle_id, PersonaName(args.persona), timezone=args.timezone or "Asia/Shanghai")
     rng = np.random.default_rng(args.seed)
     state = initial_state(spec, rng)
-    args.state_dir.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(args.state_dir / f"{args.vehicle_id}.db", args.vehicle_id)
-    uplink = MqttUplink(outbox, BrokerAddress.parse(args.mqtt_url))
-    uplink.start()
-    agent = EdgeAgent(
-        outbox,
-        trip_settings=TripSettings(timezone=args.timezone),
-        telemetry=None if args.no_telemetry else TelemetrySettings(),
-    )
-    today = date.today()
+    first = date.today() - timedelta(days=args.days)
     for d in range(args.days):
-        trips, state = simulate_day(spec, date.fromordinal(today.toordinal() - args.days + d), state, rng)
-        for block in iter_blocks((t.block for t in trips), 600):
-            agent.process(block)
-            uplink.notify()
-    agent.close_trip()
-    flushed = uplink.flush(timeout=60)
-    uplink.stop()
-    log.info(
-        "sent %d trips, %d events; outbox %s",
-        agent.trips_sent,
-        agent.events_sent,
-        "empty" if flushed else f"holds {outbox.depth()} messages for the next start",
-    )
-    outbox.close()
-    return 0 if flushed else 1
+        trips, state = simulate_day(spec, first + timedelta(days=d), state, rng)
+        for trip in trips:
+            for start in range(0, len(trip.block), 600):
+                yield trip.block.slice(start, start + 600)
 
 
 def _replay(args: argparse.Namespace) -> int:

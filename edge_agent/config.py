@@ -1,0 +1,51 @@
+"""Edge settings, read once at start from ``DRIVESIGHT_EDGE_*`` environment variables (CLI flags override).
+
+Privacy by default: no consent scope is granted until the owner grants it (in the head unit, or from the app
+through a config downlink); the last choice is kept in the state directory and wins over these defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .detectors import VehicleClass
+from .protocol import ConsentState
+
+
+class EdgeSettings(BaseSettings):
+    """Everything the in-car process needs to know."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIVESIGHT_EDGE_", extra="ignore")
+
+    vehicle_id: str | None = None
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: keep the MQTT session across reconnects, so the broker holds pushes and config while the car is away
+    persistent_session: bool = True
+    state_dir: Path = Path(".drivesight/edge")
+    outbox_max_mb: float = Field(default=64.0, gt=0)
+    vehicle_class: VehicleClass = VehicleClass.CAR
+    speed_limit_kmh: float | None = Field(default=120.0, gt=0)
+    timezone: str = "UTC"
+    resample_hz: float | None = Field(default=10.0, gt=0)
+    telemetry_period_s: float = Field(default=1.0, ge=0, description="0 turns telemetry off")
+    telemetry_batch_s: float = Field(default=60.0, gt=0)
+    consent_telemetry: bool = False
+    consent_location: bool = False
+    consent_profiling: bool = False
+    location_mode: Literal["coarse", "drop"] = "coarse"
+
+    def default_consent(self) -> ConsentState:
+        """The consent configured here, used until the owner's own choice is stored."""
+        return ConsentState(
+            telemetry=self.consent_telemetry,
+            location=self.consent_location,
+            profiling=self.consent_profiling,
+            location_mode=self.location_mode,
+        )

@@ -1,0 +1,126 @@
+"""The in-car process: a source, the processing stages, the agent, the uplink and the downlink in one loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .agent import EdgeAgent, TelemetrySettings
+from .config import EdgeSettings
+from .detectors import thresholds_for
+from .downlink import Downlink
+from .outbox import Outbox
+from .processing import Pipeline, Resampler
+from .protocol import BrokerAddress, ConfigV1, ConsentState, PushAction, PushV1
+from .signals import SignalBlock
+from .trips import TripSettings
+from .uplink import MqttUplink
+
+log = logging.getLogger(__name__)
+
+
+class LogDisplay:
+    """A display hook for a car without a screen integration: writes pushes to the log."""
+
+    def show(self, push: PushV1, respond: Callable[[PushAction], None]) -> None:
+        """Log the push; no driver interaction is reported beyond delivery."""
+        log.info("push %s: %s — %s", push.push_id, push.title, push.text)
+
+
+def load_consent(path: Path, default: ConsentState) -> ConsentState:
+    """The owner's stored choice, or ``default`` when none is stored (or the file is unreadable)."""
+    try:
+        return ConsentState.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        log.error("ignoring unreadable consent file %s (%s); using the configured defaults", path, exc)
+        return default
+
+
+def run_vehicle(
+    settings: EdgeSettings,
+    source: Iterable[SignalBlock],
+    *,
+    display: object | None = None,
+    stop: threading.Event | None = None,
+    flush_timeout_s: float = 60.0,
+) -> bool:
+    """Run one vehicle until the source ends or ``stop`` is set; return whether the outbox was emptied."""
+    if not settings.vehicle_id:
+        raise SystemExit("a vehicle id is needed: --vehicle-id or DRIVESIGHT_EDGE_VEHICLE_ID")
+    vehicle_id = settings.vehicle_id
+    stop = stop or threading.Event()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    consent_path = settings.state_dir / f"{vehicle_id}.consent.json"
+    consent = load_consent(consent_path, settings.default_consent())
+    outbox = Outbox(
+        settings.state_dir / f"{vehicle_id}.outbox.db",
+        vehicle_id,
+        max_bytes=int(settings.outbox_max_mb * 2**20),
+    )
+    telemetry = (
+        TelemetrySettings(period_s=settings.telemetry_period_s, batch_s=settings.telemetry_batch_s)
+        if settings.telemetry_period_s > 0
+        else None
+    )
+    agent = EdgeAgent(
+        outbox,
+        trip_settings=TripSettings(timezone=settings.timezone),
+        thresholds=thresholds_for(settings.vehicle_class, speed_limit_kmh=settings.speed_limit_kmh),
+        telemetry=telemetry,
+        consent=consent,
+    )
+    agent.vehicle_class = settings.vehicle_class
+    uplink: MqttUplink | None = None
+
+    def on_config(config: ConfigV1) -> None:
+        if config.consent is not None:
+            consent_path.write_text(config.consent.model_dump_json(), encoding="utf-8")
+            if uplink is not None:
+                uplink.send_status("online")
+
+    downlink = Downlink(agent, display or LogDisplay(), on_config=on_config)  # type: ignore[arg-type]
+    gate = agent.gate
+    uplink = MqttUplink(
+        outbox,
+        BrokerAddress.parse(settings.mqtt_url),
+        ca_file=settings.ca_file,
+        cert_file=settings.cert_file,
+        key_file=settings.key_file,
+        persistent_session=settings.persistent_session,
+        on_downlink=downlink.receive,
+        consent=lambda: gate.consent if gate is not None else None,
+    )
+    uplink.start()
+    stages = [Resampler(settings.resample_hz)] if settings.resample_hz else []
+    try:
+        for block in Pipeline(stages).run(source):
+            agent.process(block)
+            downlink.poll()
+            uplink.notify()
+            if stop.is_set():
+                break
+        agent.close_trip()
+        downlink.poll()
+        flushed = uplink.flush(flush_timeout_s)
+    finally:
+        uplink.stop()
+        outbox.close()
+    log.info(
+        "%s: %d trips, %d events sent; outbox %s",
+        vehicle_id,
+        agent.trips_sent,
+        agent.events_sent,
+        "empty" if flushed else "keeps the rest for the next start",
+    )
+    return flushed
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT end the loop cleanly: the open trip is summarized and the outbox flushed."""
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
