@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .protocol import (
     EventKind,
     EventsV1,
     GeoPoint,
+    PayloadTooLarge,
     TelemetryV1,
 )
 from .signals import SignalBlock
@@ -63,49 +64,98 @@ class TelemetrySettings:
     )
 
 
+def _with_none(values: np.ndarray) -> list[float | None]:
+    """Floats for JSON, NaN (no sample) as None, converted in C rather than value by value."""
+    missing = np.isnan(values)
+    if not missing.any():
+        return values.tolist()  # type: ignore[no-any-return]
+    boxed = values.astype(object)
+    boxed[missing] = None
+    return boxed.tolist()  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)
 class _TelemetryBuffer:
+    """One sample per ``period_s``, cut into batches of exactly ``batch_s``; numpy until drained."""
+
     settings: TelemetrySettings
     next_t: float = -np.inf
-    t: list[float] = field(default_factory=list)
-    columns: dict[str, list[float | None]] = field(default_factory=dict)
+    start: float | None = None  # time of the open batch's first sample
+    times: list[np.ndarray] = field(default_factory=list)
+    columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    size: int = 0
 
-    def add(self, block: SignalBlock) -> None:
-        """Keep the first sample of each ``period_s`` bucket."""
+    def add(self, block: SignalBlock) -> list[TelemetryV1]:
+        """Keep the first sample of each ``period_s`` bucket; return the batches this block completed."""
         period = self.settings.period_s
         buckets = np.floor(block.t / period)
-        keep = np.flatnonzero(np.diff(buckets, prepend=np.floor(self.next_t / period) - 1) > 0)
-        keep = keep[block.t[keep] >= self.next_t]
+        previous = np.empty_like(buckets)
+        previous[0] = np.floor(self.next_t / period) - 1
+        previous[1:] = buckets[:-1]
+        keep = np.flatnonzero((buckets > previous) & (block.t >= self.next_t))
         if keep.size == 0:
-            return
+            return []
         self.next_t = float((buckets[keep[-1]] + 1) * period)
-        n_before = len(self.t)
-        self.t.extend(block.t[keep].tolist())
-        for name in self.settings.signals:
-            column = block.get(name)
-            if column is None:
-                continue
-            values = column[keep]
-            out = self.columns.setdefault(name, [None] * n_before)
-            out.extend(None if np.isnan(v) else float(v) for v in values)
-        for out in self.columns.values():
-            out.extend([None] * (len(self.t) - len(out)))
+        t = block.t[keep]
+        cols = {
+            name: column[keep] for name in self.settings.signals if (column := block.get(name)) is not None
+        }
+        done: list[TelemetryV1] = []
+        while t.size:
+            if self.start is None:
+                self.start = float(t[0])
+            cut = int(np.searchsorted(t, self.start + self.settings.batch_s, side="left"))
+            if cut:
+                self._append(t[:cut], {k: v[:cut] for k, v in cols.items()})
+            if cut == t.size:
+                break
+            body = self.drain()
+            if body is not None:
+                done.append(body)
+            t, cols = t[cut:], {k: v[cut:] for k, v in cols.items()}
+        return done
 
-    def due(self) -> bool:
-        return bool(self.t) and self.t[-1] - self.t[0] >= self.settings.batch_s
+    def _append(self, t: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        for name in cols.keys() - self.columns.keys():
+            self.columns[name] = [np.full(self.size, np.nan)]  # a signal that appears mid-batch
+        for name, chunks in self.columns.items():
+            chunks.append(cols.get(name, np.full(t.size, np.nan)))
+        self.times.append(t)
+        self.size += t.size
 
     def drain(self) -> TelemetryV1 | None:
-        if not self.t or not self.columns:
-            self.t, self.columns = [], {}
-            return None
-        t0 = self.t[0]
-        body = TelemetryV1(
-            t0=datetime.fromtimestamp(t0, UTC),
-            t_ms=[round((t - t0) * 1000) for t in self.t],
-            signals=self.columns,
-        )
-        self.t, self.columns = [], {}
+        """The open batch as a message (None when empty); the next sample starts a new batch."""
+        body = None
+        if self.size and self.columns:
+            t = np.concatenate(self.times)
+            t0 = float(t[0])
+            body = TelemetryV1(
+                t0=datetime.fromtimestamp(t0, UTC),
+                t_ms=np.round((t - t0) * 1000).astype(np.int64).tolist(),
+                signals={name: _with_none(np.concatenate(chunks)) for name, chunks in self.columns.items()},
+            )
+        self.start, self.times, self.columns, self.size = None, [], {}, 0
         return body
+
+
+def _split(body: Body) -> tuple[Body, Body] | None:
+    """Two messages that together say what ``body`` says, for one over the payload limit."""
+    if isinstance(body, EventsV1) and len(body.events) > 1:
+        half = len(body.events) // 2
+        return EventsV1(events=body.events[:half]), EventsV1(events=body.events[half:])
+    if isinstance(body, TelemetryV1) and len(body.t_ms) > 1:
+        half = len(body.t_ms) // 2
+        second_t0 = body.t0 + timedelta(milliseconds=body.t_ms[half])
+        first = TelemetryV1(
+            t0=body.t0, t_ms=body.t_ms[:half], signals={k: v[:half] for k, v in body.signals.items()}
+        )
+        second = TelemetryV1(
+            t0=second_t0,
+            t_ms=[ms - body.t_ms[half] for ms in body.t_ms[half:]],
+            signals={k: v[half:] for k, v in body.signals.items()},
+        )
+        return first, second
+    return None
 
 
 class EdgeAgent:
@@ -159,9 +209,8 @@ class EdgeAgent:
                 self._emit_dtcs(piece)
             self._emit_events(self._detectors.update(piece), piece)
             if self._telemetry is not None:
-                self._telemetry.add(piece)
-                if self._telemetry.due():
-                    self._send_telemetry()
+                for batch in self._telemetry.add(piece):
+                    self._send(batch, compress=True)
 
     def apply_config(self, config: ConfigV1) -> None:
         """Change thresholds, telemetry sampling or consent while running.
@@ -287,3 +336,10 @@ class EdgeAgent:
             self.outbox.enqueue(body, compress=compress)
         except OutboxFull as exc:
             log.warning("%s", exc)  # counted in the outbox's drop statistics
+        except PayloadTooLarge:
+            halves = _split(body)
+            if halves is None:
+                log.error("%s message over the payload limit cannot be split; not sent", body.SCHEMA)
+                return
+            for half in halves:
+                self._send(half, compress=compress)

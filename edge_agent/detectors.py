@@ -179,13 +179,13 @@ class RunDetector:
 
     def _mask(self, x: FloatArray, t: FloatArray) -> np.ndarray:
         thr = self.threshold
-        with np.errstate(invalid="ignore"):  # NaN compares False: no sample is not an event
-            if thr.direction is Direction.ABOVE:
-                mask = x >= thr.value
-            elif thr.direction is Direction.BELOW:
-                mask = x <= thr.value
-            else:
-                mask = np.abs(x) >= thr.value
+        # NaN compares False (without a warning): no sample is not an event
+        if thr.direction is Direction.ABOVE:
+            mask = x >= thr.value
+        elif thr.direction is Direction.BELOW:
+            mask = x <= thr.value
+        else:
+            mask = np.abs(x) >= thr.value
         if thr.local_hours is not None:
             mask &= in_local_hours(t, self.utc_offset_s, thr.local_hours)
         return mask

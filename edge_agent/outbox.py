@@ -4,7 +4,8 @@ Each message gets its ``seq`` in the same transaction that stores it, so a ``seq
 after a crash, and a message republished after a restart carries the ``seq`` it had: the cloud stores it
 once. A new store seeds ``seq`` from the wall clock in microseconds, so that a vehicle whose outbox file was
 lost keeps counting above everything it sent before (the cloud would otherwise drop its new messages as
-duplicates). Rows are deleted only when the uplink reports the broker's PUBACK.
+duplicates). Rows are deleted only when the uplink reports the broker's PUBACK. Commits are synced to disk
+(``synchronous=FULL``) except raw telemetry's, which survive a killed process but not necessarily a power cut.
 
 The store is bounded by ``max_bytes`` of payload. When a new message does not fit, the oldest messages of the
 lowest priority go first — raw telemetry, then status, usage and feedback, and trips, events and DTCs last —
@@ -167,6 +168,12 @@ class Outbox:
             return seq
 
         with self._lock:
+            # Raw telemetry is the first thing evicted anyway: it need not cost an fsync per batch. In WAL
+            # mode NORMAL survives a killed process; only a power cut may lose the latest telemetry commits
+            # (the next FULL commit syncs them too). Trips, events, fault codes and status are synced at once.
+            durable = priority > PRIORITY[UplinkKind.TELEMETRY]
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
                 seq = self._in_transaction(store)
             except sqlite3.OperationalError as exc:
@@ -177,6 +184,9 @@ class Outbox:
                 self._bytes = self._recount()
                 self.max_bytes = max(self._bytes // 2, 1)
                 seq = self._in_transaction(store)
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
         if seq < 0:
             raise OutboxFull(f"outbox full ({self.max_bytes} bytes) of messages that outrank {kind.value}")
         return seq

@@ -1,7 +1,8 @@
 """Trip segmentation and running trip summaries.
 
 A trip is a run of samples with no time gap longer than ``trip_gap_s`` (the car was parked, the source
-stopped). The summary is accumulated block by block with numpy, so memory does not grow with trip length:
+stopped) and no step back in time (a clock set back). The summary is accumulated block by block with numpy,
+so memory does not grow with trip length:
 
 - distance integrates speed with the trapezoid rule over consecutive samples; missing speed samples hold
   the last value, since the car kept moving while a source dropped samples;
@@ -41,16 +42,22 @@ class TripSettings:
     tank_capacity_l: float | None = None
 
 
+def _breaks(step: np.ndarray | float, gap_s: float) -> np.ndarray | bool:
+    # a pause longer than gap_s ends a trip; so does time going backwards (a clock set back, e.g. by a GPS
+    # time fix after a cold start), since nothing measured across such a jump can be trusted
+    return (step > gap_s) | (step < 0)
+
+
 def split_at_gaps(
     block: SignalBlock, last_t: float | None, gap_s: float
 ) -> Iterator[tuple[bool, SignalBlock]]:
-    """Split a block where samples are more than ``gap_s`` apart; yield (starts_new_trip, piece)."""
+    """Split a block where samples are ``gap_s`` apart or time goes back; yield (new_trip, piece)."""
     if len(block) == 0:
         return
-    cuts = np.flatnonzero(np.diff(block.t) > gap_s) + 1
+    cuts = np.flatnonzero(_breaks(np.diff(block.t), gap_s)) + 1
     bounds = [0, *cuts.tolist(), len(block)]
     for i in range(len(bounds) - 1):
-        new_trip = i > 0 or last_t is None or block.t[0] - last_t > gap_s
+        new_trip = i > 0 or last_t is None or bool(_breaks(float(block.t[0]) - last_t, gap_s))
         yield new_trip, block.slice(bounds[i], bounds[i + 1])
 
 
@@ -70,11 +77,15 @@ def _hold_last(column: np.ndarray, carried: float) -> np.ndarray:
 
 
 def _first_valid(column: np.ndarray) -> float | None:
+    if column.size and not math.isnan(column[0]):
+        return float(column[0])  # the common case, without a scan
     idx = np.flatnonzero(~np.isnan(column))
     return float(column[idx[0]]) if idx.size else None
 
 
 def _last_valid(column: np.ndarray) -> float | None:
+    if column.size and not math.isnan(column[-1]):
+        return float(column[-1])
     idx = np.flatnonzero(~np.isnan(column))
     return float(column[idx[-1]]) if idx.size else None
 
@@ -179,6 +190,14 @@ class TripAccumulator:
         state = self.features.setdefault(name, _FeatureState())
         if state.on is None and np.isnan(column).all():
             return  # no sample of this feature yet
+        lo, hi = float(column.min()), float(column.max())  # NaN if any sample is missing
+        if not math.isnan(lo) and (lo > 0 or hi <= 0):
+            # steady for the whole block, the common case: on (or off) throughout
+            if lo > 0:
+                state.activations += 0 if state.on else 1
+                state.active_s += float(dt.sum())
+            state.on = lo > 0
+            return
         on = _hold_last(column, math.nan if state.on is None else float(state.on)) > 0
         previous = np.concatenate(([bool(state.on)], on[:-1]))
         state.activations += int(np.count_nonzero(on & ~previous))

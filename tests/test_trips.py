@@ -134,3 +134,51 @@ def test_block_slices_keep_each_fault_code_once() -> None:
     )
     pieces = [block.slice(i, i + 3) for i in range(0, 10, 3)]
     assert [d for p in pieces for d in p.dtcs] == list(block.dtcs)
+
+
+def test_time_going_backwards_starts_a_new_trip(tmp_path) -> None:
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    agent = EdgeAgent(outbox)
+    later = _constant(10_000.0, 120, 30.0)
+    earlier = _constant(9_000.0, 120, 30.0)  # the clock was set back: not a negative-length trip
+    jumpy = SignalBlock(np.concatenate([later.t[:600], earlier.t]), {vss.SPEED: np.full(1800, 30.0)})
+    agent.run([later.slice(600, 1200), jumpy])  # back in time between blocks and inside a block
+    trips = [
+        b for b in (decode(i.topic, i.payload).body for i in outbox.pending()) if isinstance(b, TripSummaryV1)
+    ]
+    assert len(trips) == 3
+    assert all(t.duration_s >= 0 and t.idle_s >= 0 for t in trips)
+
+
+def test_telemetry_batches_are_cut_at_batch_s_even_from_one_big_block(tmp_path) -> None:
+    from edge_agent.agent import TelemetrySettings
+    from edge_agent.protocol import TelemetryV1
+
+    outbox = Outbox(tmp_path / "o.db", "car1", max_bytes=1 << 30)
+    agent = EdgeAgent(outbox, telemetry=TelemetrySettings(period_s=1.0, batch_s=60.0))
+    n = 2 * 3600 * 10  # a two-hour trip handed over in one block
+    block = SignalBlock(np.arange(n) * 0.1, {vss.SPEED: np.full(n, 100.0), vss.LATITUDE: np.full(n, 31.2)})
+    agent.run([block])
+    batches = [b for b in (decode(i.topic, i.payload).body for i in outbox.pending(limit=1000))
+               if isinstance(b, TelemetryV1)]  # fmt: skip
+    assert len(batches) == 120
+    assert all(len(b.t_ms) == 60 and b.t_ms[-1] == 59_000 for b in batches)
+    assert [b.t0.timestamp() for b in batches] == [60.0 * i for i in range(120)]
+
+
+def test_oversize_messages_are_split_not_lost(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from edge_agent.protocol import DrivingEvent, EventKind, EventsV1
+
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [
+        DrivingEvent(kind=EventKind.HARSH_BRAKE, trip_id="T1", start=t0 + timedelta(seconds=i),
+                     end=t0 + timedelta(seconds=i + 1), peak=-4.5, peak_unit="m/s^2")
+        for i in range(1000)
+    ]  # fmt: skip
+    EdgeAgent(outbox).send(EventsV1(events=events))  # about 190 KB as one message: over the 128 KB limit
+    sent = [decode(i.topic, i.payload).body for i in outbox.pending(limit=100)]
+    assert len(sent) > 1
+    assert [e for b in sent if isinstance(b, EventsV1) for e in b.events] == events
