@@ -164,9 +164,15 @@ def _more_extreme(direction: Direction, a: float, b: float) -> float:
 
 def in_local_hours(t: FloatArray, utc_offset_s: float, hours: tuple[float, float]) -> np.ndarray:
     """Which epoch times fall in the local-time window ``hours`` (start, end), wrapping past midnight."""
-    hour = ((t + utc_offset_s) % 86_400) / 3600.0
-    start, end = hours
-    return (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
+    local = t + utc_offset_s
+    # seconds since the local midnight before the first sample; blocks rarely span more than a day, so one
+    # scalar floor and a subtraction replace a float modulo over the whole array
+    midnight = np.floor(local[0] / 86_400.0) * 86_400.0 if local.size else 0.0
+    seconds = local - midnight
+    if local.size and seconds[-1] >= 86_400.0:
+        seconds = seconds % 86_400.0
+    start, end = hours[0] * 3600.0, hours[1] * 3600.0
+    return (seconds >= start) & (seconds < end) if start <= end else (seconds >= start) | (seconds < end)
 
 
 class RunDetector:

@@ -98,12 +98,16 @@ class Outbox:
             )
             row = self._db.execute("SELECT coalesce(sum(length(payload)), 0) FROM outbox").fetchone()
             self._bytes = int(row[0])
+            self._next_seq = int(
+                self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0]
+            )
 
     # internals (caller holds the lock) -------------------------------------------------------------
     def _take_seq(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
-        seq = int(row[0])
+        # this process is the store's only writer, so the counter lives in memory and is written through
+        seq = self._next_seq
         self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+        self._next_seq = seq + 1
         return seq
 
     def _count_drop(self, kind: str, size: int) -> None:
@@ -130,12 +134,14 @@ class Outbox:
         return True
 
     def _in_transaction(self, work: Callable[[], int]) -> int:
+        next_seq = self._next_seq
         self._db.execute("BEGIN IMMEDIATE")
         try:
             result = work()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._next_seq = next_seq  # the rolled-back seq was never stored: take it again
             raise
         return result
 

@@ -13,6 +13,7 @@ so memory does not grow with trip length:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,11 +55,20 @@ def split_at_gaps(
     """Split a block where samples are ``gap_s`` apart or time goes back; yield (new_trip, piece)."""
     if len(block) == 0:
         return
-    cuts = np.flatnonzero(_breaks(np.diff(block.t), gap_s)) + 1
+    cuts = np.flatnonzero(_breaks(block.t[1:] - block.t[:-1], gap_s)) + 1
+    if cuts.size == 0:  # the common case: one piece, no copy
+        yield last_t is None or bool(_breaks(float(block.t[0]) - last_t, gap_s)), block
+        return
     bounds = [0, *cuts.tolist(), len(block)]
     for i in range(len(bounds) - 1):
         new_trip = i > 0 or last_t is None or bool(_breaks(float(block.t[0]) - last_t, gap_s))
         yield new_trip, block.slice(bounds[i], bounds[i + 1])
+
+
+@functools.lru_cache(maxsize=64)
+def _feature_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The feature signals among a block's signals (a source's layout rarely changes: cached)."""
+    return tuple(n for n in names if vss.is_feature(n))
 
 
 def _hold_last(column: np.ndarray, carried: float) -> np.ndarray:
@@ -140,8 +150,9 @@ class TripAccumulator:
         if n == 0:
             return
         t = block.t
-        prev_t = self.last_t if self.last_t is not None else t[0]
-        dt = np.diff(t, prepend=prev_t)  # interval ending at each sample
+        dt = np.empty_like(t)  # the interval ending at each sample
+        dt[0] = t[0] - self.last_t if self.last_t is not None else 0.0
+        np.subtract(t[1:], t[:-1], out=dt[1:])
         raw_speed = block.get(vss.SPEED)
         if raw_speed is not None and not (math.isnan(self.last_speed) and np.isnan(raw_speed).all()):
             speed = _hold_last(raw_speed, self.last_speed)
@@ -159,9 +170,8 @@ class TripAccumulator:
         power = block.get(vss.MOTOR_POWER)
         if power is not None:
             self.energy_kwh = (self.energy_kwh or 0.0) + float(np.dot(np.nan_to_num(power), dt)) / 3600.0
-        for name, values in block.signals.items():
-            if vss.is_feature(name):
-                self._add_feature(name, values, dt)
+        for name in _feature_names(tuple(block.signals)):
+            self._add_feature(name, block.signals[name], dt)
         for _t, code in block.dtcs:
             if code not in self.dtcs:
                 self.dtcs.append(code)

@@ -1,10 +1,12 @@
 """Edge pipeline throughput: the vectorized agent against a per-sample Python loop doing the same work.
 
-Prints one JSON line: ``samples_per_s`` (vectorized agent, blocks of one minute, real SQLite outbox),
+Prints one JSON line: ``samples_per_s`` (vectorized agent, blocks of one minute, real SQLite outbox on
+tmpfs),
 ``baseline_samples_per_s`` (a straightforward loop over samples: trip cut, distance/idle/night, every
 detector's state machine, feature counters, telemetry downsampling), ``speedup``, ``peak_rss_mb`` of this
-process after the vectorized run, and ``events_match`` (both found the same events). Simulated trips are
-generated one at a time and their generation is not timed.
+process after the first vectorized run (it includes the simulator generating the trips, about 25 MB), and ``events_match`` (both found the same events). The two are measured in
+interleaved rounds and the medians reported, so machine noise hits both alike. Simulated trips are generated
+one at a time and their generation is not timed.
 
     python tests/benchmarks/edge_pipeline.py                    # about 2 million samples
     python tests/benchmarks/edge_pipeline.py --samples 200000   # smoke size
@@ -82,9 +84,11 @@ def vectorized(total: int, seed: int, outbox_dir: Path) -> tuple[float, int, lis
     elapsed += time.perf_counter() - start
     events = []
     after = -1
-    while batch := outbox.pending(after_seq=after, limit=5000):
+    while batch := outbox.pending(after_seq=after, limit=100):  # small pages: keep the harness out of the RSS
         after = batch[-1].seq
         for item in batch:
+            if not item.topic.endswith("/events"):
+                continue
             body = decode(item.topic, item.payload).body
             if isinstance(body, EventsV1):
                 events += [(e.kind.value, round(e.start.timestamp(), 1)) for e in body.events]
@@ -206,18 +210,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--samples", type=int, default=2_000_000)
     parser.add_argument("--baseline-samples", type=int, default=None, help="default: a tenth of --samples")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     base_n = args.baseline_samples or max(args.samples // 10, 50_000)
-    with tempfile.TemporaryDirectory() as tmp:
-        v_time, v_samples, v_events = vectorized(args.samples, args.seed, Path(tmp))
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    b_time, b_samples, b_events = baseline(base_n, args.seed)
+    # the outbox on tmpfs where there is one: this measures the pipeline, not the shared disk's fsync latency
+    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    fast, slow, peak_rss_mb = [], [], 0.0
+    v_events: list[tuple[str, float]] = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            v_time, v_samples, v_events = vectorized(args.samples, args.seed, Path(tmp))
+        if not fast:  # before any baseline run, whose Python lists of floats would dominate the peak
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        b_time, b_samples, b_events = baseline(base_n, args.seed)
+        fast.append(v_samples / v_time)
+        slow.append(b_samples / b_time)
     # the baseline covers a prefix of the same trips: compare events in that prefix
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         _, _, prefix_events = vectorized(base_n, args.seed, Path(tmp))
-    samples_per_s = v_samples / v_time
-    baseline_per_s = b_samples / b_time
+    samples_per_s, baseline_per_s = float(np.median(fast)), float(np.median(slow))
     print(
         json.dumps(
             {
@@ -226,9 +238,11 @@ def main() -> None:
                 "baseline_samples": b_samples,
                 "baseline_samples_per_s": round(baseline_per_s),
                 "speedup": round(samples_per_s / baseline_per_s, 1),
+                "rounds": args.rounds,
                 "peak_rss_mb": round(peak_rss_mb, 1),
                 "events": len(v_events),
                 "events_match": prefix_events == b_events,
+                "outbox_on": scratch or "disk",
                 "models_loaded": False,
             }
         )
