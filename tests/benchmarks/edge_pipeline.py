@@ -1,12 +1,17 @@
 """Edge pipeline throughput: the vectorized agent against a per-sample Python loop doing the same work.
 
-Prints one JSON line: ``samples_per_s`` (vectorized agent, blocks of one minute, real SQLite outbox on
-tmpfs),
-``baseline_samples_per_s`` (a straightforward loop over samples: trip cut, distance/idle/night, every
-detector's state machine, feature counters, telemetry downsampling), ``speedup``, ``peak_rss_mb`` of this
-process after the first vectorized run (it includes the simulator generating the trips, about 25 MB), and ``events_match`` (both found the same events). The two are measured in
-interleaved rounds and the medians reported, so machine noise hits both alike. Simulated trips are generated
-one at a time and their generation is not timed.
+Prints one JSON line:
+
+- ``samples_per_s``: the vectorized agent, fed blocks of one minute, with a real SQLite outbox (on tmpfs, so
+  that the shared disk's fsync latency does not decide the result);
+- ``baseline_samples_per_s``: a straightforward loop over samples doing the same signal work (trip cut,
+  distance/idle/night, every detector's state machine, feature counters, telemetry downsampling);
+- ``speedup``, and ``events_match``: both found the same events;
+- ``peak_rss_mb`` of this process after the first vectorized run (it includes the simulator generating the
+  trips, about 25 MB).
+
+The two are measured in interleaved rounds and the medians reported, so machine noise hits both alike.
+Simulated trips are generated one at a time and their generation is not timed.
 
     python tests/benchmarks/edge_pipeline.py                    # about 2 million samples
     python tests/benchmarks/edge_pipeline.py --samples 200000   # smoke size
