@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--vehicle-id", help="default: DRIVESIGHT_EDGE_VEHICLE_ID")
     run.add_argument("--mqtt-url", help="default: DRIVESIGHT_EDGE_MQTT_URL or mqtt://127.0.0.1:1883")
     run.add_argument("--state-dir", type=Path, help="outbox and consent; default .drivesight/edge")
-    run.add_argument("--source", choices=["sim", "replay", "can"], default="sim")
+    run.add_argument("--source", choices=["sim", "replay", "can", "obd"], default="sim")
     run.add_argument("--persona", default="calm_commuter", help="sim: the simulated driver")
     run.add_argument("--days", type=int, default=1, help="sim: simulated days, ending yesterday")
     run.add_argument("--seed", type=int, default=1, help="sim: random seed")
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--can-interface", default="socketcan", help="can: python-can interface (socketcan, virtual)"
     )
     run.add_argument("--can-channel", default="can0", help="can: the channel, e.g. can0 or vcan0")
+    run.add_argument("--obd-port", help="obd: the adapter's serial port (default: scan)")
     run.add_argument("--timezone", help="IANA zone of the car, for night rules")
     run.set_defaults(handler=_run)
     replay = sub.add_parser(
@@ -92,6 +93,13 @@ def _source(args: argparse.Namespace, settings: object, stop: object) -> Iterabl
         mapping = load_can_mapping(args.mapping)
         bus = can.Bus(interface=args.can_interface, channel=args.can_channel)
         return CanSource(bus, mapping, stop=stop)  # type: ignore[arg-type]
+    if args.source == "obd":
+        from .sources.obd import ObdSource
+
+        try:
+            return ObdSource.open(args.obd_port, stop=stop)  # type: ignore[arg-type]
+        except ConnectionError as exc:
+            raise ValueError(str(exc)) from exc
     return _simulated(args, settings)
 
 

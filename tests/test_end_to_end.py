@@ -123,6 +123,7 @@ def _check_vehicle(api: TestClient, vehicle_id: str, truth: list[SimulatedTrip])
             assert e_got["kind"] == e_want.kind.value
             assert abs(datetime.fromisoformat(e_got["started_at"]).timestamp() - e_want.start) <= 0.3
             assert abs(datetime.fromisoformat(e_got["ended_at"]).timestamp() - e_want.end) <= 0.3
+            assert e_got["duration_s"] == pytest.approx(e_want.end - e_want.start, abs=0.6)
 
 
 def _check_fault_codes(db: psycopg.Connection, vehicle_id: str, truth: list[SimulatedTrip]) -> None:

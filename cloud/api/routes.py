@@ -75,7 +75,8 @@ def list_trip_events(conn: Conn, vehicle_id: str, trip_id: str) -> list[EventOut
     """The driving events of one trip, in time order."""
     _require_vehicle(conn, vehicle_id)
     rows = conn.execute(
-        "SELECT trip_id, kind, started_at, ended_at, peak, peak_unit, lat, lon FROM driving_events"
+        "SELECT trip_id, kind, started_at, ended_at, extract(epoch FROM ended_at - started_at) AS duration_s,"
+        " peak, peak_unit, lat, lon FROM driving_events"
         " WHERE vehicle_id = %s AND trip_id = %s ORDER BY started_at",
         (vehicle_id, trip_id),
     ).fetchall()

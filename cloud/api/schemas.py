@@ -50,6 +50,7 @@ class EventOut(BaseModel):
     kind: str
     started_at: datetime
     ended_at: datetime
+    duration_s: float
     peak: float
     peak_unit: str
     lat: float | None
