@@ -97,7 +97,7 @@ def _source(args: argparse.Namespace, settings: object, stop: object) -> Iterabl
         from .sources.obd import ObdSource
 
         try:
-            return ObdSource.open(args.obd_port, stop=stop)  # type: ignore[arg-type]
+            return ObdSource.open(args.obd_port, stop=stop)
         except ConnectionError as exc:
             raise ValueError(str(exc)) from exc
     return _simulated(args, settings)
