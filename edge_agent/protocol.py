@@ -317,6 +317,9 @@ class StatusV1(Body):
     outbox_depth: int | None = Field(default=None, ge=0)
     consent: ConsentState | None = None
     dropped: dict[str, int] = Field(default_factory=dict)
+    #: set on the MQTT last will: "this boot's session died"; the cloud applies it to that boot_id only,
+    #: whatever its seq (the will's seq is taken at connect time, before the session's other statuses)
+    last_will: bool = False
 
 
 class PushAction(StrEnum):

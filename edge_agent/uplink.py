@@ -81,7 +81,7 @@ class MqttUplink:
             )
         client.max_inflight_messages_set(inflight)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
-        will = StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id)
+        will = StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id, last_will=True)
         client.will_set(
             uplink_topic(self.vehicle_id, "status"),
             encode(self.vehicle_id, outbox.reserve_seq(), will),

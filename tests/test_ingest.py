@@ -84,6 +84,30 @@ def test_status_keeps_the_newest_by_seq(db: psycopg.Connection, vehicle_prefix: 
     assert row == ("online", 5)
 
 
+def test_last_will_ends_only_its_own_boot_session(db: psycopg.Connection, vehicle_prefix: str) -> None:
+    from edge_agent.protocol import StatusV1
+
+    v = vehicle_prefix + "w"
+
+    def status(seq: int, state: str, boot: str, will: bool = False) -> Message:
+        body = StatusV1(state=state, agent_version="1", boot_id=boot, last_will=will)  # type: ignore[arg-type]
+        return decode(uplink_topic(v, "status"), encode(v, seq, body))
+
+    def current() -> tuple[object, ...] | None:
+        return db.execute("SELECT status, boot_id FROM vehicles WHERE vehicle_id = %s", (v,)).fetchone()
+
+    store_batch(db, [status(10, "online", "boot1")])
+    store_batch(
+        db, [status(9, "offline", "boot1", will=True)]
+    )  # reserved at connect: a lower seq, still applies
+    assert current() == ("offline", "boot1")
+    store_batch(db, [status(20, "online", "boot2")])
+    store_batch(db, [status(19, "offline", "boot1", will=True)])  # a late will of the previous boot: ignored
+    assert current() == ("online", "boot2")
+    store_batch(db, [status(21, "offline", "boot2", will=True), status(22, "online", "boot2")])
+    assert current() == ("offline", "boot2")  # in one batch the will still ends its session
+
+
 @pytest.fixture
 def worker(database_url: str, broker: BrokerAddress, ingest_group: str | None) -> Iterator[IngestWorker]:
     w = IngestWorker(

@@ -120,6 +120,9 @@ def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(
                 break
         producer.send_signal(signal.SIGKILL)  # no chance to flush, close or say goodbye
         producer.wait(10)
+        # the broker publishes the dead session's last will: the cloud marks the car offline
+        status = "SELECT status FROM vehicles WHERE vehicle_id = %s"
+        assert wait_until(lambda: db.execute(status, (vehicle,)).fetchone() == ("offline",), timeout=30)
         rest = producer.stdout.read()
         printed += [int(x) for x in rest.split()]
         flusher = subprocess.run(

@@ -162,24 +162,35 @@ def _store_dtcs(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Mess
 
 
 def _store_status(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
+    """Keep each vehicle's newest status by seq; a last will ends only the boot session it belongs to."""
+    wills = [m for m in messages if isinstance(m.body, StatusV1) and m.body.last_will]
     latest: dict[str, Message] = {}
     for m in messages:
+        if m in wills:
+            continue
         if m.vehicle_id not in latest or m.seq > latest[m.vehicle_id].seq:
             latest[m.vehicle_id] = m
     for vehicle_id in sorted(latest):
         m = latest[vehicle_id]
-        assert isinstance(m.body, StatusV1)
         body = m.body
+        assert isinstance(body, StatusV1)
         consent = Jsonb(body.consent.model_dump(mode="json")) if body.consent is not None else None
         cur.execute(
             "UPDATE vehicles SET status = %s, status_seq = %s, status_at = %s, agent_version = %s,"
+            " boot_id = %s,"
             " consent = coalesce(%s, consent),"
             " consent_at = CASE WHEN %s::jsonb IS NULL THEN consent_at ELSE %s END,"
             " outbox_dropped = %s"
             " WHERE vehicle_id = %s AND (status_seq IS NULL OR status_seq < %s)",
-            (body.state, m.seq, m.sent_at, body.agent_version, consent, consent, m.sent_at,
+            (body.state, m.seq, m.sent_at, body.agent_version, body.boot_id, consent, consent, m.sent_at,
              Jsonb(body.dropped), vehicle_id, m.seq),
         )  # fmt: skip
+    for m in sorted(wills, key=lambda w: w.seq):
+        assert isinstance(m.body, StatusV1)
+        cur.execute(
+            "UPDATE vehicles SET status = 'offline', status_at = %s WHERE vehicle_id = %s AND boot_id = %s",
+            (m.sent_at, m.vehicle_id, m.body.boot_id),
+        )
 
 
 def _store_feedback(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
