@@ -125,8 +125,20 @@ def pki(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("openssl is not installed")
     d = tmp_path / "pki"
     d.mkdir()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-             "-subj", "/CN=drivesight test CA", cwd=d)  # fmt: skip
+    ca = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+    ]
+    _openssl(*ca, "-subj", "/CN=drivesight test CA", cwd=d)
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     for name, extra in (("server", ["-extfile", "san.ext"]), ("VIN0001", []), ("collector", [])):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
