@@ -569,7 +569,8 @@ def encode(
     return payload
 
 
-def _format_validation_error(prefix: str, exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """pydantic's errors as one line: ``body.trip_id: Field required; ...`` (the first ten)."""
     parts = []
     for err in exc.errors(include_url=False)[:10]:
         loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
@@ -606,7 +607,7 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) ->
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidMessage(_format_validation_error("", exc)) from exc
+        raise InvalidMessage(format_validation_error(exc)) from exc
     body_cls = SCHEMAS.get(envelope.schema_name)
     if body_cls is None:
         raise SchemaMismatch(f"unknown schema {envelope.schema_name!r}; known: {', '.join(sorted(SCHEMAS))}")
@@ -629,7 +630,7 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) ->
                 raise MalformedPayload("content_type application/json needs an object body")
             body = body_cls.model_validate(envelope.body)
     except ValidationError as exc:
-        raise InvalidMessage(_format_validation_error("body", exc)) from exc
+        raise InvalidMessage(format_validation_error(exc, "body")) from exc
     return Message(
         topic=parsed,
         vehicle_id=envelope.vehicle_id,

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
-import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.downlink import DownlinkPublisher
 from cloud.ingest.worker import IngestWorker
@@ -45,19 +43,9 @@ class ClickingDriver:
             respond(PushAction.CLICKED)
 
 
-@pytest.fixture
-def cloud_client(broker: BrokerAddress) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
-
-
 def test_push_feedback_and_config_round_trip(
     tmp_path, database_url: str, db: psycopg.Connection, broker: BrokerAddress, ingest_group: str | None,
-    vehicle_prefix: str, cloud_client: mqtt.Client,
+    vehicle_prefix: str, mqtt_client: mqtt.Client,
 ) -> None:  # fmt: skip
     vehicle = vehicle_prefix + "push"
     worker = IngestWorker(
@@ -80,13 +68,13 @@ def test_push_feedback_and_config_round_trip(
     uplink.start()
     try:
         assert uplink.wait_subscribed(10)
-        cloud = DownlinkPublisher(cloud_client)
+        cloud = DownlinkPublisher(mqtt_client)
         now = datetime.now(UTC)
         offer = PushV1(
             push_id="p1", campaign_id="c1", title="Winter tyres", text="10% off", url="https://x/y"
         )
         seq = cloud.send(vehicle, offer)
-        cloud_client.publish(
+        mqtt_client.publish(
             downlink_topic(vehicle, "push"), encode(vehicle, seq, offer), qos=1
         )  # a redelivery
         cloud.send(

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.ingest.store import store_batch
 from cloud.ingest.worker import IngestWorker
@@ -118,18 +117,8 @@ def worker(database_url: str, broker: BrokerAddress, ingest_group: str | None) -
     w.stop()
 
 
-@pytest.fixture
-def publisher(broker: BrokerAddress) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
-
-
 def test_invalid_payloads_land_in_dead_letters(
-    db: psycopg.Connection, worker: IngestWorker, publisher: mqtt.Client, vehicle_prefix: str
+    db: psycopg.Connection, worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str
 ) -> None:
     v = vehicle_prefix + "bad"
     good = encode(v, 1, _trip("T1"))
@@ -153,8 +142,8 @@ def test_invalid_payloads_land_in_dead_letters(
         "bad_topic": (f"ds/v1/{v}/bogus", good),
     }
     for topic, payload in cases.values():
-        publisher.publish(topic, payload, qos=1).wait_for_publish(5)
-    publisher.publish(uplink_topic(v, "trip"), good, qos=1).wait_for_publish(5)
+        mqtt_client.publish(topic, payload, qos=1).wait_for_publish(5)
+    mqtt_client.publish(uplink_topic(v, "trip"), good, qos=1).wait_for_publish(5)
 
     def dead() -> dict[str, tuple[str, bytes]]:
         rows = db.execute(

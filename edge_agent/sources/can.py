@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..protocol import VSS_PATH_RE
+from ..protocol import VSS_PATH_RE, format_validation_error
 from ..signals import SignalBlock
 from .mapping import MappingError
 from .quality import QualityMonitor, SourceReport
@@ -109,10 +109,7 @@ def load_can_mapping(path: str | Path) -> CanMapping:
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(f"CAN mapping {path} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise MappingError(f"CAN mapping {path}: {details}") from exc
+        raise MappingError(f"CAN mapping {path}: {format_validation_error(exc)}") from exc
     dbc_path = (path.parent / spec.dbc).resolve()
     try:
         database = cantools.database.load_file(str(dbc_path))

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..protocol import VSS_PATH_RE
+from ..protocol import VSS_PATH_RE, format_validation_error
 from .timebase import TimeFormat
 from .units import UnitError, conversion, vss_unit
 
@@ -155,7 +155,4 @@ def load_mapping(path: str | Path) -> Mapping:
     try:
         return Mapping.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise MappingError(f"mapping {path}: {details}") from exc
+        raise MappingError(f"mapping {path}: {format_validation_error(exc)}") from exc
