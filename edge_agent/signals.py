@@ -24,6 +24,8 @@ STATE_OF_CHARGE = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed"
 ODOMETER = "Vehicle.TraveledDistance"
 LATITUDE = "Vehicle.CurrentLocation.Latitude"
 LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+COOLANT_TEMPERATURE = "Vehicle.Powertrain.CombustionEngine.ECT"
+BATTERY_VOLTAGE = "Vehicle.LowVoltageBattery.CurrentVoltage"
 #: fuel tank size in litres, an attribute some sources report
 TANK_CAPACITY = "Vehicle.Powertrain.FuelSystem.TankCapacity"
 
@@ -53,6 +55,8 @@ UNITS: dict[str, str] = {
     ODOMETER: "km",
     LATITUDE: "deg",
     LONGITUDE: "deg",
+    COOLANT_TEMPERATURE: "celsius",
+    BATTERY_VOLTAGE: "V",
 }
 
 FloatArray = npt.NDArray[np.float64]

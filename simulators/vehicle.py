@@ -38,6 +38,14 @@ RAMP_SAMPLES = 2
 FAULT_CODES = ("P0420", "P0171", "P0300", "U0100", "P0562", "C0750")
 
 
+class HealthFault(StrEnum):
+    """Vehicle-health faults the simulator can inject (ground truth for the anomaly detector)."""
+
+    OVERHEATING = "overheating"  # coolant climbs past 110 °C
+    CHARGING = "charging"  # the alternator stops charging: 12 V battery sags
+    MISFIRE = "misfire"  # engine speed turns ragged
+
+
 class Powertrain(StrEnum):
     """What moves the car; decides which energy signals it offers."""
 
@@ -67,6 +75,8 @@ class SimulatedTrip:
     #: per feature signal: (activations, seconds on)
     features: dict[str, tuple[int, float]] = field(default_factory=dict)
     dtcs: tuple[tuple[float, str], ...] = ()
+    #: an injected health fault and the time it starts, if any
+    health_fault: tuple[HealthFault, float] | None = None
 
     @property
     def start(self) -> float:
@@ -91,6 +101,8 @@ class VehicleSpec:
     timezone: str = "Asia/Shanghai"
     #: probability that a trip reports a new fault code
     fault_rate: float = 0.05
+    #: probability that a trip develops a health fault (overheating, charging, misfire)
+    health_fault_rate: float = 0.05
     #: what the owner agreed may leave the car
     consent: ConsentState = field(
         default_factory=lambda: ConsentState(telemetry=True, location=True, profiling=True)
@@ -276,6 +288,7 @@ def simulate_trip(
         if key in cols:
             cols[key] = np.clip(cols[key], 0, 100)
 
+    health_fault = _health(spec, cols, t, speed_kmh, rng)
     features = _features(spec, accel, speed_kmh, rng)
     cols.update(features)
     dtcs: tuple[tuple[float, str], ...] = ()
@@ -297,6 +310,7 @@ def simulate_trip(
         idle_s=float(np.count_nonzero(speed == 0) * DT_S),
         features={name: _usage(column) for name, column in features.items()},
         dtcs=dtcs,
+        health_fault=health_fault,
     )
     energy_key = vss.FUEL_LEVEL if spec.powertrain is Powertrain.ICE else vss.STATE_OF_CHARGE
     after = replace(
@@ -308,6 +322,47 @@ def simulate_trip(
         energy_pct=float(cols[energy_key][-1]) if cols[energy_key][-1] > 15 else 90.0,
     )
     return trip, after
+
+
+def _health(
+    spec: VehicleSpec,
+    cols: dict[str, FloatArray],
+    t: FloatArray,
+    speed_kmh: FloatArray,
+    rng: np.random.Generator,
+) -> tuple[HealthFault, float] | None:
+    """Coolant temperature and 12 V battery voltage, with a health fault injected at random (in place)."""
+    n = t.shape[0]
+    elapsed = t - t[0]
+    voltage = 14.2 + rng.normal(0, 0.05, n)  # alternator (or DC-DC converter) charging
+    ice = spec.powertrain is Powertrain.ICE
+    if ice:
+        ambient = float(rng.uniform(5, 30))
+        coolant = 90.0 - (90.0 - ambient) * np.exp(-elapsed / 150.0) + rng.normal(0, 0.3, n)
+        cols[vss.ENGINE_SPEED] = cols[vss.ENGINE_SPEED] + rng.normal(0, 10, n)
+    fault = None
+    if rng.random() < spec.health_fault_rate and n > 6000:
+        kinds = [HealthFault.CHARGING] + ([HealthFault.OVERHEATING, HealthFault.MISFIRE] if ice else [])
+        kind = kinds[int(rng.integers(0, len(kinds)))]
+        onset = int(rng.integers(int(0.3 * n), int(0.6 * n)))
+        since = np.clip(elapsed - elapsed[onset], 0, None)
+        after = np.arange(n) >= onset
+        if kind is HealthFault.OVERHEATING:
+            peak = float(rng.uniform(115, 125))
+            coolant = np.where(after, coolant + (peak - 90.0) * np.minimum(since / 300.0, 1.0), coolant)
+        elif kind is HealthFault.CHARGING:
+            voltage = np.where(
+                after, 12.3 - 0.4 * np.minimum(since / 900.0, 1.0) + rng.normal(0, 0.03, n), voltage
+            )
+        else:
+            cols[vss.ENGINE_SPEED] = np.where(
+                after, cols[vss.ENGINE_SPEED] + rng.normal(0, 180, n), cols[vss.ENGINE_SPEED]
+            )
+        fault = (kind, float(t[onset]))
+    cols[vss.BATTERY_VOLTAGE] = voltage
+    if ice:
+        cols[vss.COOLANT_TEMPERATURE] = coolant
+    return fault
 
 
 def _usage(column: FloatArray) -> tuple[int, float]:

@@ -70,11 +70,10 @@ def test_speed_is_the_integral_of_acceleration(seed: int) -> None:
         accel = trip.block.signals[vss.ACCEL_LONGITUDINAL]
         # over 10 s windows, sensor noise (0.08 m/s^2 per sample, 0.2 km/h on speed) adds up to ~0.11 m/s sd
         window = 100
-        gained = np.add.reduceat(accel, np.arange(0, accel.size - window, window)) * DT_S
-        change = (
-            speed[window - 1 :: window][: gained.size]
-            - np.concatenate(([0.0], speed[window - 1 :: window]))[: gained.size]
-        )
+        m = accel.size // window
+        gained = accel[: m * window].reshape(m, window).sum(axis=1) * DT_S
+        ends = speed[window - 1 :: window][:m]
+        change = ends - np.concatenate(([0.0], ends[:-1]))
         assert np.max(np.abs(gained - change)) < 0.7
         assert trip.distance_km == pytest.approx(
             trip.block.signals[vss.ODOMETER][-1] - trip.block.signals[vss.ODOMETER][0], abs=0.05

@@ -31,6 +31,8 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     vss.LATITUDE: (-90.0, 90.0),
     vss.LONGITUDE: (-180.0, 180.0),
     vss.TANK_CAPACITY: (0.0, 2_000.0),
+    vss.COOLANT_TEMPERATURE: (-40.0, 215.0),
+    vss.BATTERY_VOLTAGE: (0.0, 60.0),
 }
 
 MAX_GAPS_KEPT = 1_000

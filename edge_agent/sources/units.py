@@ -35,6 +35,10 @@ _UNITS: dict[str, tuple[str, float]] = {
     "rad": ("angle", 180.0 / math.pi),
     "l": ("volume", 1.0),
     "gal": ("volume", 3.785411784),
+    "celsius": ("temperature", 1.0),
+    "degC": ("temperature", 1.0),
+    "V": ("voltage", 1.0),
+    "mV": ("voltage", 1e-3),
     "bool": ("boolean", 1.0),
     "1": ("dimensionless", 1.0),
 }
