@@ -124,6 +124,13 @@ class TripAccumulator:
     moving_s: float = 0.0
     night_s: float = 0.0
     max_speed: float = 0.0
+    #: moments while moving, for the driving-style features (edge_agent.features)
+    moving_speed2_s: float = 0.0
+    moving_abs_lon_s: float = 0.0
+    moving_lat2_s: float = 0.0
+    motion_s: float = 0.0  # moving seconds with acceleration samples
+    stops: int = 0
+    was_idle: bool = True
     first: dict[str, float] = field(default_factory=dict)
     last: dict[str, float] = field(default_factory=dict)
     event_counts: dict[EventKind, int] = field(default_factory=dict)
@@ -160,10 +167,21 @@ class TripAccumulator:
             v_prev = np.concatenate(([prev_v], speed[:-1]))
             self.distance_km += float(np.dot((speed + v_prev) / 2, dt)) / 3600.0
             idle = speed < self.settings.idle_speed_kmh
+            moving_dt = np.where(idle, 0.0, dt)
             self.idle_s += float(dt[idle].sum())
-            self.moving_s += float(dt[~idle].sum())
+            self.moving_s += float(moving_dt.sum())
             self.max_speed = max(self.max_speed, float(speed.max()))
             self.last_speed = float(speed[-1])
+            self.moving_speed2_s += float(np.dot(speed * speed, moving_dt))
+            previous_idle = np.concatenate(([self.was_idle], idle[:-1]))
+            self.stops += int(np.count_nonzero(idle & ~previous_idle))
+            self.was_idle = bool(idle[-1])
+            lon, lat = block.get(vss.ACCEL_LONGITUDINAL), block.get(vss.ACCEL_LATERAL)
+            if lon is not None and lat is not None:
+                usable = np.where(np.isnan(lon) | np.isnan(lat), 0.0, moving_dt)
+                self.motion_s += float(usable.sum())
+                self.moving_abs_lon_s += float(np.dot(np.nan_to_num(np.abs(lon)), usable))
+                self.moving_lat2_s += float(np.dot(np.nan_to_num(lat * lat), usable))
         window = (self.settings.night_start_h, self.settings.night_end_h)
         night = in_local_hours(t - dt, self.utc_offset_s, window)
         self.night_s += float(dt[night].sum())

@@ -334,11 +334,11 @@ def _health(
     """Coolant temperature and 12 V battery voltage, with a health fault injected at random (in place)."""
     n = t.shape[0]
     elapsed = t - t[0]
-    voltage = 14.2 + rng.normal(0, 0.05, n)  # alternator (or DC-DC converter) charging
+    voltage: FloatArray = np.full(n, 14.2) + rng.normal(0, 0.05, size=n)  # alternator (or DC-DC) charging
     ice = spec.powertrain is Powertrain.ICE
     if ice:
         ambient = float(rng.uniform(5, 30))
-        coolant = 90.0 - (90.0 - ambient) * np.exp(-elapsed / 150.0) + rng.normal(0, 0.3, n)
+        coolant: FloatArray = 90.0 - (90.0 - ambient) * np.exp(-elapsed / 150.0) + rng.normal(0, 0.3, n)
         cols[vss.ENGINE_SPEED] = cols[vss.ENGINE_SPEED] + rng.normal(0, 10, n)
     fault = None
     if rng.random() < spec.health_fault_rate and n > 6000:
