@@ -7,7 +7,7 @@ same agent runs offline (replay), in the simulator fleet and in the car.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +23,9 @@ from .detectors import (
     VehicleClass,
     thresholds_for,
 )
+from .features import health_features, style_features
+from .inference import ModelError
+from .model_store import ModelStore
 from .outbox import Outbox, OutboxFull
 from .protocol import (
     MAX_EVENTS_PER_MESSAGE,
@@ -37,11 +40,15 @@ from .protocol import (
     GeoPoint,
     PayloadTooLarge,
     TelemetryV1,
+    TripSummaryV1,
 )
 from .signals import SignalBlock
 from .trips import TripAccumulator, TripSettings, split_at_gaps
 
 log = logging.getLogger(__name__)
+
+STYLE_MODEL = "driving_style"
+HEALTH_MODEL = "vehicle_health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +176,9 @@ class EdgeAgent:
         thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
         telemetry: TelemetrySettings | None = None,
         consent: ConsentState | None = None,
+        on_trip: Callable[[TripAccumulator], None] | None = None,
+        on_block: Callable[[SignalBlock], None] | None = None,
+        models: ModelStore | None = None,
     ) -> None:
         self.outbox = outbox
         self.trip_settings = trip_settings or TripSettings()
@@ -176,6 +186,10 @@ class EdgeAgent:
         self.telemetry_settings = telemetry
         #: None: nothing is filtered (offline analysis, where nothing leaves the car)
         self.gate = ConsentGate(consent) if consent is not None else None
+        self.on_trip = on_trip  # sees each closed trip (model features, training data)
+        self.on_block = on_block  # sees each block of a trip (window models)
+        self.models = models
+        self._anomaly: list[float] | None = None  # open health episode: [start, end, lowest score]
         self._trip: TripAccumulator | None = None
         self._detectors = EventDetectors(thresholds)  # replaced at each trip start, with its UTC offset
         self._telemetry = _TelemetryBuffer(telemetry) if telemetry else None
@@ -205,6 +219,10 @@ class EdgeAgent:
                 self._trip = TripAccumulator.begin(self.trip_settings, float(piece.t[0]))
                 self._detectors = EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
             self._trip.add(piece)
+            if self.on_block is not None:
+                self.on_block(piece)
+            if self.models is not None:
+                self._check_health(piece)
             if piece.dtcs:
                 self._emit_dtcs(piece)
             self._emit_events(self._detectors.update(piece), piece)
@@ -246,6 +264,21 @@ class EdgeAgent:
         if config.consent is not None:
             self.set_consent(config.consent)
 
+    def status_fields(self) -> dict[str, object]:
+        """What the agent adds to each status message: consent, active models and their latency."""
+        fields: dict[str, object] = {}
+        if self.gate is not None:
+            fields["consent"] = self.gate.consent
+        if self.models is not None:
+            fields["models"] = self.models.versions()
+            fields["model_update"] = str(self.models.last_update) if self.models.last_update else None
+            fields["model_p99_us"] = {
+                name: round(stats["p99_us"], 1)
+                for name in fields["models"]  # type: ignore[attr-defined]
+                if (runner := self.models.get(name)) is not None and (stats := runner.latency_stats())
+            }
+        return fields
+
     def set_consent(self, consent: ConsentState) -> None:
         """Apply the owner's new choices to what is sent from now on and to what still waits to be sent."""
         if self.gate is None:
@@ -263,8 +296,11 @@ class EdgeAgent:
         self._emit_events(self._detectors.flush(), None)
         if self._telemetry is not None:
             self._send_telemetry()
+        self._close_anomaly()
+        if self.on_trip is not None:
+            self.on_trip(trip)
         if trip.duration_s >= self.trip_settings.min_trip_s or trip.event_counts:
-            self._send(trip.summary())
+            self._send(self._with_models(trip, trip.summary()))
             self.trips_sent += 1
         else:
             log.debug("dropping %.1f s trip %s: shorter than min_trip_s", trip.duration_s, trip.trip_id)
@@ -301,6 +337,56 @@ class EdgeAgent:
         for i in range(0, len(wire), MAX_EVENTS_PER_MESSAGE):
             self._send(EventsV1(events=wire[i : i + MAX_EVENTS_PER_MESSAGE]))
         self.events_sent += len(wire)
+
+    def _with_models(self, trip: TripAccumulator, summary: TripSummaryV1) -> TripSummaryV1:
+        """Attach the driving-style verdict (when the model is there and the trip long enough)."""
+        runner = self.models.get(STYLE_MODEL) if self.models is not None else None
+        if runner is None or trip.duration_s < 60:
+            return summary
+        try:
+            out = runner.run(style_features(trip))
+        except ModelError as exc:
+            log.warning("driving style not computed: %s", exc)
+            return summary
+        classes = runner.manifest.classes or []
+        probabilities = out["probabilities"][0].tolist()
+        return summary.model_copy(
+            update={
+                "driving_style": str(out["label"][0]),
+                "driving_style_probabilities": {
+                    c: round(p, 4) for c, p in zip(classes, probabilities, strict=True)
+                },
+                "model_versions": {STYLE_MODEL: runner.manifest.version},
+            }
+        )
+
+    def _check_health(self, piece: SignalBlock) -> None:
+        """Score the window with the health model; consecutive anomalous windows make one episode (event)."""
+        assert self.models is not None
+        x = health_features(piece)
+        runner = self.models.get(HEALTH_MODEL) if x is not None else None
+        if runner is None or x is None or runner.manifest.threshold is None:
+            return
+        try:
+            score = float(runner.run(x)["score_samples"].ravel()[0])
+        except ModelError as exc:
+            log.warning("vehicle health not scored: %s", exc)
+            return
+        start, end = float(piece.t[0]), float(piece.t[-1])
+        if score < runner.manifest.threshold:
+            if self._anomaly is None:
+                self._anomaly = [start, end, score]
+            else:
+                self._anomaly[1], self._anomaly[2] = end, min(self._anomaly[2], score)
+        else:
+            self._close_anomaly()
+
+    def _close_anomaly(self) -> None:
+        episode, self._anomaly = self._anomaly, None
+        if episode is not None:
+            start, end, lowest = episode
+            event = DetectedEvent(EventKind.HEALTH_ANOMALY, start, end, round(lowest, 3), "log-likelihood")
+            self._emit_events([event], None)
 
     def _emit_dtcs(self, piece: SignalBlock) -> None:
         """Send codes this agent has not reported yet, at once: a fault should not wait for the trip end."""

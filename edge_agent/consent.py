@@ -3,9 +3,8 @@
 - without ``telemetry``: raw signal batches (telemetry.v1) stay in the car;
 - without ``location``: positions are rounded to ``location_precision_deg`` (default 0.01 deg, about 1.1 km
   north-south) or, with ``location_mode = "drop"``, removed: in telemetry, trip start/end and event locations;
-- without ``profiling``: feature-usage counters (which comfort and assistance features the driver uses, the
-  raw material of marketing portraits) are removed from trip summaries, and marketing pushes are not shown
-  (answered "suppressed").
+- without ``profiling``: feature-usage counters and the driving-style verdict (the raw material of marketing
+  portraits) are removed from trip summaries, and marketing pushes are not shown (answered "suppressed").
 
 Always sent: trip summaries (distance, duration, scores, event counts), driving events, fault codes and status
 — what the car's operation, warranty and safety recalls need. The current consent travels in every status
@@ -68,6 +67,8 @@ class ConsentGate:
             }
             if not c.profiling:
                 update["feature_usage"] = {}
+                update["driving_style"] = None
+                update["driving_style_probabilities"] = {}
             return body.model_copy(update=update)
         if isinstance(body, EventsV1):
             if c.location:

@@ -1,9 +1,11 @@
-"""Messages from the cloud to the car: pushes for the in-car display, and configuration.
+"""Messages from the cloud to the car: pushes for the in-car display, configuration, model updates.
 
-The MQTT client's thread only queues what arrives; :meth:`Downlink.poll` handles it on the agent's own
-thread, between blocks, so a config change never races the detectors. A downlink message carries the
-cloud's ``seq`` for this vehicle; one not newer than the last handled (a QoS 1 redelivery) is ignored, and the
-last handled ``seq`` is kept in the outbox's store, so a restart does not show a push twice.
+A model update (``model.v1`` chunks) goes to the agent's model store, which installs it or keeps the old
+model (see edge_agent.model_store). The MQTT client's thread only queues what arrives; :meth:`Downlink.poll`
+handles it on the agent's own thread, between blocks, so a config change never races the detectors. A
+downlink message carries the cloud's ``seq`` for this vehicle; one not newer than the last handled (a QoS 1
+redelivery) is ignored, and the last handled ``seq`` is kept in the outbox's store, so a restart does not
+show a push twice.
 
 A push goes to a pluggable :class:`DisplayHook` — the head unit, a test, a simulated driver — which reports
 what the driver did through the ``respond`` callback it is given; every answer goes up as feedback.v1.
@@ -19,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from .agent import EdgeAgent
-from .protocol import ConfigV1, FeedbackV1, ProtocolError, PushAction, PushV1, decode
+from .model_store import UpdateResult
+from .protocol import ConfigV1, FeedbackV1, ModelChunkV1, ProtocolError, PushAction, PushV1, decode
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,13 @@ class Downlink:
         display: DisplayHook,
         *,
         on_config: Callable[[ConfigV1], None] | None = None,
+        on_model: Callable[[UpdateResult], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.agent = agent
         self.display = display
         self.on_config = on_config  # e.g. report the new consent in a status message
+        self.on_model = on_model  # e.g. report the active model versions
         self.clock = clock
         self.incoming: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
         self.rejected = 0
@@ -94,6 +99,14 @@ class Downlink:
             self.agent.apply_config(body)
             if self.on_config is not None:
                 self.on_config(body)
+        elif isinstance(body, ModelChunkV1):
+            if self.agent.models is None:
+                self.rejected += 1
+                log.warning("a model update arrived, but this agent runs no models")
+                return
+            result = self.agent.models.receive(body)
+            if result is not None and self.on_model is not None:
+                self.on_model(result)
         else:
             self.rejected += 1
             log.warning("unexpected %s on the downlink", message.schema)

@@ -17,8 +17,8 @@ Driving style, per trip (from the trip's running sums, so no sample is kept):
 | 12 | log_distance_km | log(1 + distance) |
 
 Vehicle health, per window (one block, at least 30 s of samples with the engine running): coolant mean and
-maximum (°C), 12 V voltage mean and minimum (V), engine-speed jitter (standard deviation of consecutive
-differences, rpm), mean speed (km/h).
+maximum (°C), 12 V voltage mean and minimum (V), engine-speed jitter (median absolute difference of
+consecutive samples, rpm), mean speed (km/h).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def health_features(block: SignalBlock) -> np.ndarray | None:
         float(np.max(coolant[running])),
         float(np.mean(voltage[running])),
         float(np.min(voltage[running])),
-        float(np.std(steps)) if steps.size else 0.0,
+        # median, not standard deviation: gear shifts are rare large steps, a misfire roughens every step
+        float(np.median(np.abs(steps))) if steps.size else 0.0,
         float(np.nanmean(speed)),
     )
     return np.asarray(values, dtype=np.float32)

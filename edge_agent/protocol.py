@@ -103,6 +103,7 @@ class EventKind(StrEnum):
     SPEEDING = "speeding"
     IDLING = "idling"
     NIGHT_DRIVING = "night_driving"
+    HEALTH_ANOMALY = "health_anomaly"  # the vehicle-health model found windows unlike healthy operation
 
 
 HARSH_KINDS = frozenset({EventKind.HARSH_BRAKE, EventKind.HARSH_ACCEL, EventKind.HARSH_CORNER})
@@ -317,6 +318,10 @@ class StatusV1(Body):
     outbox_depth: int | None = Field(default=None, ge=0)
     consent: ConsentState | None = None
     dropped: dict[str, int] = Field(default_factory=dict)
+    #: active model versions, and the outcome of the last over-the-air update ("name version: result")
+    models: dict[str, str] = Field(default_factory=dict)
+    model_update: str | None = Field(default=None, max_length=500)
+    model_p99_us: dict[str, float] = Field(default_factory=dict)
     #: set on the MQTT last will: "this boot's session died"; the cloud applies it to that boot_id only,
     #: whatever its seq (the will's seq is taken at connect time, before the session's other statuses)
     last_will: bool = False
@@ -356,6 +361,32 @@ class FeedbackV1(Body):
     campaign_id: str | None = Field(default=None, max_length=64)
     action: PushAction
     at: AwareDatetime
+
+
+MODEL_CHUNK_BYTES = 64 * 1024  # raw bytes per chunk: base64 keeps a chunk well under the payload limit
+
+
+class ModelChunkV1(Body):
+    """One piece of a model sent over the air. Every chunk repeats the manifest, so any may arrive first."""
+
+    SCHEMA = "model.v1"
+    KIND = DownlinkKind.MODEL
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    version: str = Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=1, le=64 * 1024 * 1024)
+    chunk: int = Field(ge=0)
+    chunks: int = Field(ge=1, le=1024)
+    data: str = Field(max_length=4 * MODEL_CHUNK_BYTES // 3 + 8)
+    manifest: str = Field(max_length=32 * 1024)
+    #: base64 Ed25519 signature over ``sha256 + "\n" + manifest``, required when the car has a public key
+    signature: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _chunk_in_range(self) -> ModelChunkV1:
+        if self.chunk >= self.chunks:
+            raise ValueError(f"chunk {self.chunk} of {self.chunks}")
+        return self
 
 
 class ConfigV1(Body):
@@ -459,6 +490,10 @@ class TripSummaryV1(Body):
     eco_score: float | None = Field(default=None, ge=0, le=100)
     feature_usage: dict[str, FeatureUsage] = Field(default_factory=dict)
     dtcs: list[DtcCode] = Field(default_factory=list, max_length=256)
+    #: the driving-style model's verdict on this trip, and the versions of the models that ran
+    driving_style: str | None = Field(default=None, max_length=64)
+    driving_style_probabilities: dict[str, float] = Field(default_factory=dict)
+    model_versions: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> TripSummaryV1:
@@ -498,7 +533,17 @@ class TelemetryV1(Body):
 
 SCHEMAS: dict[str, type[Body]] = {
     cls.SCHEMA: cls
-    for cls in (StatusV1, EventsV1, TripSummaryV1, TelemetryV1, DtcV1, FeedbackV1, PushV1, ConfigV1)
+    for cls in (
+        StatusV1,
+        EventsV1,
+        TripSummaryV1,
+        TelemetryV1,
+        DtcV1,
+        FeedbackV1,
+        PushV1,
+        ConfigV1,
+        ModelChunkV1,
+    )
 }
 
 

@@ -84,7 +84,6 @@ def run_vehicle(
                 uplink.send_status("online")
 
     downlink = Downlink(agent, display or LogDisplay(), on_config=on_config)  # type: ignore[arg-type]
-    gate = agent.gate
     uplink = MqttUplink(
         outbox,
         BrokerAddress.parse(settings.mqtt_url),
@@ -93,7 +92,7 @@ def run_vehicle(
         key_file=settings.key_file,
         persistent_session=settings.persistent_session,
         on_downlink=downlink.receive,
-        consent=lambda: gate.consent if gate is not None else None,
+        status_fields=agent.status_fields,
     )
     uplink.start()
     stages = [Resampler(settings.resample_hz)] if settings.resample_hz else []

@@ -16,13 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .outbox import Outbox
-from .protocol import BrokerAddress, ConsentState, StatusV1, downlink_filter, encode, uplink_topic
+from .protocol import BrokerAddress, StatusV1, downlink_filter, encode, uplink_topic
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class MqttUplink:
         key_file: str | None = None,
         persistent_session: bool = False,
         on_downlink: Callable[[str, bytes], None] | None = None,
-        consent: Callable[[], ConsentState | None] = lambda: None,
+        status_fields: Callable[[], dict[str, Any]] = dict,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
@@ -64,7 +64,7 @@ class MqttUplink:
         self.published = 0
         self.acknowledged = 0
         self._on_downlink = on_downlink
-        self._consent = consent
+        self._status_fields = status_fields  # consent, model versions, ... for each status message
         # A persistent session lets the broker keep downlink messages (pushes, config) while the car is away.
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -187,8 +187,8 @@ class MqttUplink:
                 agent_version=AGENT_VERSION,
                 boot_id=self.boot_id,
                 outbox_depth=self.outbox.depth(),
-                consent=self._consent(),
                 dropped=dropped,
+                **self._status_fields(),
             )
         )
 

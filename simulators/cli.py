@@ -16,6 +16,7 @@ from typing import Any
 
 from cloud import cli as cloud_cli
 from edge_agent import cli as edge_cli
+from models import cli as models_cli
 
 from .progress import Progress
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     edge_cli.register(sub)
     cloud_cli.register(sub)
+    models_cli.register(sub)
     sim = sub.add_parser("sim", help="simulators: vehicles, drivers")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     fleet = sim_sub.add_parser(

@@ -112,7 +112,7 @@ def drive_fleet(
             telemetry=telemetry,
             consent=spec.consent,
         )
-        uplink = MqttUplink(outbox, broker, consent=lambda: spec.consent)
+        uplink = MqttUplink(outbox, broker, status_fields=agent.status_fields)
         uplink.start()
         samples = 0
         for block in iter_blocks((t.block for t in trips[spec.vehicle_id]), BLOCK_SAMPLES):

@@ -62,9 +62,7 @@ def test_push_feedback_and_config_round_trip(
             uplink.send_status("online")
 
     downlink = Downlink(agent, driver, on_config=report_consent)
-    assert agent.gate is not None
-    gate = agent.gate
-    uplink = MqttUplink(outbox, broker, on_downlink=downlink.receive, consent=lambda: gate.consent)
+    uplink = MqttUplink(outbox, broker, on_downlink=downlink.receive, status_fields=agent.status_fields)
     uplink.start()
     try:
         assert uplink.wait_subscribed(10)

@@ -1,0 +1,88 @@
+"""Sending a model to cars over the air: chunks of the ONNX file on ``ds/v1/{vehicle}/down/model``.
+
+Each chunk repeats the manifest and, with a signing key, an Ed25519 signature over the model's sha256 and
+manifest, so a car can check an update before it touches its active model.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.inference import load_manifest
+from edge_agent.model_store import signed_message
+from edge_agent.protocol import MODEL_CHUNK_BYTES, BrokerAddress, ModelChunkV1
+
+log = logging.getLogger(__name__)
+
+
+def sign(private_key_pem: bytes, sha256: str, manifest_json: str) -> str:
+    """Base64 Ed25519 signature of a model, as cars verify it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the model signing key must be an Ed25519 private key")
+    return base64.b64encode(key.sign(signed_message(sha256, manifest_json))).decode("ascii")
+
+
+def chunks(directory: Path, *, signing_key_pem: bytes | None = None) -> Iterator[ModelChunkV1]:
+    """The update messages for the exported model in ``directory``."""
+    manifest = load_manifest(directory / "manifest.json")
+    manifest_json = (directory / "manifest.json").read_text(encoding="utf-8")
+    data = (directory / "model.onnx").read_bytes()
+    signature = sign(signing_key_pem, manifest.sha256, manifest_json) if signing_key_pem else None
+    count = max(1, -(-len(data) // MODEL_CHUNK_BYTES))
+    for i in range(count):
+        piece = data[i * MODEL_CHUNK_BYTES : (i + 1) * MODEL_CHUNK_BYTES]
+        yield ModelChunkV1(
+            name=manifest.name, version=manifest.version, sha256=manifest.sha256, size_bytes=len(data),
+            chunk=i, chunks=count, data=base64.b64encode(piece).decode("ascii"), manifest=manifest_json,
+            signature=signature,
+        )  # fmt: skip
+
+
+def publish(name: str, directory: Path, vehicles: list[str], online: bool, key: Path | None) -> int:
+    """``drivesight models publish``: send the model to the listed vehicles (and, with ``online``, to every
+    vehicle whose last status is online). Returns a process exit code."""
+    from cloud.config import CloudSettings
+    from cloud.downlink import DownlinkPublisher
+
+    settings = CloudSettings()
+    targets = list(dict.fromkeys(vehicles))
+    if online:
+        import psycopg
+
+        with psycopg.connect(settings.require_database_url()) as conn:
+            targets += [
+                str(r[0]) for r in conn.execute("SELECT vehicle_id FROM vehicles WHERE status = 'online'")
+            ]
+    if not targets:
+        log.error("no target vehicles: give --vehicle ID (repeatable) or --online")
+        return 2
+    messages = list(chunks(directory, signing_key_pem=key.read_bytes() if key else None))
+    broker = BrokerAddress.parse(settings.require_mqtt_url())
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls:
+        client.tls_set(ca_certs=settings.mqtt_ca_file)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        publisher = DownlinkPublisher(client)
+        for vehicle in dict.fromkeys(targets):
+            for message in messages:
+                publisher.send(vehicle, message)
+            log.info("sent %s %s to %s in %d chunks", name, messages[0].version, vehicle, len(messages))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    log.info("sent %s %s to %d vehicles", name, messages[0].version, len(dict.fromkeys(targets)))
+    return 0
