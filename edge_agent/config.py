@@ -40,6 +40,8 @@ class EdgeSettings(BaseSettings):
     consent_location: bool = False
     consent_profiling: bool = False
     location_mode: Literal["coarse", "drop"] = "coarse"
+    #: Ed25519 public key (PEM): when set, only models signed with its private key are installed
+    model_public_key_file: Path | None = None
 
     def default_consent(self) -> ConsentState:
         """The consent configured here, used until the owner's own choice is stored."""

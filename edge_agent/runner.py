@@ -12,6 +12,7 @@ from .agent import EdgeAgent, TelemetrySettings
 from .config import EdgeSettings
 from .detectors import thresholds_for
 from .downlink import Downlink
+from .model_store import ModelStore, UpdateResult
 from .outbox import Outbox
 from .processing import Pipeline, Resampler
 from .protocol import BrokerAddress, ConfigV1, ConsentState, PushAction, PushV1
@@ -67,12 +68,15 @@ def run_vehicle(
         if settings.telemetry_period_s > 0
         else None
     )
+    public_key = settings.model_public_key_file.read_bytes() if settings.model_public_key_file else None
+    models = ModelStore(settings.state_dir / "models", public_key_pem=public_key)
     agent = EdgeAgent(
         outbox,
         trip_settings=TripSettings(timezone=settings.timezone),
         thresholds=thresholds_for(settings.vehicle_class, speed_limit_kmh=settings.speed_limit_kmh),
         telemetry=telemetry,
         consent=consent,
+        models=models,
     )
     agent.vehicle_class = settings.vehicle_class
     uplink: MqttUplink | None = None
@@ -83,7 +87,11 @@ def run_vehicle(
             if uplink is not None:
                 uplink.send_status("online")
 
-    downlink = Downlink(agent, display or LogDisplay(), on_config=on_config)  # type: ignore[arg-type]
+    def on_model(result: UpdateResult) -> None:
+        if uplink is not None:
+            uplink.send_status("online")  # report the active versions and the update's outcome
+
+    downlink = Downlink(agent, display or LogDisplay(), on_config=on_config, on_model=on_model)  # type: ignore[arg-type]
     uplink = MqttUplink(
         outbox,
         BrokerAddress.parse(settings.mqtt_url),

@@ -32,15 +32,19 @@ def sign(private_key_pem: bytes, sha256: str, manifest_json: str) -> str:
     return base64.b64encode(key.sign(signed_message(sha256, manifest_json))).decode("ascii")
 
 
-def chunks(directory: Path, *, signing_key_pem: bytes | None = None) -> Iterator[ModelChunkV1]:
+def chunks(
+    directory: Path, *, signing_key_pem: bytes | None = None, chunk_bytes: int = MODEL_CHUNK_BYTES
+) -> Iterator[ModelChunkV1]:
     """The update messages for the exported model in ``directory``."""
+    if not 0 < chunk_bytes <= MODEL_CHUNK_BYTES:
+        raise ValueError(f"chunk_bytes must be in 1..{MODEL_CHUNK_BYTES}")
     manifest = load_manifest(directory / "manifest.json")
     manifest_json = (directory / "manifest.json").read_text(encoding="utf-8")
     data = (directory / "model.onnx").read_bytes()
     signature = sign(signing_key_pem, manifest.sha256, manifest_json) if signing_key_pem else None
-    count = max(1, -(-len(data) // MODEL_CHUNK_BYTES))
+    count = max(1, -(-len(data) // chunk_bytes))
     for i in range(count):
-        piece = data[i * MODEL_CHUNK_BYTES : (i + 1) * MODEL_CHUNK_BYTES]
+        piece = data[i * chunk_bytes : (i + 1) * chunk_bytes]
         yield ModelChunkV1(
             name=manifest.name, version=manifest.version, sha256=manifest.sha256, size_bytes=len(data),
             chunk=i, chunks=count, data=base64.b64encode(piece).decode("ascii"), manifest=manifest_json,

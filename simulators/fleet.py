@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.agent import EdgeAgent, TelemetrySettings
+from edge_agent.model_store import ModelStore
 from edge_agent.outbox import Outbox
 from edge_agent.protocol import BrokerAddress, ConsentState, EventKind
 from edge_agent.signals import iter_blocks
@@ -99,6 +100,7 @@ def drive_fleet(
     concurrency: int = 4,
     flush_timeout_s: float = 60.0,
     on_samples: Callable[[int], None] | None = None,
+    with_models: bool = True,
 ) -> FleetRun:
     """Run each vehicle's trips through its own edge agent, outbox and MQTT connection; wait for PUBACKs."""
     outbox_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ def drive_fleet(
             trip_settings=TripSettings(timezone=spec.timezone),
             telemetry=telemetry,
             consent=spec.consent,
+            models=ModelStore(outbox_dir / f"{spec.vehicle_id}-models") if with_models else None,
         )
         uplink = MqttUplink(outbox, broker, status_fields=agent.status_fields)
         uplink.start()

@@ -15,7 +15,8 @@ router = APIRouter()
 _TRIP_COLUMNS = (
     "trip_id, started_at, ended_at, distance_km, duration_s, moving_s, idle_s, max_speed_kmh, avg_speed_kmh,"
     " night_share, event_counts, start_lat, start_lon, end_lat, end_lon, odometer_km, fuel_used_pct,"
-    " soc_used_pct, fuel_used_l, energy_used_kwh, safety_score, eco_score, feature_usage, dtcs"
+    " soc_used_pct, fuel_used_l, energy_used_kwh, safety_score, eco_score, feature_usage, dtcs,"
+    " driving_style, driving_style_probabilities"
 )
 
 

@@ -41,6 +41,8 @@ class TripOut(BaseModel):
     eco_score: float | None
     feature_usage: dict[str, dict[str, float]]
     dtcs: list[str]
+    driving_style: str | None
+    driving_style_probabilities: dict[str, float]
 
 
 class EventOut(BaseModel):

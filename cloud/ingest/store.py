@@ -101,6 +101,7 @@ def _store_trips(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Mes
                 b.odometer_km, b.fuel_used_pct, b.soc_used_pct, b.samples, b.fuel_used_l, b.energy_used_kwh,
                 b.safety_score, b.eco_score,
                 Jsonb({k: u.model_dump() for k, u in b.feature_usage.items()}), list(b.dtcs),
+                b.driving_style, Jsonb(b.driving_style_probabilities), Jsonb(b.model_versions),
             )
         )  # fmt: skip
     if rows:
@@ -108,8 +109,9 @@ def _store_trips(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Mes
             "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
             " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat,"
             " start_lon, end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples, fuel_used_l,"
-            " energy_used_kwh, safety_score, eco_score, feature_usage, dtcs)"
-            " VALUES (" + ", ".join(["%s"] * 27) + ")"
+            " energy_used_kwh, safety_score, eco_score, feature_usage, dtcs, driving_style,"
+            " driving_style_probabilities, model_versions)"
+            " VALUES (" + ", ".join(["%s"] * 30) + ")"
             " ON CONFLICT (vehicle_id, trip_id) DO NOTHING",
             rows,
         )
@@ -180,10 +182,10 @@ def _store_status(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Me
             " boot_id = %s,"
             " consent = coalesce(%s, consent),"
             " consent_at = CASE WHEN %s::jsonb IS NULL THEN consent_at ELSE %s END,"
-            " outbox_dropped = %s"
+            " outbox_dropped = %s, models = %s, model_update = coalesce(%s, model_update)"
             " WHERE vehicle_id = %s AND (status_seq IS NULL OR status_seq < %s)",
             (body.state, m.seq, m.sent_at, body.agent_version, body.boot_id, consent, consent, m.sent_at,
-             Jsonb(body.dropped), vehicle_id, m.seq),
+             Jsonb(body.dropped), Jsonb(body.models), body.model_update, vehicle_id, m.seq),
         )  # fmt: skip
     for m in sorted(wills, key=lambda w: w.seq):
         assert isinstance(m.body, StatusV1)
