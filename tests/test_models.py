@@ -186,9 +186,14 @@ class _Quiet:
 
 
 def test_over_the_air_update_end_to_end(
-    tmp_path: Path, database_url: str, db: psycopg.Connection, broker: BrokerAddress, ingest_group: str | None,
-    vehicle_prefix: str, mqtt_client,  # type: ignore[no-untyped-def]
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    database_url: str,
+    db: psycopg.Connection,
+    broker: BrokerAddress,
+    ingest_group: str | None,
+    vehicle_prefix: str,
+    mqtt_client: object,
+) -> None:
     vehicle = vehicle_prefix + "ota"
     worker = IngestWorker(
         database_url, broker, group=ingest_group, client_id=f"ota-{vehicle}", persistent=False
@@ -210,7 +215,7 @@ def test_over_the_air_update_end_to_end(
     uplink[0].start()
     try:
         assert uplink[0].wait_subscribed(10)
-        cloud = DownlinkPublisher(mqtt_client)
+        cloud = DownlinkPublisher(mqtt_client)  # type: ignore[arg-type]
         update = _version(tmp_path, "churn_risk", "1.1.0")
         messages = list(chunks(update, chunk_bytes=16 * 1024))
         assert len(messages) == 4
