@@ -173,21 +173,26 @@ class TripAccumulator:
             self.max_speed = max(self.max_speed, float(speed.max()))
             self.last_speed = float(speed[-1])
             self.moving_speed2_s += float(np.dot(speed * speed, moving_dt))
-            previous_idle = np.concatenate(([self.was_idle], idle[:-1]))
-            self.stops += int(np.count_nonzero(idle & ~previous_idle))
+            self.stops += int(np.count_nonzero(idle[1:] & ~idle[:-1])) + int(
+                bool(idle[0]) and not self.was_idle
+            )
             self.was_idle = bool(idle[-1])
             lon, lat = block.get(vss.ACCEL_LONGITUDINAL), block.get(vss.ACCEL_LATERAL)
             if lon is not None and lat is not None:
-                usable = np.where(np.isnan(lon) | np.isnan(lat), 0.0, moving_dt)
-                self.motion_s += float(usable.sum())
-                self.moving_abs_lon_s += float(np.dot(np.nan_to_num(np.abs(lon)), usable))
-                self.moving_lat2_s += float(np.dot(np.nan_to_num(lat * lat), usable))
+                missing = np.isnan(lon) | np.isnan(lat)
+                if missing.any():  # rare: only then pay for masking
+                    moving_dt = np.where(missing, 0.0, moving_dt)
+                    lon, lat = np.where(missing, 0.0, lon), np.where(missing, 0.0, lat)
+                self.motion_s += float(moving_dt.sum())
+                self.moving_abs_lon_s += float(np.dot(np.abs(lon), moving_dt))
+                self.moving_lat2_s += float(np.dot(lat * lat, moving_dt))
         window = (self.settings.night_start_h, self.settings.night_end_h)
         night = in_local_hours(t - dt, self.utc_offset_s, window)
         self.night_s += float(dt[night].sum())
         power = block.get(vss.MOTOR_POWER)
         if power is not None:
-            self.energy_kwh = (self.energy_kwh or 0.0) + float(np.dot(np.nan_to_num(power), dt)) / 3600.0
+            watts = np.where(np.isnan(power), 0.0, power) if np.isnan(power).any() else power
+            self.energy_kwh = (self.energy_kwh or 0.0) + float(np.dot(watts, dt)) / 3600.0
         for name in _feature_names(tuple(block.signals)):
             self._add_feature(name, block.signals[name], dt)
         for _t, code in block.dtcs:
