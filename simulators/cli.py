@@ -89,13 +89,14 @@ def _print_summary(summary: Any) -> None:
         overview.add_row(key.replace("_", " "), str(getattr(summary, key)))
     overview.add_row("events by kind", ", ".join(f"{k} {n}" for k, n in summary.events_by_kind.items()))
     console.print(overview)
-    personas = Table(title="harsh events per 100 km by persona")
-    for column in ("persona", "vehicles", "km", "harsh events", "per 100 km", "injected"):
+    personas = Table(title="by persona: harsh events per 100 km, and the car's driving-style model")
+    for column in ("persona", "cars", "km", "harsh", "/100 km", "injected", "style ok"):
         personas.add_column(column, justify="left" if column == "persona" else "right")
     for name, row in summary.by_persona.items():
         personas.add_row(
             name, str(row["vehicles"]), f"{row['km']:.1f}", str(row["harsh_events"]),
             f"{row['harsh_per_100km']:.2f}", str(row["injected"]),
+            f"{round(row['style_accuracy'] * row['styled_trips'])}/{row['styled_trips']}",
         )  # fmt: skip
     console.print(personas)
 

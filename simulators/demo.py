@@ -239,6 +239,12 @@ def _summarize(
                 (like,),
             )
         }
+        styles: dict[str, list[str]] = {}
+        for vehicle_id, style in conn.execute(
+            "SELECT vehicle_id, driving_style FROM trips WHERE vehicle_id LIKE %s AND driving_style IS NOT NULL",
+            (like,),
+        ):
+            styles.setdefault(str(vehicle_id), []).append(str(style))
         trips_stored = scalar("SELECT count(*) FROM trips WHERE vehicle_id LIKE %s")
         telemetry_rows = scalar("SELECT count(*) FROM telemetry WHERE vehicle_id LIKE %s")
         row = conn.execute("SELECT count(*) FROM dead_letters WHERE received_at >= %s", (since,)).fetchone()
@@ -249,7 +255,12 @@ def _summarize(
         km = sum(per_vehicle.get(i, (0.0, 0))[0] for i in ids)
         stored = sum(per_vehicle.get(i, (0.0, 0))[1] for i in ids)
         injected = sum(sum(injected_counts(trips[i]).values()) for i in ids)
+        verdicts = [style for i in ids for style in styles.get(i, [])]
         by_persona[persona.value] = {
+            "styled_trips": len(verdicts),
+            "style_accuracy": round(sum(v == persona.value for v in verdicts) / len(verdicts), 3)
+            if verdicts
+            else 0.0,
             "vehicles": len(ids),
             "km": round(km, 1),
             "harsh_events": stored,

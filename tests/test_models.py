@@ -240,3 +240,44 @@ def test_over_the_air_update_end_to_end(
     finally:
         uplink[0].stop()
         worker.stop()
+
+
+def test_models_cli_train_export_evaluate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "simulators.cli", "models"]
+    work, out = tmp_path / "work", tmp_path / "churn"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
+
+    trained = run("train", "churn_risk", "--seed", "7", "--workdir", str(work))
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout.splitlines()[-1])["roc_auc"] >= 0.75
+    exported = run("export", "churn_risk", "--workdir", str(work), "--out", str(out), "--version", "1.0.1")
+    assert exported.returncode == 0, exported.stderr
+    assert load_manifest(out / "manifest.json").version == "1.0.1"
+    evaluated = run("evaluate", "churn_risk", "--dir", str(out))
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout.splitlines()[-1])
+    assert report["ok"] and report["reproducible_bytes"]
+    # the shipped artifact was trained with the same seed: the same bytes
+    assert (out / "model.onnx").read_bytes() == (ARTIFACTS / "churn_risk" / "model.onnx").read_bytes()
+    bad = tmp_path / "labels.csv"
+    bad.write_text("avg_speed_kmh,label\n1,calm_commuter\n")
+    refused = run("train", "driving_style", "--data", str(bad), "--workdir", str(work))
+    assert refused.returncode == 2 and "lacks columns" in refused.stderr
+    missing = run("export", "vehicle_health", "--workdir", str(work), "--out", str(tmp_path / "h"))
+    assert missing.returncode != 0 and "run 'drivesight models train vehicle_health' first" in missing.stderr
+
+
+def test_labelled_csv_errors_name_the_line(tmp_path: Path) -> None:
+    from edge_agent.features import STYLE_FEATURES
+    from models.datasets import read_labelled_csv
+
+    rows = [",".join([*STYLE_FEATURES, "label"]), ",".join(["1"] * len(STYLE_FEATURES) + ["aggressive"])]
+    rows.append(",".join(["1"] * (len(STYLE_FEATURES) - 1) + ["fast", "calm_commuter"]))
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"l\.csv line 3"):
+        read_labelled_csv(tmp_path / "l.csv", STYLE_FEATURES)
