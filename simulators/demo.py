@@ -241,7 +241,8 @@ def _summarize(
         }
         styles: dict[str, list[str]] = {}
         for vehicle_id, style in conn.execute(
-            "SELECT vehicle_id, driving_style FROM trips WHERE vehicle_id LIKE %s AND driving_style IS NOT NULL",
+            "SELECT vehicle_id, driving_style FROM trips"
+            " WHERE vehicle_id LIKE %s AND driving_style IS NOT NULL",
             (like,),
         ):
             styles.setdefault(str(vehicle_id), []).append(str(style))
