@@ -281,3 +281,51 @@ def test_labelled_csv_errors_name_the_line(tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=r"l\.csv line 3"):
         read_labelled_csv(tmp_path / "l.csv", STYLE_FEATURES)
+
+
+def test_models_publish_command_sends_the_model(
+    tmp_path: Path, broker: BrokerAddress, database_url: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge_agent.protocol import ModelChunkV1, downlink_topic
+
+    vehicle = "pub-" + tmp_path.name[-8:].replace("_", "-")
+    received: list[ModelChunkV1] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = lambda c, u, m: received.append(decode(m.topic, bytes(m.payload)).body)  # type: ignore[arg-type]
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.subscribe(downlink_topic(vehicle, "model"), qos=1)
+    try:
+        assert subscribed.wait(10)
+        env = {**os.environ, "DRIVESIGHT_MQTT_URL": broker.url(), "DRIVESIGHT_DATABASE_URL": database_url}
+        cmd = [
+            sys.executable,
+            "-m",
+            "simulators.cli",
+            "models",
+            "publish",
+            "vehicle_health",
+            "--vehicle",
+            vehicle,
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        assert wait_until(lambda: len(received) == 1, timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    chunk = received[0]
+    assert base64.b64decode(chunk.data) == (ARTIFACTS / "vehicle_health" / "model.onnx").read_bytes()
+    assert (chunk.name, chunk.version, chunk.chunks) == ("vehicle_health", "1.0.0", 1)
+    nobody = subprocess.run(cmd[:-2], capture_output=True, text=True, timeout=60, env=env)
+    assert nobody.returncode == 2 and "no target vehicles" in nobody.stderr
