@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
+
+from cloud.embedded import free_port, wait_for_port
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+DEPLOY_MOSQUITTO_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
@@ -23,3 +33,44 @@ def count(conn: psycopg.Connection[tuple[object, ...]], sql: str, *params: objec
     row = conn.execute(sql, params).fetchone()
     assert row is not None
     return int(row[0])  # type: ignore[call-overload]
+
+
+def deploy_queue_limits() -> str:
+    """The queue and in-flight limits of deploy/mosquitto/mosquitto.conf, as config lines."""
+    text = DEPLOY_MOSQUITTO_CONF.read_text()
+    keys = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "message_size_limit")
+    return "".join(f"{m.group(0)}\n" for k in keys if (m := re.search(rf"^{k}\s+\S+", text, re.MULTILINE)))
+
+
+class PrivateBroker:
+    """A mosquitto process of a test's own, restartable on the same port and persistence directory."""
+
+    def __init__(self, directory: Path, extra: str = "", *, deploy_limits: bool = False) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.conf = directory / "mosquitto.conf"
+        # as root, mosquitto drops to its own user, which cannot read a test's private directory
+        user = "user root\n" if os.geteuid() == 0 else ""
+        limits = deploy_queue_limits() if deploy_limits else "max_queued_messages 0\n"
+        self.conf.write_text(
+            f"{user}listener {self.port} 127.0.0.1\npersistence true\npersistence_location {directory}/\n"
+            f"{limits}{extra or 'allow_anonymous true'}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """mqtt://127.0.0.1:<port>"""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start (or restart) the broker and wait for its port."""
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
+        wait_for_port("127.0.0.1", self.port, 10)
+
+    def stop(self) -> None:
+        """Stop the broker (its persistence file keeps sessions and queued messages)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None

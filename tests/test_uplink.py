@@ -3,7 +3,6 @@ goes away mid-stream (reconnect with backoff, replay in order, nothing lost)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import ssl
 import subprocess
@@ -17,13 +16,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud.embedded import free_port, wait_for_port
 from edge_agent.outbox import Outbox
 from edge_agent.protocol import BrokerAddress, DrivingEvent, EventKind, EventsV1, decode
 from edge_agent.uplink import MqttUplink
-from tests.helpers import wait_until
+from tests.helpers import MOSQUITTO, wait_until
+from tests.helpers import PrivateBroker as Broker
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
 
 
@@ -31,32 +29,6 @@ def _event(i: int) -> EventsV1:
     t = datetime(2026, 11, 2, tzinfo=UTC) + timedelta(seconds=i)
     return EventsV1(events=[DrivingEvent(kind=EventKind.HARSH_BRAKE, trip_id="T1", start=t, end=t, peak=-4.0,
                                          peak_unit="m/s^2")])  # fmt: skip
-
-
-class Broker:
-    """A mosquitto process of the test's own, restartable on the same port and persistence directory."""
-
-    def __init__(self, directory: Path, extra: str = "") -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.conf = directory / "mosquitto.conf"
-        # as root, mosquitto drops to its own user, which cannot read this test's private directory
-        user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(
-            f"{user}listener {self.port} 127.0.0.1\npersistence true\npersistence_location {directory}/\n"
-            f"max_queued_messages 0\n{extra or 'allow_anonymous true'}\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        wait_for_port("127.0.0.1", self.port, 10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 class Collector:
