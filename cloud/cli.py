@@ -61,6 +61,11 @@ def _ingest(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     worker.start()
     log.info("ingest subscribed at %s", worker.broker.url())
+    if settings.ingest_metrics_port:
+        from .ingest.metrics_server import serve_metrics
+
+        serve_metrics(worker, port=settings.ingest_metrics_port)
+        log.info("metrics at http://0.0.0.0:%d/metrics", settings.ingest_metrics_port)
     last = time.monotonic()
     while not stop.wait(1.0):
         if time.monotonic() - last >= 30:

@@ -26,6 +26,8 @@ class CloudSettings(BaseSettings):
     ingest_batch_size: int = Field(default=1000, ge=1, le=100_000)
     ingest_linger_s: float = Field(default=0.02, ge=0, le=5)
     ingest_queue_size: int = Field(default=20_000, ge=1)
+    #: each ingest worker serves Prometheus metrics on this port (0: no endpoint)
+    ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
 

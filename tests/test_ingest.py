@@ -160,3 +160,27 @@ def test_invalid_payloads_land_in_dead_letters(
     assert "body.trip_id: Field required" in found["invalid"][0]
     assert wait_until(lambda: count(db, "SELECT count(*) FROM trips WHERE vehicle_id = %s", v) == 1)
     assert worker.metrics.dead_letters == len(cases)
+
+
+def test_metrics_endpoint(worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str) -> None:
+    import httpx
+
+    from cloud.embedded import free_port
+    from cloud.ingest.metrics_server import serve_metrics
+
+    v = vehicle_prefix + "m"
+    mqtt_client.publish(uplink_topic(v, "trip"), encode(v, 1, _trip("T1")), qos=1).wait_for_publish(5)
+    mqtt_client.publish(uplink_topic(v, "trip"), b"junk", qos=1).wait_for_publish(5)
+    assert wait_until(lambda: worker.metrics.stored >= 1 and worker.metrics.dead_letters >= 1)
+    port = free_port()
+    server = serve_metrics(worker, host="127.0.0.1", port=port)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=5).status_code == 404
+    finally:
+        server.shutdown()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert float(values["drivesight_ingest_stored_total"]) >= 1
+    assert float(values["drivesight_ingest_dead_letters_total"]) >= 1
+    assert float(values["drivesight_ingest_received_total"]) >= 2
+    assert "drivesight_ingest_queue_depth" in values and "drivesight_ingest_lag_s" in values

@@ -51,9 +51,12 @@ class IngestMetrics:
             self.batches += 1
             self.lag_s = lag_s
 
-    def prometheus(self) -> str:
+    def prometheus(self, *, queue_depth: int = 0) -> str:
         """The counters in Prometheus text exposition format."""
-        lines = []
+        lines = [
+            "# TYPE drivesight_ingest_queue_depth gauge",
+            f"drivesight_ingest_queue_depth {queue_depth}",
+        ]
         for name, kind in (
             ("received", "counter"),
             ("stored", "counter"),
@@ -221,6 +224,10 @@ class IngestWorker:
             with conn.transaction(), conn.cursor() as cur:
                 store_dead_letters(cur, dead)
             return StoreResult(stored, duplicates, len(dead))
+
+    def queue_depth(self) -> int:
+        """Messages received from the broker and not yet stored."""
+        return self._queue.qsize()
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self, *, wait_subscribed_s: float = 10.0) -> None:
