@@ -7,13 +7,14 @@ tables. A redelivered message therefore changes nothing, whether it comes in the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cloud.db.telemetry import COLUMNS, COPY_COLUMNS, COPY_TYPES
 from edge_agent.protocol import DtcV1, EventsV1, FeedbackV1, Message, StatusV1, TelemetryV1, TripSummaryV1
 
 
@@ -138,15 +139,46 @@ def _store_events(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Me
 
 
 def _store_telemetry(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
-    with cur.copy("COPY telemetry (vehicle_id, time, signal, value) FROM STDIN") as copy:
+    """One wide row per (vehicle, time) by binary COPY; signals without a column go to ``extra``."""
+    with cur.copy(f"COPY telemetry ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(COPY_TYPES))
+        width = len(COLUMNS)
         for m in messages:
             b = m.body
             assert isinstance(b, TelemetryV1)
-            times = [b.t0 + timedelta(milliseconds=ms) for ms in b.t_ms]
+            n = len(b.t_ms)
+            columns: list[list[float | None]] = [[None] * n] * width
+            others: dict[str, list[float | None]] = {}
             for signal, values in b.signals.items():
-                for t, v in zip(times, values, strict=True):
-                    if v is not None:
-                        copy.write_row((m.vehicle_id, t, signal, v))
+                slot = _SLOT.get(signal)
+                if slot is None:
+                    others[signal] = values
+                else:
+                    columns[slot] = values
+            for i, ms in enumerate(b.t_ms):
+                extra = {k: v[i] for k, v in others.items() if v[i] is not None} if others else None
+                copy.write_row(
+                    (
+                        b.t0 + timedelta(milliseconds=ms),
+                        m.vehicle_id,
+                        *(c[i] for c in columns),
+                        Jsonb(extra) if extra else None,
+                    )
+                )
+
+
+_SLOT = {signal: i for i, signal in enumerate(COLUMNS)}
+
+
+def telemetry_days(messages: Sequence[Message]) -> set[date]:
+    """The UTC days the telemetry in ``messages`` falls on."""
+    days: set[date] = set()
+    for m in messages:
+        b = m.body
+        if isinstance(b, TelemetryV1):
+            days.add(b.t0.astimezone(UTC).date())
+            days.add((b.t0 + timedelta(milliseconds=b.t_ms[-1])).astimezone(UTC).date())
+    return days
 
 
 def _store_dtcs(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
@@ -222,10 +254,19 @@ def store_batch(
     conn: psycopg.Connection[tuple[object, ...]],
     messages: Sequence[Message],
     rejected: Sequence[Rejected] = (),
+    *,
+    before_telemetry: Callable[[psycopg.Connection[tuple[object, ...]], set[date]], None] | None = None,
 ) -> StoreResult:
-    """Store a batch in one transaction; messages already in the ledger are counted as duplicates."""
+    """Store a batch in one transaction; messages already in the ledger are counted as duplicates.
+
+    ``before_telemetry`` sees the batch's telemetry days first (the worker creates their partitions).
+    """
     with conn.transaction(), conn.cursor() as cur:
         fresh = _claim(cur, messages)
+        if fresh and before_telemetry is not None:
+            days = telemetry_days(fresh)
+            if days:
+                before_telemetry(conn, days)
         if fresh:
             _upsert_vehicles(cur, fresh)
             by_schema: dict[str, list[Message]] = {}

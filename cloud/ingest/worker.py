@@ -16,12 +16,14 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.db.migrate import database_dialect
+from cloud.db.partitions import ensure_day
 from edge_agent.protocol import BrokerAddress, Message, ProtocolError, decode, uplink_filter
 
 from .store import Rejected, StoreResult, store_batch, store_dead_letters
@@ -71,6 +73,28 @@ class IngestMetrics:
         return "\n".join(lines) + "\n"
 
 
+class _Partitions:
+    """Creates the day partitions a batch's telemetry needs (plain PostgreSQL), once per day per worker.
+
+    A day is remembered once its partition was created in a batch; if that batch then rolled back, the day's
+    rows land in the default partition until ``drivesight cloud db maintain`` moves them: stored either way.
+    """
+
+    def __init__(self) -> None:
+        self.enabled: bool | None = None
+        self.known: set[date] = set()
+
+    def __call__(self, conn: psycopg.Connection[tuple[object, ...]], days: set[date]) -> None:
+        if self.enabled is None:
+            partitioned = conn.execute("SELECT to_regclass('telemetry_default')").fetchone() != (None,)
+            self.enabled = partitioned and database_dialect(conn) == "postgres"
+        if not self.enabled:
+            return
+        for day in sorted(days - self.known):
+            ensure_day(conn, day)
+            self.known.add(day)
+
+
 @dataclass(frozen=True, slots=True)
 class _Incoming:
     topic: str
@@ -104,6 +128,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._partitions = _Partitions()
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -203,7 +228,7 @@ class IngestWorker:
     ) -> StoreResult:
         conn = self._connection()
         try:
-            return store_batch(conn, messages, rejected)
+            return store_batch(conn, messages, rejected, before_telemetry=self._partitions)
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
@@ -214,7 +239,7 @@ class IngestWorker:
             dead = list(rejected)
             for m in messages:
                 try:
-                    one = store_batch(conn, [m])
+                    one = store_batch(conn, [m], before_telemetry=self._partitions)
                     stored, duplicates = stored + one.stored, duplicates + one.duplicates
                 except psycopg.OperationalError:
                     raise
