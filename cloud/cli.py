@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(handler=_migrate)
+    maintain = db_sub.add_parser(
+        "maintain",
+        help="telemetry partitions ahead, rows out of the default partition, retention (run daily)",
+    )
+    maintain.add_argument("--retention-days", type=int, help="drop telemetry older than this many days")
+    maintain.set_defaults(handler=_maintain)
     ingest = sub.add_parser("ingest", help="run an ingest worker until interrupted")
     ingest.set_defaults(handler=_ingest)
     api = sub.add_parser("api", help="serve the HTTP API")
@@ -36,6 +42,26 @@ def _migrate(args: argparse.Namespace) -> int:
 
     applied = migrate(CloudSettings().require_database_url())
     log.info("applied %d migrations: %s", len(applied), ", ".join(applied) or "none pending")
+    return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    from .config import CloudSettings
+    from .db.partitions import drop_expired, ensure_partitions
+
+    url = CloudSettings().require_database_url()
+    created = ensure_partitions(url)
+    log.info("telemetry partitions created: %s", ", ".join(created) or "none needed")
+    if args.retention_days is not None:
+        if args.retention_days < 1:
+            log.error("--retention-days must be at least 1")
+            return 2
+        dropped = drop_expired(url, args.retention_days)
+        log.info(
+            "telemetry partitions dropped (older than %d days): %s",
+            args.retention_days,
+            ", ".join(dropped) or "none",
+        )
     return 0
 
 

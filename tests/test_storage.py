@@ -1,0 +1,117 @@
+"""Telemetry storage: dialect choice, day partitions, retention, the wide row layout."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from cloud.db.migrate import database_dialect, migrate, shipped_migrations
+from cloud.db.partitions import drop_expired, ensure_day, ensure_partitions, partition_name
+from cloud.ingest.store import store_batch
+from edge_agent.protocol import TelemetryV1, decode, encode, uplink_topic
+
+
+def _telemetry(vehicle: str, seq: int, t0: datetime, n: int = 5) -> object:
+    body = TelemetryV1(
+        t0=t0,
+        t_ms=[i * 1000 for i in range(n)],
+        signals={
+            "Vehicle.Speed": [50.0 + i for i in range(n)],
+            "Vehicle.CurrentLocation.Latitude": [31.2] * n,
+            "Vehicle.Body.Horn.IsActive": [1.0 if i == 2 else None for i in range(n)],  # no column: extra
+        },
+    )
+    return decode(uplink_topic(vehicle, "telemetry"), encode(vehicle, seq, body, compress=True))
+
+
+@pytest.fixture
+def fresh_database(admin_database_url: str) -> Iterator[str]:
+    name = f"drivesight_st_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_database_url, dbname=name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_each_dialect_gets_its_own_variant() -> None:
+    plain = {m.version: m.name for m in shipped_migrations("postgres")}
+    timescale = {m.version: m.name for m in shipped_migrations("timescaledb")}
+    assert plain.keys() == timescale.keys()
+    assert plain["0006"] == "0006_telemetry_wide.postgres.sql"
+    assert timescale["0006"] == "0006_telemetry_wide.timescaledb.sql"
+    assert plain["0001"] == timescale["0001"] == "0001_initial.sql"
+
+
+def test_rows_land_in_their_day_and_the_default_is_drained(fresh_database: str) -> None:
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        assert database_dialect(conn) == "postgres"
+        early = datetime(2025, 3, 10, 23, 59, 58, tzinfo=UTC)  # crosses midnight: two days
+        store_batch(conn, [_telemetry("car1", 1, early)])  # no partition for those days yet: default
+        assert conn.execute("SELECT count(*) FROM telemetry_default").fetchone() == (5,)
+        assert ensure_day(conn, date(2025, 3, 10)) and ensure_day(conn, date(2025, 3, 11))
+        assert not ensure_day(conn, date(2025, 3, 10))  # already there
+        assert conn.execute("SELECT count(*) FROM telemetry_default").fetchone() == (0,)
+        per_partition = dict(
+            conn.execute("SELECT tableoid::regclass::text, count(*) FROM telemetry GROUP BY 1").fetchall()
+        )
+        assert per_partition == {partition_name(date(2025, 3, 10)): 2, partition_name(date(2025, 3, 11)): 3}
+        rows = conn.execute("SELECT speed_kmh, lat, extra FROM telemetry ORDER BY time").fetchall()
+        assert [r[0] for r in rows] == [50.0, 51.0, 52.0, 53.0, 54.0]
+        assert rows[0][1] == pytest.approx(31.2)
+        assert [r[2] for r in rows] == [None, None, {"Vehicle.Body.Horn.IsActive": 1.0}, None, None]
+
+
+def test_partitions_are_made_ahead_and_dropped_by_retention(fresh_database: str) -> None:
+    today = date(2027, 1, 15)  # not the real today, around which migrate() already made partitions
+    created = ensure_partitions(fresh_database, today=today)
+    assert (
+        partition_name(today + timedelta(days=7)) in created
+        and partition_name(today - timedelta(days=2)) in created
+    )
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        store_batch(conn, [_telemetry("car1", 1, datetime(2027, 1, 14, 8, tzinfo=UTC))])
+    dropped = drop_expired(fresh_database, keep_days=1, today=today)
+    assert partition_name(today - timedelta(days=2)) in dropped
+    assert partition_name(today - timedelta(days=1)) not in dropped
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (5,)  # yesterday is kept
+    assert drop_expired(fresh_database, keep_days=0, today=today) == [
+        partition_name(today - timedelta(days=1))
+    ]
+
+
+def test_timescaledb_dialect(admin_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+    if available is None:
+        pytest.skip("TimescaleDB is not installed on this PostgreSQL server (not in pg_available_extensions)")
+    name = f"drivesight_ts_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_database_url, dbname=name)
+    try:
+        monkeypatch.setenv("DRIVESIGHT_DB_DIALECT", "timescaledb")
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert database_dialect(conn) == "timescaledb"
+            hypertables = conn.execute(
+                "SELECT hypertable_name FROM timescaledb_information.hypertables"
+            ).fetchall()
+            assert ("telemetry",) in hypertables
+            store_batch(conn, [_telemetry("car1", 1, datetime(2026, 11, 21, 8, tzinfo=UTC))])
+            assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (5,)
+    finally:
+        with psycopg.connect(admin_database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
