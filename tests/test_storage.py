@@ -12,6 +12,7 @@ from psycopg import sql
 
 from cloud.db.migrate import database_dialect, migrate, shipped_migrations
 from cloud.db.partitions import drop_expired, ensure_day, ensure_partitions, partition_name
+from cloud.db.telemetry import COPY_COLUMNS
 from cloud.ingest.store import store_batch
 from edge_agent.protocol import TelemetryV1, decode, encode, uplink_topic
 
@@ -115,3 +116,39 @@ def test_timescaledb_dialect(admin_database_url: str, monkeypatch: pytest.Monkey
     finally:
         with psycopg.connect(admin_database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_numpy_copy_stream_stores_what_the_row_path_stores(fresh_database: str) -> None:
+    from cloud.ingest.copy_binary import copy_stream
+    from cloud.ingest.store import _store_telemetry_rows
+
+    t0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    full = {
+        "Vehicle.Speed": [50.25, 0.0, 130.5],
+        "Vehicle.TraveledDistance": [12345.678901, 12345.679, 12345.7],
+        "Vehicle.CurrentLocation.Latitude": [31.23456789, -89.9, 0.0],
+        "Vehicle.LowVoltageBattery.CurrentVoltage": [14.2, 14.1, 13.9],
+    }  # fmt: skip
+    messages = [
+        decode(
+            uplink_topic(v, "telemetry"), encode(v, 1, TelemetryV1(t0=t0, t_ms=[0, 100, 2500], signals=full))
+        )
+        for v in ("car-a", "a-much-longer-vehicle-identifier-0001")
+    ]
+    stream, left = copy_stream(messages)
+    assert left == []
+    columns = "time, vehicle_id, speed_kmh, odometer_km, lat, battery_v, engine_rpm, extra"
+    with psycopg.connect(fresh_database) as conn:
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY telemetry ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(stream)
+            fast = conn.execute(f"SELECT {columns} FROM telemetry ORDER BY vehicle_id, time").fetchall()
+            conn.execute("DELETE FROM telemetry")
+            _store_telemetry_rows(cur, messages)
+            slow = conn.execute(f"SELECT {columns} FROM telemetry ORDER BY vehicle_id, time").fetchall()
+        conn.rollback()
+    assert fast == slow and len(fast) == 6
+    assert fast[0][0] == t0 and fast[2][0] == t0 + timedelta(milliseconds=2500)
+    assert fast[0][3] == 12345.678901 and fast[0][6] is None  # float8 exact; an absent signal is NULL
+    _, gaps = copy_stream([_telemetry("car-b", 2, t0)])  # a None in a column, a signal without a column
+    assert len(gaps) == 1

@@ -17,6 +17,8 @@ from psycopg.types.json import Jsonb
 from cloud.db.telemetry import COLUMNS, COPY_COLUMNS, COPY_TYPES
 from edge_agent.protocol import DtcV1, EventsV1, FeedbackV1, Message, StatusV1, TelemetryV1, TripSummaryV1
 
+from .copy_binary import copy_stream
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -139,7 +141,18 @@ def _store_events(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Me
 
 
 def _store_telemetry(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
-    """One wide row per (vehicle, time) by binary COPY; signals without a column go to ``extra``."""
+    """One wide row per (vehicle, time) by binary COPY: a stream built in numpy for complete messages (the
+    common case), row by row for messages with gaps or signals that go to ``extra``."""
+    statement = f"COPY telemetry ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    stream, left = copy_stream(messages)
+    if len(left) < len(messages):
+        with cur.copy(statement) as copy:
+            copy.write(stream)
+    if left:
+        _store_telemetry_rows(cur, left)
+
+
+def _store_telemetry_rows(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
     with cur.copy(f"COPY telemetry ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(COPY_TYPES))
         width = len(COLUMNS)
