@@ -4,8 +4,7 @@ A telemetry message is already columnar, so each message becomes one packed nump
 is the COPY binary tuple format (all integers big-endian): a 16-bit field count, then per field a 32-bit
 length (-1 for NULL) and the value — timestamptz as microseconds since 2000-01-01, float4/float8 as IEEE,
 text as UTF-8. A signal absent from the message is a NULL field of the same layout in every row. Messages
-whose
-columns have gaps (a None among values) or signals without a column are left to the row-by-row path.
+whose columns have gaps (a None among values) or signals without a column are left to the row-by-row path.
 """
 
 from __future__ import annotations
