@@ -132,7 +132,7 @@ def through_the_broker(
 
 
 def _same_shape(conn: psycopg.Connection[tuple[object, ...]], table: str) -> None:
-    """A table shaped like ``telemetry``: partitioned by day, same index, and the benchmark day's partition."""
+    """A table shaped like ``telemetry``: partitioned by day, same index, the benchmark day's partition."""
     ident = sql.Identifier(table)
     conn.execute(
         sql.SQL(
