@@ -52,6 +52,9 @@ def _maintain(args: argparse.Namespace) -> int:
     url = CloudSettings().require_database_url()
     created = ensure_partitions(url)
     log.info("telemetry partitions created: %s", ", ".join(created) or "none needed")
+    from .db.rollups import refresh
+
+    log.info("daily rollup: %d days recomputed", refresh(url))
     if args.retention_days is not None:
         if args.retention_days < 1:
             log.error("--retention-days must be at least 1")

@@ -152,3 +152,70 @@ def test_numpy_copy_stream_stores_what_the_row_path_stores(fresh_database: str) 
     assert fast[0][3] == 12345.678901 and fast[0][6] is None  # float8 exact; an absent signal is NULL
     _, gaps = copy_stream([_telemetry("car-b", 2, t0)])  # a None in a column, a signal without a column
     assert len(gaps) == 1
+
+
+def _wide(vehicle: str, seq: int, t0: datetime, speed: float, n: int = 60) -> object:
+    body = TelemetryV1(
+        t0=t0,
+        t_ms=[i * 1000 for i in range(n)],
+        signals={
+            "Vehicle.Speed": [speed] * n,
+            "Vehicle.TraveledDistance": [1000 + i * speed / 3600 for i in range(n)],
+        },
+    )
+    return decode(uplink_topic(vehicle, "telemetry"), encode(vehicle, seq, body))
+
+
+FULL_RECOMPUTE = """
+SELECT vehicle_id, date_bin('1 day', time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS day, count(*),
+       round(avg(speed_kmh)::numeric, 6), max(speed_kmh),
+       round((max(odometer_km) - min(odometer_km))::numeric, 6)
+FROM telemetry GROUP BY 1, 2 ORDER BY 1, 2
+"""
+ROLLUP = """
+SELECT vehicle_id, day, rows, round(avg_speed_kmh::numeric, 6), max_speed_kmh, round(distance_km::numeric, 6)
+FROM telemetry_daily ORDER BY 1, 2
+"""
+
+
+def test_incremental_rollup_equals_a_full_recompute(fresh_database: str) -> None:
+    from cloud.db.rollups import refresh
+
+    day1 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    day2 = day1 + timedelta(days=1)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO vehicles (vehicle_id, first_seen, last_seen, model) VALUES"
+                     " ('car1', now(), now(), 'DS-SUV'), ('car2', now(), now(), 'DS-SUV')")  # fmt: skip
+        store_batch(conn, [_wide("car1", 1, day1, 50.0), _wide("car2", 1, day1, 100.0)])
+        assert refresh(fresh_database) == 1
+        assert conn.execute(ROLLUP).fetchall() == conn.execute(FULL_RECOMPUTE).fetchall()
+        store_batch(conn, [_wide("car1", 2, day2, 70.0)])
+        store_batch(conn, [_wide("car1", 3, day1 + timedelta(hours=3), 90.0)])  # late data for a done day
+        assert refresh(fresh_database) == 2  # exactly the two touched days
+        assert refresh(fresh_database) == 0
+        rollup = conn.execute(ROLLUP).fetchall()
+        assert rollup == conn.execute(FULL_RECOMPUTE).fetchall() and len(rollup) == 3
+        model = conn.execute(
+            "SELECT model, vehicles, rows, round(avg_speed_kmh::numeric, 3) FROM model_daily WHERE day = %s",
+            (datetime(2026, 11, 2, tzinfo=UTC),),
+        ).fetchone()
+        assert model == ("DS-SUV", 2, 180, pytest.approx(80.0))  # (60*50 + 60*90 + 60*100) / 180
+
+
+def test_consent_history_keeps_every_reported_choice(fresh_database: str) -> None:
+    from edge_agent.protocol import ConsentState, StatusV1
+
+    t = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        for seq, profiling in ((1, True), (2, False)):
+            body = StatusV1(
+                state="online", agent_version="1", consent=ConsentState(telemetry=True, profiling=profiling)
+            )
+            message = decode(
+                uplink_topic("car1", "status"), encode("car1", seq, body, sent_at=t + timedelta(hours=seq))
+            )
+            store_batch(conn, [message])
+        rows = conn.execute(
+            "SELECT telemetry, location, profiling FROM consent_history ORDER BY at"
+        ).fetchall()
+        assert rows == [(True, False, True), (True, False, False)]

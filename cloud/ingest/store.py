@@ -144,6 +144,12 @@ def _store_telemetry(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence
     """One wide row per (vehicle, time) by binary COPY: a stream built in numpy for complete messages (the
     common case), row by row for messages with gaps or signals that go to ``extra``."""
     statement = f"COPY telemetry ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    # the days these rows fall on must be recomputed in the daily rollup (cloud/db/rollups.py)
+    days = sorted(datetime(d.year, d.month, d.day, tzinfo=UTC) for d in telemetry_days(messages))
+    cur.execute(
+        "INSERT INTO telemetry_daily_dirty (day) SELECT unnest(%s::timestamptz[]) ON CONFLICT DO NOTHING",
+        (days,),
+    )
     stream, left = copy_stream(messages)
     if len(left) < len(messages):
         with cur.copy(statement) as copy:
@@ -232,6 +238,17 @@ def _store_status(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Me
             (body.state, m.seq, m.sent_at, body.agent_version, body.boot_id, consent, consent, m.sent_at,
              Jsonb(body.dropped), Jsonb(body.models), body.model_update, vehicle_id, m.seq),
         )  # fmt: skip
+    history = [
+        (m.vehicle_id, m.sent_at, m.body.consent.telemetry, m.body.consent.location, m.body.consent.profiling)
+        for m in messages
+        if isinstance(m.body, StatusV1) and m.body.consent is not None
+    ]
+    if history:
+        cur.executemany(
+            "INSERT INTO consent_history (vehicle_id, at, telemetry, location, profiling)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            history,
+        )
     for m in sorted(wills, key=lambda w: w.seq):
         assert isinstance(m.body, StatusV1)
         cur.execute(
