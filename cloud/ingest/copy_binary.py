@@ -24,40 +24,42 @@ _FIELDS = 2 + len(COLUMNS) + 1  # time, vehicle_id, the signal columns, extra
 _WIDTH = {"float4": ">f4", "float8": ">f8"}
 
 
-def _record(body: TelemetryV1, vehicle_id: bytes) -> bytes | None:
-    n = len(body.t_ms)
+def records(vehicle_id: bytes, start_us: int, t_ms: np.ndarray, columns: dict[str, np.ndarray]) -> bytes:
+    """COPY tuples for one vehicle: ``start_us`` is the first time in microseconds since 2000-01-01,
+    ``columns`` maps VSS signals (with a telemetry column) to float arrays of the same length as ``t_ms``."""
+    n = len(t_ms)
     dtype: list[tuple[str, str]] = [
-        ("n", ">i2"),
-        ("t_len", ">i4"),
-        ("t", ">i8"),
-        ("v_len", ">i4"),
-        ("v", f"S{len(vehicle_id)}"),
-    ]
-    values: dict[str, np.ndarray] = {}
+        ("n", ">i2"), ("t_len", ">i4"), ("t", ">i8"), ("v_len", ">i4"), ("v", f"S{len(vehicle_id)}"),
+    ]  # fmt: skip
     for i, (signal, (_column, kind)) in enumerate(COLUMNS.items()):
         dtype.append((f"l{i}", ">i4"))
-        column = body.signals.get(signal)
-        if column is not None:
-            try:
-                values[f"c{i}"] = np.asarray(column, dtype=np.float64)
-            except (TypeError, ValueError):  # a None among the values: leave the message to the row path
-                return None
+        if signal in columns:
             dtype.append((f"c{i}", _WIDTH[kind]))
     dtype.append(("x_len", ">i4"))
-    records = np.empty(n, dtype=np.dtype(dtype))
-    records["n"] = _FIELDS
-    records["t_len"] = 8
-    start_us = (body.t0 - PG_EPOCH) // timedelta(microseconds=1)
-    records["t"] = start_us + np.asarray(body.t_ms, dtype=np.int64) * 1000
-    records["v_len"] = len(vehicle_id)
-    records["v"] = vehicle_id
-    for i, (_signal, (_column, kind)) in enumerate(COLUMNS.items()):
-        array = values.get(f"c{i}")
-        records[f"l{i}"] = -1 if array is None else (4 if kind == "float4" else 8)
+    out = np.empty(n, dtype=np.dtype(dtype))
+    out["n"] = _FIELDS
+    out["t_len"] = 8
+    out["t"] = start_us + np.asarray(t_ms, dtype=np.int64) * 1000
+    out["v_len"] = len(vehicle_id)
+    out["v"] = vehicle_id
+    for i, (signal, (_column, kind)) in enumerate(COLUMNS.items()):
+        array = columns.get(signal)
+        out[f"l{i}"] = -1 if array is None else (4 if kind == "float4" else 8)
         if array is not None:
-            records[f"c{i}"] = array
-    records["x_len"] = -1
-    return records.tobytes()
+            out[f"c{i}"] = array
+    out["x_len"] = -1
+    return out.tobytes()
+
+
+def _record(body: TelemetryV1, vehicle_id: bytes) -> bytes | None:
+    columns: dict[str, np.ndarray] = {}
+    for signal, values in body.signals.items():
+        try:
+            columns[signal] = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):  # a None among the values: leave the message to the row path
+            return None
+    start_us = (body.t0 - PG_EPOCH) // timedelta(microseconds=1)
+    return records(vehicle_id, start_us, np.asarray(body.t_ms, dtype=np.int64), columns)
 
 
 def copy_stream(messages: Sequence[Message]) -> tuple[bytes, list[Message]]:
