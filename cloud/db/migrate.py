@@ -81,14 +81,14 @@ def detect_dialect(conn: psycopg.Connection[tuple[object, ...]]) -> Dialect:
         if forced in DIALECTS:
             return forced
         raise MigrationError(f"DRIVESIGHT_DB_DIALECT={forced!r}; use one of {', '.join(DIALECTS)}")
-    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    if available is None:
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is not None:
+        return "timescaledb"
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() is None:
         return "postgres"
-    try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except psycopg.Error as exc:
-        log.warning("timescaledb is installed but cannot be enabled (%s); using plain PostgreSQL", exc)
+    # installed but not preloaded: CREATE EXTENSION would fail and TimescaleDB ends the session: look first
+    preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+    if preload is None or "timescaledb" not in str(preload[0]):
+        log.warning("timescaledb is installed but not in shared_preload_libraries; using plain PostgreSQL")
         return "postgres"
     return "timescaledb"
 
@@ -121,6 +121,8 @@ def migrate(database_url: str) -> list[str]:
                 log.info("database dialect: %s", dialect)
             else:
                 dialect = str(row[0])  # type: ignore[assignment]
+            if dialect == "timescaledb":  # also when the dialect was chosen by DRIVESIGHT_DB_DIALECT
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             done = {
                 row[0]: (row[1], row[2])
                 for row in conn.execute("SELECT version, name, checksum FROM schema_migrations")

@@ -11,7 +11,7 @@ GROUP BY vehicle_id, time_bucket(INTERVAL '1 day', time)
 WITH NO DATA;
 SELECT add_continuous_aggregate_policy('telemetry_daily',
     start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '1 hour');
-CALL refresh_continuous_aggregate('telemetry_daily', NULL, NULL);
+-- (no refresh here: it cannot run inside the migration's transaction; the policy and 'maintain' do it)
 
 -- per model and day, from the per-vehicle rollup (the same in both dialects)
 CREATE VIEW model_daily AS
