@@ -261,15 +261,20 @@ def test_models_cli_train_export_evaluate(tmp_path: Path) -> None:
     evaluated = run("evaluate", "churn_risk", "--dir", str(out))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout.splitlines()[-1])
-    assert report["ok"] and report["reproducible_bytes"]
+    assert report["ok"], report
+    assert report["reproducible_bytes"], report
     # the shipped artifact was trained with the same seed: the same bytes
-    assert (out / "model.onnx").read_bytes() == (ARTIFACTS / "churn_risk" / "model.onnx").read_bytes()
+    exported_sha = load_manifest(out / "manifest.json").sha256
+    shipped_sha = load_manifest(ARTIFACTS / "churn_risk" / "manifest.json").sha256
+    assert exported_sha == shipped_sha, (exported_sha, shipped_sha)
     bad = tmp_path / "labels.csv"
     bad.write_text("avg_speed_kmh,label\n1,calm_commuter\n")
     refused = run("train", "driving_style", "--data", str(bad), "--workdir", str(work))
-    assert refused.returncode == 2 and "lacks columns" in refused.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert "lacks columns" in refused.stderr, refused.stderr
     missing = run("export", "vehicle_health", "--workdir", str(work), "--out", str(tmp_path / "h"))
-    assert missing.returncode != 0 and "run 'drivesight models train vehicle_health' first" in missing.stderr
+    assert missing.returncode != 0, missing.stderr
+    assert "run 'drivesight models train vehicle_health' first" in missing.stderr, missing.stderr
 
 
 def test_labelled_csv_errors_name_the_line(tmp_path: Path) -> None:
