@@ -24,8 +24,8 @@ def elm327(tmp_path: Path) -> Iterator[str]:
     beside_python = Path(sys.executable).parent / "elm"  # the venv's scripts, also when it is not on PATH
     binary = str(beside_python) if beside_python.exists() else shutil.which("elm") or "elm"
     out = tmp_path / "elm.out"
-    process = subprocess.Popen(
-        [binary, "-s", "car", "-b", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    process = subprocess.Popen(  # in tmp_path: the emulator writes its elm.log into its working directory
+        [binary, "-s", "car", "-b", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not (out.exists() and out.read_text().strip()):
