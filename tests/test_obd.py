@@ -24,7 +24,8 @@ def elm327(tmp_path: Path) -> Iterator[str]:
     beside_python = Path(sys.executable).parent / "elm"  # the venv's scripts, also when it is not on PATH
     binary = str(beside_python) if beside_python.exists() else shutil.which("elm") or "elm"
     out = tmp_path / "elm.out"
-    process = subprocess.Popen(  # in tmp_path: the emulator writes its elm.log into its working directory
+    # run in tmp_path: the emulator writes its elm.log into its working directory
+    process = subprocess.Popen(
         [binary, "-s", "car", "-b", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
     )
     deadline = time.monotonic() + 20
