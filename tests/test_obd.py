@@ -26,7 +26,10 @@ def elm327(tmp_path: Path) -> Iterator[str]:
     out = tmp_path / "elm.out"
     # run in tmp_path: the emulator writes its elm.log into its working directory
     process = subprocess.Popen(
-        [binary, "-s", "car", "-b", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+        [binary, "-s", "car", "-b", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not (out.exists() and out.read_text().strip()):
