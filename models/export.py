@@ -1,7 +1,8 @@
 """ONNX export with skl2onnx, the manifest beside it, and a model card written from the manifest.
 
-Reproducibility: the same seed and library versions give the same ``model.onnx`` bytes (same sha256); the
-manifest differs only in ``created_at``. ``tests/test_models.py`` retrains and compares.
+Reproducibility: the same seed and library versions give the same ``model.onnx`` bytes (same sha256), in any
+process; the manifest differs only in ``created_at``. ``tests/test_models.py`` retrains in processes with
+different hash seeds and compares.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def to_onnx_bytes(trained: Trained) -> bytes:
     for node in graph.graph.node:  # the input was named "X" by the converter
         node.input[:] = [INPUT_NAME if n == "X" else n for n in node.input]
     graph.doc_string = f"drivesight {trained.definition.name}"
+    # skl2onnx lists the opset domains in set order, which follows the process's string hash seed: sort them,
+    # or the same model serializes to different bytes from one process to the next
+    imports = sorted(graph.opset_import, key=lambda o: o.domain)
+    del graph.opset_import[:]
+    graph.opset_import.extend(imports)
     return bytes(graph.SerializeToString())
 
 

@@ -51,9 +51,26 @@ def test_shipped_model_matches_scikit_learn_and_its_floors(name: str) -> None:
 
 
 def test_retraining_from_the_same_seed_gives_the_same_bytes() -> None:
+    import os
+    import subprocess
+    import sys
+
     first, second = train("churn_risk", 3), train("churn_risk", 3)
     assert to_onnx_bytes(first) == to_onnx_bytes(second)
     assert to_onnx_bytes(train("churn_risk", 4)) != to_onnx_bytes(first)
+    # other processes, other string hash seeds (which once reordered the opset list): still the same bytes
+    script = (
+        "import hashlib; from models.training import train; from models.export import to_onnx_bytes;"
+        "print(hashlib.sha256(to_onnx_bytes(train('churn_risk', 3))).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+        ).stdout.strip()
+        for hash_seed in (1, 2, 3, 4, 5, 6)
+    }  # fmt: skip
+    assert digests == {__import__("hashlib").sha256(to_onnx_bytes(first)).hexdigest()}
 
 
 def test_runner_validates_inputs_against_the_manifest() -> None:
