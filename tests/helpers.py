@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from cloud.embedded import free_port, wait_for_port
 
@@ -74,3 +77,16 @@ class PrivateBroker:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str, prefix: str = "drivesight_tmp") -> Iterator[str]:
+    """An empty database of its own on the server ``admin_url`` points to; dropped (forcibly) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

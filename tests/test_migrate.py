@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from cloud.db import migrate as migrate_module
 from cloud.db.migrate import Migration, MigrationError, database_dialect, migrate, shipped_migrations
+from tests.helpers import scratch_database
 
 
 @pytest.fixture
 def empty_database(admin_database_url: str) -> Iterator[str]:
-    name = f"drivesight_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield psycopg.conninfo.make_conninfo(admin_database_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(admin_database_url, "drivesight_mig") as url:
+        yield url
 
 
 def test_applies_once(empty_database: str) -> None:

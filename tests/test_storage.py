@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from cloud.db.migrate import database_dialect, migrate, shipped_migrations
 from cloud.db.partitions import drop_expired, ensure_day, ensure_partitions, partition_name
 from cloud.db.telemetry import COPY_COLUMNS
 from cloud.ingest.store import store_batch
 from edge_agent.protocol import TelemetryV1, decode, encode, uplink_topic
+from tests.helpers import scratch_database
 
 
 def _telemetry(vehicle: str, seq: int, t0: datetime, n: int = 5) -> object:
@@ -32,16 +31,9 @@ def _telemetry(vehicle: str, seq: int, t0: datetime, n: int = 5) -> object:
 
 @pytest.fixture
 def fresh_database(admin_database_url: str) -> Iterator[str]:
-    name = f"drivesight_st_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(admin_database_url, dbname=name)
-    try:
+    with scratch_database(admin_database_url, "drivesight_st") as url:
         migrate(url)
         yield url
-    finally:
-        with psycopg.connect(admin_database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_each_dialect_gets_its_own_variant() -> None:
@@ -113,11 +105,7 @@ def test_timescaledb_dialect_gives_the_same_results(
         pytest.skip(reason)
     from cloud.db.rollups import refresh
 
-    name = f"drivesight_ts_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    timescale = psycopg.conninfo.make_conninfo(admin_database_url, dbname=name)
-    try:
+    with scratch_database(admin_database_url, "drivesight_ts") as timescale:
         monkeypatch.setenv("DRIVESIGHT_DB_DIALECT", "timescaledb")
         migrate(timescale)
         day1 = datetime(2026, 11, 2, 8, tzinfo=UTC)
@@ -160,9 +148,6 @@ def test_timescaledb_dialect_gives_the_same_results(
             assert database_dialect(conn) == "timescaledb"
             names = conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables").fetchall()
             assert ("telemetry",) in names
-    finally:
-        with psycopg.connect(admin_database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_numpy_copy_stream_stores_what_the_row_path_stores(fresh_database: str) -> None:

@@ -47,7 +47,7 @@ from cloud.db.telemetry import COLUMNS, COPY_COLUMNS
 from cloud.ingest.copy_binary import copy_stream
 from edge_agent import signals as vss
 from edge_agent.protocol import TelemetryV1, decode, encode, uplink_topic
-from tests.helpers import PrivateBroker
+from tests.helpers import PrivateBroker, scratch_database
 
 ROWS_PER_MESSAGE = 600
 SIGNALS = (
@@ -202,11 +202,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
-    name = f"drivesight_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(args.admin_url, dbname=name)
-    try:
+    with scratch_database(args.admin_url, "drivesight_bench") as url:
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
             ensure_day(conn, T0.date())  # the partition exists before the clock starts, as in the fleet
@@ -239,9 +235,6 @@ def main() -> None:
             "duplicated": stored - distinct,
         }
         print(json.dumps(result))
-    finally:
-        with psycopg.connect(args.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":

@@ -161,9 +161,7 @@ def main() -> None:
         refresh_s = time.perf_counter() - start
         with psycopg.connect(url) as conn:
             dialect = database_dialect(conn)
-            row = conn.execute(
-                "SELECT count(*), pg_total_relation_size('telemetry') FROM telemetry"
-            ).fetchone()
+            row = conn.execute("SELECT count(*) FROM telemetry").fetchone()
             total_rows = int(row[0]) if row else 0
             size = conn.execute(
                 "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
