@@ -42,6 +42,8 @@ def test_shipped_model_matches_scikit_learn_and_its_floors(name: str) -> None:
     report = evaluate_artifact(name, ARTIFACTS / name)
     assert report["parity"]["labels_equal"] is True
     assert report["parity"]["max_difference"] <= 1e-5
+    assert report["shipped_vs_retrained"]["label_agreement"] >= 0.99, report
+    assert report["ok"] is True
     assert report["below_floors"] == {}, report
     manifest = load_manifest(ARTIFACTS / name / "manifest.json")
     assert manifest.metrics and set(manifest.metric_floors) <= set(manifest.metrics)
