@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(handler=_migrate)
     maintain = db_sub.add_parser(
         "maintain",
-        help="telemetry partitions ahead, rows out of the default partition, retention (run daily)",
+        help="telemetry partitions ahead, retention per stream, rollups refreshed (run hourly)",
     )
-    maintain.add_argument("--retention-days", type=int, help="drop telemetry older than this many days")
+    maintain.add_argument(
+        "--retention",
+        type=Path,
+        help="TOML retention policy per stream (default: DRIVESIGHT_RETENTION_FILE, else built-in defaults)",
+    )
+    maintain.add_argument("--retention-days", type=int, help="keep raw telemetry this many days (overrides)")
     maintain.set_defaults(handler=_maintain)
     ingest = sub.add_parser("ingest", help="run an ingest worker until interrupted")
     ingest.set_defaults(handler=_ingest)
@@ -47,24 +53,27 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _maintain(args: argparse.Namespace) -> int:
     from .config import CloudSettings
-    from .db.partitions import drop_expired, ensure_partitions
-
-    url = CloudSettings().require_database_url()
-    created = ensure_partitions(url)
-    log.info("telemetry partitions created: %s", ", ".join(created) or "none needed")
+    from .db.partitions import ensure_partitions
+    from .db.retention import RetentionError, RetentionPolicy, apply_retention
     from .db.rollups import refresh
 
-    log.info("daily rollup: %d days recomputed", refresh(url))
-    if args.retention_days is not None:
-        if args.retention_days < 1:
-            log.error("--retention-days must be at least 1")
-            return 2
-        dropped = drop_expired(url, args.retention_days)
-        log.info(
-            "telemetry partitions dropped (older than %d days): %s",
-            args.retention_days,
-            ", ".join(dropped) or "none",
-        )
+    settings = CloudSettings()
+    url = settings.require_database_url()
+    path = args.retention or settings.retention_file
+    try:
+        if path is not None:
+            policy = RetentionPolicy.from_file(path, telemetry_days=args.retention_days)
+        else:
+            days = args.retention_days
+            policy = RetentionPolicy({} if days is None else {"telemetry": days})
+    except RetentionError as exc:
+        log.error("retention policy refused: %s", exc)
+        return 2
+    created = ensure_partitions(url)
+    log.info("telemetry partitions created: %s", ", ".join(created) or "none needed")
+    for stream, what in apply_retention(url, policy).items():
+        log.info("retention %-18s %s", stream, what)
+    log.info("rollups: %d days recomputed", refresh(url))
     return 0
 
 

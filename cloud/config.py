@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,8 @@ class CloudSettings(BaseSettings):
     ingest_queue_size: int = Field(default=20_000, ge=1)
     #: each ingest worker serves Prometheus metrics on this port (0: no endpoint)
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    #: a TOML retention policy per stream (cloud/db/retention.py); unset: the built-in defaults
+    retention_file: Path | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
 

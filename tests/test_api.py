@@ -54,3 +54,26 @@ def test_trips_newest_first_with_window_and_limit(
         assert api.get(f"/v1/vehicles/{v}/trips", params={"limit": 0}).status_code == 422
         vehicles = api.get("/v1/vehicles", params={"after": vehicle_prefix}).json()
         assert v in [x["vehicle_id"] for x in vehicles]
+
+
+def test_latest_values_by_vss_name(database_url: str, db: psycopg.Connection, vehicle_prefix: str) -> None:
+    from edge_agent.protocol import TelemetryV1
+
+    v = vehicle_prefix + "latest"
+    t0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    store_batch(db, [_trip(v, 1, t0)])  # type: ignore[list-item]
+    with TestClient(create_app(database_url)) as api:
+        assert api.get(f"/v1/vehicles/{v}/latest").status_code == 404  # a known car without telemetry
+        body = TelemetryV1(
+            t0=t0,
+            t_ms=[0, 1000],
+            signals={"Vehicle.Speed": [50.0, 52.5], "Vehicle.Body.Horn.IsActive": [1.0, None]},
+        )
+        store_batch(db, [decode(uplink_topic(v, "telemetry"), encode(v, 2, body))])
+        latest = api.get(f"/v1/vehicles/{v}/latest").json()
+        assert latest == {
+            "vehicle_id": v,
+            "time": "2026-11-02T08:00:01Z",
+            "signals": {"Vehicle.Speed": 52.5, "Vehicle.Body.Horn.IsActive": 1.0},
+        }
+        assert api.get("/v1/vehicles/nobody-here/latest").status_code == 404

@@ -138,12 +138,16 @@ def test_timescaledb_dialect_gives_the_same_results(
                             " FROM model_daily ORDER BY day, model"
                         ).fetchall(),
                         conn.execute(FULL_RECOMPUTE).fetchall(),
+                        conn.execute(HOURLY).fetchall(),
+                        conn.execute(
+                            "SELECT vehicle_id, time, speed_kmh, odometer_km FROM telemetry_latest ORDER BY 1"
+                        ).fetchall(),
                         hypertables != (None,),
                     )
                 )
         plain, ts = results
-        assert ts[3] and not plain[3]  # really two dialects
-        assert plain[:3] == ts[:3] and len(plain[0]) == 3
+        assert ts[-1] and not plain[-1]  # really two dialects
+        assert plain[:-1] == ts[:-1] and len(plain[0]) == 3 and len(plain[3]) == 4
         with psycopg.connect(timescale) as conn:
             assert database_dialect(conn) == "timescaledb"
             names = conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables").fetchall()
@@ -251,3 +255,96 @@ def test_consent_history_keeps_every_reported_choice(fresh_database: str) -> Non
             "SELECT telemetry, location, profiling FROM consent_history ORDER BY at"
         ).fetchall()
         assert rows == [(True, False, True), (True, False, False)]
+
+
+HOURLY_RECOMPUTE = """
+SELECT vehicle_id, date_bin('1 hour', time, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*),
+       round(avg(speed_kmh)::numeric, 6), max(speed_kmh),
+       round((max(odometer_km) - min(odometer_km))::numeric, 6)
+FROM telemetry GROUP BY 1, 2 ORDER BY 1, 2
+"""
+HOURLY = """
+SELECT vehicle_id, hour, rows, round(avg_speed_kmh::numeric, 6), max_speed_kmh, round(distance_km::numeric, 6)
+FROM telemetry_hourly ORDER BY 1, 2
+"""
+
+
+def test_hourly_downsampling_equals_a_full_recompute(fresh_database: str) -> None:
+    from cloud.db.rollups import refresh
+
+    day1 = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        store_batch(conn, [_wide("car1", 1, day1, 50.0, n=3600), _wide("car2", 1, day1, 100.0)])
+        refresh(fresh_database)
+        store_batch(conn, [_wide("car1", 2, day1 + timedelta(hours=5), 70.0)])
+        store_batch(conn, [_wide("car1", 3, day1 + timedelta(minutes=10), 90.0)])  # late, into a done hour
+        assert refresh(fresh_database) == 1
+        hourly = conn.execute(HOURLY).fetchall()
+        assert hourly == conn.execute(HOURLY_RECOMPUTE).fetchall()
+        # car1's first message spans 08:30-09:30 (two hours), plus 13:30; car2 one hour
+        assert [(r[0], r[1].hour, r[2]) for r in hourly] == [
+            ("car1", 8, 1800 + 60), ("car1", 9, 1800), ("car1", 13, 60), ("car2", 8, 60)
+        ]  # fmt: skip
+
+
+def _signals(vehicle: str, seq: int, t0: datetime, signals: dict[str, list[float | None]]) -> object:
+    n = len(next(iter(signals.values())))
+    body = TelemetryV1(t0=t0, t_ms=[i * 1000 for i in range(n)], signals=signals)
+    return decode(uplink_topic(vehicle, "telemetry"), encode(vehicle, seq, body))
+
+
+def test_latest_values_per_vehicle_merge_newest_first(fresh_database: str) -> None:
+    t = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    latest = "SELECT time, speed_kmh, lat, soc_pct, extra FROM telemetry_latest WHERE vehicle_id = %s"
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        speed, lat, soc = (
+            "Vehicle.Speed",
+            "Vehicle.CurrentLocation.Latitude",
+            "Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed",
+        )
+        store_batch(
+            conn,
+            [
+                _signals("car1", 2, t + timedelta(minutes=1), {speed: [60.0, None]}),
+                _signals("car1", 1, t, {speed: [40.0, 50.0], lat: [31.0, 31.5]}),
+                _signals("car2", 1, t, {speed: [10.0, 11.0]}),
+            ],
+        )
+        # in one batch: newest time; speed from the newer message's last sample; latitude from the older one
+        assert conn.execute(latest, ("car1",)).fetchone() == (
+            t + timedelta(minutes=1, seconds=1),
+            60.0,
+            31.5,
+            None,
+            None,
+        )
+        store_batch(  # late: older than what is stored; fills only what is missing
+            conn,
+            [_signals("car1", 3, t - timedelta(hours=1), {speed: [1.0], soc: [80.0]})],
+        )
+        assert conn.execute(latest, ("car1",)).fetchone() == (
+            t + timedelta(minutes=1, seconds=1),
+            60.0,
+            31.5,
+            80.0,
+            None,
+        )
+        store_batch(conn, [_telemetry("car1", 4, t + timedelta(hours=1))])  # newer, with an extra signal
+        row = conn.execute(latest, ("car1",)).fetchone()
+        assert row == (
+            t + timedelta(hours=1, seconds=4),
+            54.0,
+            pytest.approx(31.2),
+            80.0,
+            {"Vehicle.Body.Horn.IsActive": 1.0},
+        )
+        assert conn.execute(latest, ("car2",)).fetchone() == (
+            t + timedelta(seconds=1),
+            11.0,
+            None,
+            None,
+            None,
+        )
+        before = conn.execute("SELECT * FROM telemetry_latest ORDER BY vehicle_id").fetchall()
+        store_batch(conn, [_signals("car2", 1, t, {"Vehicle.Speed": [99.0]})])  # a redelivery changes nothing
+        assert conn.execute("SELECT * FROM telemetry_latest ORDER BY vehicle_id").fetchall() == before

@@ -1,4 +1,4 @@
-"""Routes: health, vehicles, trips and events."""
+"""Routes: health, vehicles, trips, events and latest values."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from cloud.db.telemetry import COLUMNS
+
 from .deps import Conn
-from .schemas import EventOut, Health, TripOut, VehicleOut
+from .schemas import EventOut, Health, LatestOut, TripOut, VehicleOut
 
 router = APIRouter()
 
@@ -82,3 +84,15 @@ def list_trip_events(conn: Conn, vehicle_id: str, trip_id: str) -> list[EventOut
         (vehicle_id, trip_id),
     ).fetchall()
     return [EventOut.model_validate(r) for r in rows]
+
+
+@router.get("/v1/vehicles/{vehicle_id}/latest", response_model=LatestOut)
+def latest_values(conn: Conn, vehicle_id: str) -> LatestOut:
+    """The newest value of each signal the vehicle has sent (404 when it has sent no telemetry)."""
+    _require_vehicle(conn, vehicle_id)
+    row = conn.execute("SELECT * FROM telemetry_latest WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"vehicle {vehicle_id!r} has sent no telemetry yet")
+    signals = {signal: row[column] for signal, (column, _kind) in COLUMNS.items() if row[column] is not None}
+    signals.update(row["extra"] or {})  # type: ignore[call-overload]
+    return LatestOut(vehicle_id=vehicle_id, time=row["time"], signals=signals)

@@ -67,3 +67,11 @@ class VehicleOut(BaseModel):
     last_seen: datetime
     status: str | None
     agent_version: str | None
+
+
+class LatestOut(BaseModel):
+    """A vehicle's newest value of every signal it has sent, by VSS name, and when its newest row was."""
+
+    vehicle_id: str
+    time: datetime
+    signals: dict[str, float]

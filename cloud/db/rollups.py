@@ -1,10 +1,14 @@
-"""Daily rollups: per vehicle (``telemetry_daily``) and per model (the ``model_daily`` view).
+"""Rollups of telemetry: per vehicle and hour (``telemetry_hourly``, the downsampled tier that outlives raw
+rows), per vehicle and day (``telemetry_daily``) and per model and day (the ``model_daily`` view).
 
-Plain PostgreSQL keeps ``telemetry_daily`` as a table refreshed incrementally: the ingest marks each day it
-writes telemetry for in ``telemetry_daily_dirty`` (in the same transaction as the rows), and a refresh
-recomputes exactly those days. Days are ``date_bin('1 day', time, 2000-01-01)``, TimescaleDB's
-``time_bucket('1 day', time)``: the same UTC buckets, so both dialects answer the same queries alike.
-TimescaleDB refreshes its continuous aggregate by policy; :func:`refresh` then only runs it at once.
+Plain PostgreSQL keeps the rollups as tables refreshed incrementally: the ingest marks each day it writes
+telemetry for in ``telemetry_daily_dirty`` (in the same transaction as the rows), and a refresh recomputes
+exactly those days, their hours included. Buckets are ``date_bin(width, time, 2000-01-01)``, TimescaleDB's
+``time_bucket(width, time)``: the same UTC buckets, so both dialects answer the same queries alike.
+TimescaleDB refreshes its continuous aggregates by policy; :func:`refresh` then only runs them at once.
+
+A day before the raw-telemetry retention cutoff (``retention_cutoffs``) is not recomputed: its raw rows are
+gone or going, and recomputing would replace a complete rollup with whatever arrived late.
 """
 
 from __future__ import annotations
@@ -17,31 +21,69 @@ from .migrate import database_dialect
 
 log = logging.getLogger(__name__)
 
-_RECOMPUTE = """
+_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+_WHERE = (
+    "WHERE time >= %(first)s AND time < %(last)s + INTERVAL '1 day'"
+    f" AND date_bin('1 day', time, {_ORIGIN}) = ANY(%(days)s)"
+)
+
+_RECOMPUTE_DAILY = f"""
 INSERT INTO telemetry_daily (vehicle_id, day, rows, avg_speed_kmh, max_speed_kmh, distance_km, min_battery_v,
                              max_coolant_c)
-SELECT vehicle_id, date_bin('1 day', time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS day,
+SELECT vehicle_id, date_bin('1 day', time, {_ORIGIN}) AS day,
        count(*), avg(speed_kmh), max(speed_kmh), max(odometer_km) - min(odometer_km), min(battery_v),
        max(coolant_c)
-FROM telemetry
-WHERE time >= %(first)s AND time < %(last)s + INTERVAL '1 day'
-  AND date_bin('1 day', time, TIMESTAMPTZ '2000-01-01 00:00:00+00') = ANY(%(days)s)
+FROM telemetry {_WHERE}
 GROUP BY 1, 2
 """
 
+_RECOMPUTE_HOURLY = f"""
+INSERT INTO telemetry_hourly (vehicle_id, hour, rows, avg_speed_kmh, max_speed_kmh, distance_km,
+                              min_battery_v, max_coolant_c, avg_soc_pct, avg_fuel_pct, lat, lon)
+SELECT vehicle_id, date_bin('1 hour', time, {_ORIGIN}) AS hour,
+       count(*), avg(speed_kmh), max(speed_kmh), max(odometer_km) - min(odometer_km), min(battery_v),
+       max(coolant_c), avg(soc_pct), avg(fuel_level_pct),
+       (array_agg(lat ORDER BY time DESC))[1], (array_agg(lon ORDER BY time DESC))[1]
+FROM telemetry {_WHERE}
+GROUP BY 1, 2
+"""
+
+#: the continuous aggregates (TimescaleDB) or tables (plain PostgreSQL) a refresh brings up to date
+ROLLUPS = ("telemetry_hourly", "telemetry_daily")
+
 
 def refresh(database_url: str) -> int:
-    """Bring the daily rollup up to date; return how many days were recomputed."""
+    """Bring the rollups up to date; return how many days were recomputed."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         if database_dialect(conn) == "timescaledb":
-            conn.execute("CALL refresh_continuous_aggregate('telemetry_daily', NULL, NULL)")
+            for view in ROLLUPS:
+                conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
             return 0
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('telemetry_daily'))")
             days = [r[0] for r in conn.execute("DELETE FROM telemetry_daily_dirty RETURNING day").fetchall()]
+            cutoff = conn.execute(
+                "SELECT before FROM retention_cutoffs WHERE stream = 'telemetry'"
+            ).fetchone()
+            if cutoff is not None:
+                expired = [d for d in days if d < cutoff[0]]
+                if expired:
+                    log.warning(
+                        "late telemetry for %d days before the retention cutoff %s: rollups kept as were",
+                        len(expired),
+                        cutoff[0],
+                    )
+                days = [d for d in days if d not in expired]
             if not days:
                 return 0
+            params = {"first": min(days), "last": max(days), "days": days}
             conn.execute("DELETE FROM telemetry_daily WHERE day = ANY(%s)", (days,))
-            conn.execute(_RECOMPUTE, {"first": min(days), "last": max(days), "days": days})
-    log.info("recomputed the daily rollup for %d days", len(days))
+            conn.execute(
+                "DELETE FROM telemetry_hourly WHERE hour >= %(first)s AND hour < %(last)s + INTERVAL '1 day'"
+                f" AND date_bin('1 day', hour, {_ORIGIN}) = ANY(%(days)s)",
+                params,
+            )
+            conn.execute(_RECOMPUTE_DAILY, params)
+            conn.execute(_RECOMPUTE_HOURLY, params)
+    log.info("recomputed the hourly and daily rollups for %d days", len(days))
     return len(days)

@@ -18,6 +18,7 @@ from cloud.db.telemetry import COLUMNS, COPY_COLUMNS, COPY_TYPES
 from edge_agent.protocol import DtcV1, EventsV1, FeedbackV1, Message, StatusV1, TelemetryV1, TripSummaryV1
 
 from .copy_binary import copy_stream
+from .latest import fold_latest, upsert_latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,4 +306,6 @@ def store_batch(
             for schema, group in by_schema.items():
                 _WRITERS[schema](cur, group)
         store_dead_letters(cur, rejected)
+        if fresh:  # last: its row locks are contended between workers (see cloud/ingest/latest.py)
+            upsert_latest(cur, fold_latest(fresh))
     return StoreResult(stored=len(fresh), duplicates=len(messages) - len(fresh), dead_letters=len(rejected))
