@@ -1,0 +1,1 @@
+"""Analytics: data fusion, identification, tags, clusters, segments, preferences and R&D insights."""

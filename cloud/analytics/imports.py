@@ -1,0 +1,451 @@
+"""Data fusion: CRM and online data imported from CSV or JSON files beside what the cars send.
+
+Each kind of file has a row model (what a line must hold) and a target table. An import reads the whole
+file, validates every line, stages the rows with their line numbers in a temporary table, checks references
+(a vehicle's customer, a visit's vehicle, an interaction's account and item) in SQL, and only then upserts,
+all in one transaction: a file with any bad line is refused whole with every error by line, and nothing of
+it is written. Re-importing a file updates rows by their key (interactions: skipped when already there).
+
+Formats: CSV with a header row, a JSON array of objects, or JSON lines (one object per line); the file
+ending (``.csv``, ``.json``, ``.jsonl``) decides. Phones are kept as digits only (a leading country code
+86 dropped), emails and name keys in lower case, so that identification compares like with like.
+
+Errors::
+
+    ImportError_ (ValueError)      the file as a whole: unknown kind, unreadable, bad header
+    └── RowErrors                  one or more lines failed; ``errors`` holds (line, message) pairs
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge_agent.protocol import format_validation_error
+
+MAX_REPORTED_ERRORS = 50
+
+
+class ImportError_(ValueError):  # the builtin ImportError means something else
+    """A file that cannot be imported at all."""
+
+
+class RowErrors(ImportError_):
+    """Lines of a file that failed validation or reference checks; nothing of the file was written."""
+
+    def __init__(self, path: str, errors: list[tuple[int, str]]) -> None:
+        self.errors = errors
+        shown = "\n".join(f"  line {line}: {message}" for line, message in errors[:MAX_REPORTED_ERRORS])
+        more = (
+            f"\n  ... and {len(errors) - MAX_REPORTED_ERRORS} more"
+            if len(errors) > MAX_REPORTED_ERRORS
+            else ""
+        )
+        super().__init__(f"{path}: {len(errors)} bad line(s), nothing imported:\n{shown}{more}")
+
+
+def digits(phone: str | None) -> str | None:
+    """A phone number as digits only, without the country code 86; None when it has no digits."""
+    if not phone:
+        return None
+    d = re.sub(r"\D", "", phone)
+    if len(d) == 13 and d.startswith("86"):
+        d = d[2:]
+    return d or None
+
+
+def name_key(name: str | None) -> str | None:
+    """A name for matching: lower case, single spaces."""
+    return " ".join(name.lower().split()) or None if name else None
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class CustomerRow(_Row):
+    """customers: one line per customer."""
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    birth_year: int | None = Field(default=None, ge=1900, le=2026)
+    gender: str | None = Field(default=None, max_length=16)
+    region: str | None = Field(default=None, max_length=64)
+    city: str | None = Field(default=None, max_length=64)
+    income_band: str | None = Field(default=None, max_length=32)
+    education: str | None = Field(default=None, max_length=32)
+
+
+class DealerRow(_Row):
+    """dealers: one line per dealer."""
+
+    dealer_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    region: str | None = Field(default=None, max_length=64)
+    city: str | None = Field(default=None, max_length=64)
+
+
+class VehicleRow(_Row):
+    """vehicles: master data of a vehicle and its purchase by a customer."""
+
+    vehicle_id: str = Field(min_length=1, max_length=64)
+    customer_id: str = Field(min_length=1, max_length=64)
+    dealer_id: str | None = Field(default=None, max_length=64)
+    model: str = Field(min_length=1, max_length=64)
+    trim_level: str | None = Field(default=None, max_length=64)
+    model_year: int = Field(ge=1990, le=2030)
+    powertrain: str = Field(pattern=r"^(ice|ev|hybrid)$")
+    region: str | None = Field(default=None, max_length=64)
+    purchased_at: date
+    price: float | None = Field(default=None, ge=0)
+
+
+class ServiceVisitRow(_Row):
+    """service_visits: one line per workshop visit."""
+
+    visit_id: str = Field(min_length=1, max_length=64)
+    vehicle_id: str = Field(min_length=1, max_length=64)
+    dealer_id: str | None = Field(default=None, max_length=64)
+    visited_at: date
+    kind: str = Field(min_length=1, max_length=32)
+    cost: float | None = Field(default=None, ge=0)
+
+
+class ComplaintRow(_Row):
+    """complaints: one line per complaint."""
+
+    complaint_id: str = Field(min_length=1, max_length=64)
+    customer_id: str = Field(min_length=1, max_length=64)
+    opened_at: date
+    category: str = Field(min_length=1, max_length=32)
+    resolved: bool
+
+
+class AccountRow(_Row):
+    """accounts: one line per online account (site or app)."""
+
+    account_id: str = Field(min_length=1, max_length=64)
+    channel: str = Field(pattern=r"^(site|app)$")
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    birth_year: int | None = Field(default=None, ge=1900, le=2026)
+    city: str | None = Field(default=None, max_length=64)
+
+
+class ItemRow(_Row):
+    """items: a content item and its category memberships, ``categories`` as ``suv:0.9;family:0.3``."""
+
+    item_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32)
+    title: str | None = Field(default=None, max_length=300)
+    categories: dict[str, float]
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [p.split(":") for p in value.split(";") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("write categories as name:degree;name:degree")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _degrees(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("an item needs at least one category")
+        bad = {k: v for k, v in value.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"membership degrees must be in (0, 1]: {bad}")
+        return value
+
+
+class InteractionRow(_Row):
+    """interactions: an account viewed, commented on, collected or rated an item."""
+
+    account_id: str = Field(min_length=1, max_length=64)
+    item_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(pattern=r"^(view|comment|collect|rate)$")
+    at: datetime
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the time with its UTC offset, e.g. 2026-08-01T10:00:00Z")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of import: its row model, staging columns, reference checks and upsert."""
+
+    row: type[_Row]
+    table: str
+    columns: tuple[str, ...]
+    #: (staging column, referenced table, its key): lines whose value is in neither are refused
+    references: tuple[tuple[str, str, str], ...]
+    upsert: str
+    to_record: Callable[[Any], tuple[object, ...]] | None = None
+
+
+def _upsert(table: str, columns: tuple[str, ...], key: str) -> str:
+    cols = ", ".join(columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM staging ORDER BY line"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+_CUSTOMER_COLS = (
+    "customer_id",
+    "name",
+    "phone",
+    "email",
+    "birth_year",
+    "gender",
+    "region",
+    "city",
+    "income_band",
+    "education",
+)
+_ACCOUNT_COLS = ("account_id", "channel", "name", "name_key", "phone", "email", "birth_year", "city")
+_VEHICLE_COLS = (
+    "vehicle_id",
+    "customer_id",
+    "dealer_id",
+    "model",
+    "trim_level",
+    "model_year",
+    "powertrain",
+    "region",
+    "purchased_at",
+    "price",
+)
+
+KINDS: dict[str, Kind] = {
+    "dealers": Kind(
+        DealerRow,
+        "dealers",
+        ("dealer_id", "name", "region", "city"),
+        (),
+        _upsert("dealers", ("dealer_id", "name", "region", "city"), "dealer_id"),
+    ),
+    "customers": Kind(
+        CustomerRow,
+        "customers",
+        _CUSTOMER_COLS,
+        (),
+        _upsert("customers", _CUSTOMER_COLS, "customer_id") + ", updated_at = now()",
+        lambda r: (
+            *(getattr(r, c) for c in _CUSTOMER_COLS[:2]),
+            digits(r.phone),
+            r.email.lower() if r.email else None,
+            *(getattr(r, c) for c in _CUSTOMER_COLS[4:]),
+        ),
+    ),
+    "vehicles": Kind(
+        VehicleRow,
+        "vehicles",
+        _VEHICLE_COLS,
+        (("customer_id", "customers", "customer_id"), ("dealer_id", "dealers", "dealer_id")),
+        "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, customer_id, dealer_id, model, trim_level,"
+        " model_year, powertrain, region) SELECT vehicle_id, now(), now(), customer_id, dealer_id, model,"
+        " trim_level, model_year, powertrain, region FROM staging ORDER BY line"
+        " ON CONFLICT (vehicle_id) DO UPDATE SET customer_id = excluded.customer_id,"
+        " dealer_id = excluded.dealer_id, model = excluded.model, trim_level = excluded.trim_level,"
+        " model_year = excluded.model_year, powertrain = excluded.powertrain, region = excluded.region;"
+        " INSERT INTO purchases (vehicle_id, customer_id, dealer_id, purchased_at, price)"
+        " SELECT vehicle_id, customer_id, dealer_id, purchased_at, price FROM staging ORDER BY line"
+        " ON CONFLICT (vehicle_id) DO UPDATE SET customer_id = excluded.customer_id,"
+        " dealer_id = excluded.dealer_id, purchased_at = excluded.purchased_at, price = excluded.price",
+    ),
+    "service_visits": Kind(
+        ServiceVisitRow,
+        "service_visits",
+        ("visit_id", "vehicle_id", "dealer_id", "visited_at", "kind", "cost"),
+        (("vehicle_id", "vehicles", "vehicle_id"), ("dealer_id", "dealers", "dealer_id")),
+        _upsert(
+            "service_visits",
+            ("visit_id", "vehicle_id", "dealer_id", "visited_at", "kind", "cost"),
+            "visit_id",
+        ),
+    ),
+    "complaints": Kind(
+        ComplaintRow,
+        "complaints",
+        ("complaint_id", "customer_id", "opened_at", "category", "resolved"),
+        (("customer_id", "customers", "customer_id"),),
+        _upsert(
+            "complaints", ("complaint_id", "customer_id", "opened_at", "category", "resolved"), "complaint_id"
+        ),
+    ),
+    "accounts": Kind(
+        AccountRow,
+        "online_accounts",
+        _ACCOUNT_COLS,
+        (),
+        _upsert("online_accounts", _ACCOUNT_COLS, "account_id"),
+        lambda r: (
+            r.account_id,
+            r.channel,
+            r.name,
+            name_key(r.name),
+            digits(r.phone),
+            r.email.lower() if r.email else None,
+            r.birth_year,
+            r.city,
+        ),
+    ),
+    "items": Kind(
+        ItemRow,
+        "content_items",
+        ("item_id", "kind", "title", "categories"),
+        (),
+        "INSERT INTO content_items (item_id, kind, title)"
+        " SELECT item_id, kind, title FROM staging ORDER BY line"
+        " ON CONFLICT (item_id) DO UPDATE SET kind = excluded.kind, title = excluded.title;"
+        " DELETE FROM item_categories WHERE item_id IN (SELECT item_id FROM staging);"
+        " INSERT INTO item_categories (item_id, category, membership)"
+        " SELECT item_id, c.key, c.value::real FROM staging, jsonb_each_text(categories) c",
+        lambda r: (r.item_id, r.kind, r.title, json.dumps(r.categories)),
+    ),
+    "interactions": Kind(
+        InteractionRow,
+        "interactions",
+        ("account_id", "item_id", "kind", "at"),
+        (("account_id", "online_accounts", "account_id"), ("item_id", "content_items", "item_id")),
+        "INSERT INTO interactions (account_id, item_id, kind, at) SELECT account_id, item_id, kind, at"
+        " FROM staging ORDER BY line ON CONFLICT DO NOTHING",
+    ),
+}
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, fields) per record of a CSV, JSON or JSON-lines file."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".jsonl"):
+        raise ImportError_(f"{path}: use .csv, .json or .jsonl")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportError_(f"{path}: cannot read: {exc}") from exc
+    if suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames:
+            raise ImportError_(f"{path}: no header row")
+        for record in reader:
+            if None in record:
+                yield reader.line_num, {"__extra_values__": record.pop(None), **record}
+            else:
+                yield reader.line_num, record
+    elif suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, {"__json_error__": exc.msg}
+    elif suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ImportError_(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        if not isinstance(data, list):
+            raise ImportError_(f"{path}: expected a JSON array of objects")
+        yield from enumerate(data, start=1)  # JSON arrays: the record's position stands for its line
+
+
+def _validate(kind: Kind, path: Path) -> tuple[list[tuple[int, tuple[object, ...]]], list[tuple[int, str]]]:
+    rows: list[tuple[int, tuple[object, ...]]] = []
+    errors: list[tuple[int, str]] = []
+    for line, record in _records(path):
+        if not isinstance(record, dict):
+            errors.append((line, "expected an object of fields"))
+            continue
+        if "__json_error__" in record:
+            errors.append((line, f"not valid JSON: {record['__json_error__']}"))
+            continue
+        if "__extra_values__" in record:
+            errors.append((line, "more values than the header has columns"))
+            continue
+        try:
+            row = kind.row.model_validate(record)
+        except ValidationError as exc:
+            errors.append((line, format_validation_error(exc)))
+            continue
+        values = kind.to_record(row) if kind.to_record else tuple(getattr(row, c) for c in kind.columns)
+        rows.append((line, values))
+    return rows, errors
+
+
+def import_file(conn: psycopg.Connection[tuple[object, ...]], kind_name: str, path: Path) -> int:
+    """Validate and import one file of ``kind_name`` in one transaction; return the rows imported."""
+    kind = KINDS.get(kind_name)
+    if kind is None:
+        raise ImportError_(f"unknown kind {kind_name!r}; kinds: {', '.join(KINDS)}")
+    rows, errors = _validate(kind, path)
+    if errors:
+        raise RowErrors(str(path), errors)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE staging ON COMMIT DROP AS SELECT 0 AS line, {', '.join(kind.columns)}"
+            f" FROM ({_staging_source(kind)}) s LIMIT 0"
+        )
+        with cur.copy(f"COPY staging (line, {', '.join(kind.columns)}) FROM STDIN") as copy:
+            for line, values in rows:
+                copy.write_row((line, *values))
+        for column, table, key in kind.references:
+            missing = cur.execute(
+                f"SELECT s.line, s.{column} FROM staging s WHERE s.{column} IS NOT NULL AND NOT EXISTS"
+                f" (SELECT 1 FROM {table} t WHERE t.{key} = s.{column}) ORDER BY s.line"
+            ).fetchall()
+            errors += [(int(str(line)), f"{column} {value!r} is not in {table}") for line, value in missing]
+        duplicates = cur.execute(
+            f"SELECT min(line), {kind.columns[0]} FROM staging GROUP BY {', '.join(_key_columns(kind))}"
+            " HAVING count(*) > 1"
+        ).fetchall()
+        errors += [
+            (int(str(line)), f"{kind.columns[0]} {key!r} appears more than once") for line, key in duplicates
+        ]
+        if errors:
+            raise RowErrors(str(path), sorted(errors))  # the transaction rolls back: nothing written
+        for statement in kind.upsert.split(";"):
+            cur.execute(statement.encode())
+    return len(rows)
+
+
+def _key_columns(kind: Kind) -> tuple[str, ...]:
+    return kind.columns if kind.table == "interactions" else kind.columns[:1]
+
+
+def _staging_source(kind: Kind) -> str:
+    """A SELECT whose columns have the staging table's types (the target's, or jsonb for categories)."""
+    if kind.table == "content_items":
+        return "SELECT item_id, kind, title, '{}'::jsonb AS categories FROM content_items"
+    if kind.table == "vehicles":
+        return (
+            "SELECT v.vehicle_id, v.customer_id, v.dealer_id, v.model, v.trim_level, v.model_year,"
+            " v.powertrain, v.region, p.purchased_at, p.price FROM vehicles v, purchases p"
+        )
+    return f"SELECT * FROM {kind.table}"
