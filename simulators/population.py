@@ -419,7 +419,7 @@ def _content(
         "membership": membership,
     }
     owner = account_truth["account_owner"]
-    per_account = rng.poisson(25, len(owner)) + 5
+    per_account = rng.poisson(40, len(owner)) + 10
     account = np.repeat(np.arange(len(owner)), per_account)
     who = owner[account]
     pref = np.where(who[:, None] >= 0, preference[np.maximum(who, 0)], 1.0 / c)

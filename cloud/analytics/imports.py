@@ -208,9 +208,11 @@ class Kind:
     to_record: Callable[[Any], tuple[object, ...]] | None = None
 
 
-def _upsert(table: str, columns: tuple[str, ...], key: str) -> str:
+def _upsert(table: str, columns: tuple[str, ...], key: str, stamp: str | None = "imported_at") -> str:
+    """Insert or update by ``key``; ``stamp`` records when (incremental analytics runs look at it)."""
     cols = ", ".join(columns)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    stamps = [f"{stamp} = now()"] if stamp else []
+    updates = ", ".join([*(f"{c} = excluded.{c}" for c in columns if c != key), *stamps])
     return (
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM staging ORDER BY line"
         f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
@@ -249,14 +251,14 @@ KINDS: dict[str, Kind] = {
         "dealers",
         ("dealer_id", "name", "region", "city"),
         (),
-        _upsert("dealers", ("dealer_id", "name", "region", "city"), "dealer_id"),
+        _upsert("dealers", ("dealer_id", "name", "region", "city"), "dealer_id", None),
     ),
     "customers": Kind(
         CustomerRow,
         "customers",
         _CUSTOMER_COLS,
         (),
-        _upsert("customers", _CUSTOMER_COLS, "customer_id") + ", updated_at = now()",
+        _upsert("customers", _CUSTOMER_COLS, "customer_id", "updated_at"),
         lambda r: (
             *(getattr(r, c) for c in _CUSTOMER_COLS[:2]),
             digits(r.phone),

@@ -26,7 +26,8 @@ CREATE TABLE service_visits (
     dealer_id   text        REFERENCES dealers (dealer_id),
     visited_at  date        NOT NULL,
     kind        text        NOT NULL,
-    cost        numeric(12, 2)
+    cost        numeric(12, 2),
+    imported_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX service_visits_vehicle ON service_visits (vehicle_id, visited_at);
 
@@ -35,7 +36,8 @@ CREATE TABLE complaints (
     customer_id   text    NOT NULL REFERENCES customers (customer_id),
     opened_at     date    NOT NULL,
     category      text    NOT NULL,
-    resolved      boolean NOT NULL
+    resolved      boolean NOT NULL,
+    imported_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX complaints_customer ON complaints (customer_id);
 
