@@ -34,6 +34,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     maintain.add_argument("--retention-days", type=int, help="keep raw telemetry this many days (overrides)")
     maintain.set_defaults(handler=_maintain)
+    analytics = sub.add_parser("analytics", help="portraits, segments and R&D insights")
+    an_sub = analytics.add_subparsers(dest="analytics_command", required=True)
+    imp = an_sub.add_parser(
+        "import", help="import CRM or online data files (validated; bad files refused whole)"
+    )
+    imp.add_argument(
+        "kind", help="dealers, customers, vehicles, service_visits, complaints, accounts, items, interactions"
+    )
+    imp.add_argument("files", nargs="+", type=Path, help=".csv, .json or .jsonl")
+    imp.set_defaults(handler=_analytics_import)
+    run = an_sub.add_parser("run", help="the analytics job: incremental over new data, or --full")
+    run.add_argument("--full", action="store_true", help="recompute every customer")
+    run.add_argument(
+        "--refit", action="store_true", help="fit the cluster model again (implies every customer)"
+    )
+    run.add_argument(
+        "--config", type=Path, help="portrait configuration (default: the shipped portrait.toml)"
+    )
+    run.add_argument("--json", action="store_true", help="print the run's report as JSON")
+    run.set_defaults(handler=_analytics_run)
+    undo = an_sub.add_parser("undo-merge", help="undo an identity merge (its links are never made again)")
+    undo.add_argument("merge_id", type=int)
+    undo.set_defaults(handler=_analytics_undo)
     ingest = sub.add_parser("ingest", help="run an ingest worker until interrupted")
     ingest.set_defaults(handler=_ingest)
     api = sub.add_parser("api", help="serve the HTTP API")
@@ -74,6 +97,70 @@ def _maintain(args: argparse.Namespace) -> int:
     for stream, what in apply_retention(url, policy).items():
         log.info("retention %-18s %s", stream, what)
     log.info("rollups: %d days recomputed", refresh(url))
+    return 0
+
+
+def _analytics_import(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from .analytics.imports import ImportError_, import_file
+    from .config import CloudSettings
+
+    with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
+        for path in args.files:
+            try:
+                rows = import_file(conn, args.kind, path)
+            except ImportError_ as exc:
+                print(exc)
+                return 2
+            print(f"{path}: {rows} {args.kind} rows imported")
+    return 0
+
+
+def _analytics_run(args: argparse.Namespace) -> int:
+    import json
+
+    from .analytics.config import ConfigError, load_config
+    from .analytics.run import run_analytics
+    from .config import CloudSettings
+
+    url = CloudSettings().require_database_url()
+    try:
+        config = load_config(args.config)
+        report = run_analytics(url, config, full=args.full or args.refit, refit=args.refit, progress=print)
+    except ConfigError as exc:
+        print(f"configuration refused: {exc}")
+        return 2
+    if args.json:
+        print(json.dumps(report, default=str))
+        return 0
+    print(f"{report['mode']} run: {report['customers']} customers in {sum(report['seconds'].values()):.1f} s")
+    for rule in report["identification"]:
+        print(f"  identity rule {rule['rule']}: {rule['linked']} linked, {rule['ambiguous']} ambiguous")
+    print("  tags: " + ", ".join(f"{t} {n}" for t, n in report["tags"].items()))
+    if "skipped" in report["clusters"]:
+        print(f"  clusters skipped: {report['clusters']['skipped']}")
+    for cluster, words in report["clusters"].get("descriptions", {}).items():
+        print(f"  cluster {cluster}: {words}")
+    print("  segments: " + ", ".join(f"{s} {n}" for s, n in report["segments"]["sizes"].items()))
+    return 0
+
+
+def _analytics_undo(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from .analytics.identify import undo_merge
+    from .config import CloudSettings
+
+    with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
+        try:
+            links = undo_merge(conn, args.merge_id)
+        except ValueError as exc:
+            print(exc)
+            return 2
+    print(
+        f"merge {args.merge_id} undone: {links} links no longer count; run the analytics to update portraits"
+    )
     return 0
 
 

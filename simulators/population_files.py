@@ -4,7 +4,6 @@ loaded as if the cars had sent them (binary-free COPY into ``trips``, for tests 
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,39 +71,6 @@ def write_population_files(pop: Population, directory: Path) -> dict[str, Path]:
     return {kind: _write(directory / f"{kind}.csv", files[kind]) for kind in IMPORT_ORDER}
 
 
-def trip_rows(pop: Population) -> Any:
-    """The population's trips as rows of the ``trips`` table (columns: :data:`TRIP_COLUMNS`)."""
-    t = pop.trips
-    vehicle_ids = pop.vehicles["vehicle_id"]
-    for i in range(len(t["customer"])):
-        start = datetime.fromtimestamp(float(t["started_at"][i]), UTC)
-        end = datetime.fromtimestamp(float(t["started_at"][i] + t["duration_s"][i]), UTC)
-        usage = {AIR_CONDITIONING: {"activations": 1, "active_s": round(float(t["ac_s"][i]), 1)}}
-        if t["rear_seat_s"][i] > 0:
-            usage[REAR_SEAT] = {"activations": 1, "active_s": round(float(t["rear_seat_s"][i]), 1)}
-        if t["child_lock"][i]:
-            usage[CHILD_LOCK] = {"activations": 1, "active_s": round(float(t["rear_seat_s"][i]), 1)}
-        events = {k: int(t[k][i]) for k in ("harsh_brake", "harsh_accel", "harsh_corner") if t[k][i]}
-        yield (
-            vehicle_ids[t["vehicle"][i]],
-            f"T{i:09d}",
-            i,
-            start,
-            end,
-            float(t["distance_km"][i]),
-            float(t["duration_s"][i]),
-            float(t["moving_s"][i]),
-            float(t["idle_s"][i]),
-            float(t["max_speed_kmh"][i]),
-            float(t["avg_speed_kmh"][i]),
-            float(t["night_share"][i]),
-            _json(events),
-            0,
-            float(t["eco_score"][i]),
-            _json(usage),
-        )
-
-
 TRIP_COLUMNS = (
     "vehicle_id",
     "trip_id",
@@ -125,17 +91,73 @@ TRIP_COLUMNS = (
 )
 
 
-def _json(value: dict[str, Any]) -> str:
-    import json
+def _usage(t: dict[str, np.ndarray], rows: slice) -> np.ndarray:
+    """feature_usage JSON per trip: A/C always, the rear seat and child lock when used."""
+    ac = np.char.mod(f'{{"{AIR_CONDITIONING}": {{"activations": 1, "active_s": %.1f}}', t["ac_s"][rows])
+    rear_s = np.char.mod("%.1f", t["rear_seat_s"][rows])
+    rear = np.where(
+        t["rear_seat_s"][rows] > 0,
+        np.char.add(np.char.add(f', "{REAR_SEAT}": {{"activations": 1, "active_s": ', rear_s), "}"),
+        "",
+    )
+    lock = np.where(
+        t["child_lock"][rows],
+        np.char.add(np.char.add(f', "{CHILD_LOCK}": {{"activations": 1, "active_s": ', rear_s), "}"),
+        "",
+    )
+    return np.char.add(np.char.add(np.char.add(ac, rear), lock), "}")
 
-    return json.dumps(value, separators=(",", ":"))
+
+def _events(t: dict[str, np.ndarray], rows: slice) -> np.ndarray:
+    parts = [
+        np.char.mod(f'"{kind}": %d', t[kind][rows]) for kind in ("harsh_brake", "harsh_accel", "harsh_corner")
+    ]
+    joined = np.char.add(np.char.add(np.char.add(np.char.add(parts[0], ", "), parts[1]), ", "), parts[2])
+    return np.char.add(np.char.add("{", joined), "}")
 
 
-def load_trips(conn: Any, pop: Population) -> int:
+def trips_copy_text(pop: Population, rows: slice) -> str:
+    """A chunk of the population's trips as COPY text rows (tab-separated) for :data:`TRIP_COLUMNS`."""
+    t = pop.trips
+    start = t["started_at"][rows]
+    index = np.arange(len(t["customer"]))[rows]
+    stamp = (start * 1e6).astype("datetime64[us]").astype(str)
+    end = ((start + t["duration_s"][rows]) * 1e6).astype("datetime64[us]").astype(str)
+    columns = [
+        pop.vehicles["vehicle_id"][t["vehicle"][rows]],
+        np.char.mod("T%09d", index),
+        index.astype(str),
+        np.char.add(stamp, "+00"),
+        np.char.add(end, "+00"),
+        *(
+            np.char.mod("%.4f", t[k][rows])
+            for k in (
+                "distance_km",
+                "duration_s",
+                "moving_s",
+                "idle_s",
+                "max_speed_kmh",
+                "avg_speed_kmh",
+                "night_share",
+            )
+        ),
+        _events(t, rows),
+        np.full(len(index), "0"),
+        np.char.mod("%.2f", t["eco_score"][rows]),
+        _usage(t, rows),
+    ]
+    lines = columns[0]
+    for column in columns[1:]:
+        lines = np.char.add(np.char.add(lines, "\t"), column)
+    return "\n".join(lines.tolist()) + "\n"
+
+
+def load_trips(conn: Any, pop: Population, *, chunk: int = 200_000, progress: Any = None) -> int:
     """COPY the population's trips into ``trips`` (the vehicles must exist); return how many."""
-    n = 0
+    n = len(pop.trips["customer"])
     with conn.cursor() as cur, cur.copy(f"COPY trips ({', '.join(TRIP_COLUMNS)}) FROM STDIN") as copy:
-        for row in trip_rows(pop):
-            copy.write_row(row)
-            n += 1
+        for lo in range(0, n, chunk):
+            copy.write(trips_copy_text(pop, slice(lo, min(n, lo + chunk))))
+            if progress:
+                progress(min(n, lo + chunk), n)
     return n

@@ -15,9 +15,9 @@ not guessed):
 Linking accounts of the site and the app to the same customer is the network-wide identification: the
 customer's portrait then sees everything they did on either.
 
-Every run of a rule is a merge (``identity_merges``) that owns its links (``identity_links``). Undoing a merge
-stamps the merge and its links; the history stays, and an undone (account, customer) pair is never linked
-again automatically, since a person said they are not the same.
+A merge (``identity_merges``) is the accounts one rule joined to one customer in one run; it owns those
+links (``identity_links``). Undoing a merge stamps the merge and its links; the history stays, and an undone
+(account, customer) pair is never linked again automatically, since a person said they are not the same.
 """
 
 from __future__ import annotations
@@ -39,16 +39,16 @@ RULES: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class RuleResult:
-    """What one rule did: its merge id (None when it linked nothing), links made, ambiguous accounts."""
+    """What one rule did: merges made (one per customer), accounts linked, accounts left ambiguous."""
 
     rule: str
-    merge_id: int | None
+    merges: int
     linked: int
     ambiguous: int
 
 
 def link_accounts(conn: psycopg.Connection[tuple[object, ...]]) -> list[RuleResult]:
-    """Link every unlinked account that a rule matches to exactly one customer; one merge per rule."""
+    """Link every unlinked account that a rule matches to exactly one customer; one merge per customer."""
     results = []
     for rule, condition in RULES.items():
         with conn.transaction(), conn.cursor() as cur:
@@ -68,20 +68,20 @@ def link_accounts(conn: psycopg.Connection[tuple[object, ...]]) -> list[RuleResu
             ).fetchone()
             assert row is not None
             linked, ambiguous = int(str(row[0])), int(str(row[1]))
-            merge_id = None
-            if linked:
-                merge = cur.execute(
-                    "INSERT INTO identity_merges (rule, links) VALUES (%s, %s) RETURNING merge_id",
-                    (rule, linked),
-                ).fetchone()
-                assert merge is not None
-                merge_id = int(str(merge[0]))
-                cur.execute(
-                    "INSERT INTO identity_links (account_id, customer_id, rule, merge_id)"
-                    " SELECT account_id, customer_id, %s, %s FROM matches WHERE candidates = 1",
-                    (rule, merge_id),
-                )
-        results.append(RuleResult(rule, merge_id, linked, ambiguous))
+            cur.execute(
+                "WITH g AS (INSERT INTO identity_merges (rule, customer_id, links)"
+                "  SELECT %(rule)s, customer_id, count(*) FROM matches WHERE candidates = 1"
+                "  GROUP BY customer_id ORDER BY customer_id RETURNING merge_id, customer_id)"
+                " INSERT INTO identity_links (account_id, customer_id, rule, merge_id)"
+                " SELECT m.account_id, m.customer_id, %(rule)s, g.merge_id"
+                " FROM matches m JOIN g USING (customer_id) WHERE m.candidates = 1",
+                {"rule": rule},
+            )
+            merges = cur.execute(
+                "SELECT count(DISTINCT customer_id) FROM matches WHERE candidates = 1"
+            ).fetchone()
+            assert merges is not None
+        results.append(RuleResult(rule, int(str(merges[0])), linked, ambiguous))
     return results
 
 

@@ -1,5 +1,10 @@
 """Features and tags per customer: aggregation in SQL (one query per source), one row per customer in numpy.
 
+Values are stored at full precision: a float aggregate depends on the order PostgreSQL sums in, which differs
+between a full run and one scoped to some customers, so two runs agree to about 1e-12, not to the last bit,
+and rounding would turn that into visible differences at rounding ties (found with trip distances that have
+four decimals, whose means often end exactly on a tie).
+
 :func:`compute_features` returns a matrix with a row per customer and a column per configured feature (NaN:
 no value). :func:`compute_tags` scores every tag over that matrix at once. :func:`replace_rows` writes results
 for a set of customers (all of them, or those an incremental run touched) by delete and COPY.
@@ -94,8 +99,7 @@ def compute_tags(matrix: FeatureMatrix, config: PortraitConfig) -> list[TagRows]
         rows = np.flatnonzero(holds)
         feats = [c.feature for c in tag.conditions]
         evidence = [
-            {"trips": float(trips[i]), **{f: round(float(matrix.column(f)[i]), 4) for f in feats}}
-            for i in rows
+            {"trips": float(trips[i]), **{f: float(matrix.column(f)[i]) for f in feats}} for i in rows
         ]
         out.append(TagRows(name, rows, score[rows], evidence))
     return out
@@ -121,9 +125,7 @@ def replace_rows(
 def feature_rows(matrix: FeatureMatrix, computed_at: object) -> Iterable[tuple[object, ...]]:
     """``customer_features`` rows: the values as a JSON object without the empty ones."""
     for i, customer in enumerate(matrix.customers):
-        values = {
-            n: round(float(v), 6) for n, v in zip(matrix.names, matrix.values[i], strict=True) if v == v
-        }
+        values = {n: float(v) for n, v in zip(matrix.names, matrix.values[i], strict=True) if v == v}
         yield customer, json.dumps(values), computed_at
 
 
@@ -131,4 +133,4 @@ def tag_rows(matrix: FeatureMatrix, tags: list[TagRows], version: int) -> Iterab
     """``customer_tags`` rows."""
     for t in tags:
         for i, score, evidence in zip(t.rows, t.scores, t.evidence, strict=True):
-            yield matrix.customers[i], t.tag, round(float(score), 4), json.dumps(evidence), version
+            yield matrix.customers[i], t.tag, float(score), json.dumps(evidence), version

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,54 @@ def _eligible(matrix: FeatureMatrix, config: PortraitConfig) -> tuple[np.ndarray
     return np.flatnonzero(ok), x[ok]
 
 
+def _cluster(
+    conn: psycopg.Connection[tuple[object, ...]],
+    config: PortraitConfig,
+    matrix: FeatureMatrix,
+    scope: list[str] | None,
+    model_row: tuple[object, ...] | None,
+    *,
+    refit: bool,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit the cluster model when there is none (or on ``refit``) and assign customers to it."""
+    if model_row is None or refit:
+        everyone = (
+            _stored_features(conn, [*config.clustering.features, "trips"]) if scope is not None else matrix
+        )
+        rows, x = _eligible(everyone, config)
+        need = config.clustering.k_range[0]
+        if len(x) <= need:
+            return {"skipped": f"{len(x)} customers can be clustered; more than {need} needed"}
+        model = fit_clusters(x, config.clustering.features, config.clustering, seed)
+        version_row = conn.execute(
+            "INSERT INTO cluster_models (model) VALUES (%s) RETURNING version", (json.dumps(model),)
+        ).fetchone()
+        assert version_row is not None
+        version = int(str(version_row[0]))
+        target, target_rows, target_x, clear = everyone, rows, x, None
+    else:
+        version, stored = int(str(model_row[0])), model_row[1]
+        assert isinstance(stored, dict)
+        model = stored
+        target_rows, target_x = _eligible(matrix, config)
+        target, clear = matrix, scope
+    labels = assign(model, target_x) if len(target_x) else np.zeros(0, dtype=int)
+    with conn.transaction(), conn.cursor() as cur:
+        replace_rows(
+            cur,
+            "customer_clusters",
+            ("customer_id", "cluster", "model_version"),
+            clear,
+            ((target.customers[i], int(c), version) for i, c in zip(target_rows, labels, strict=True)),
+        )
+    return {
+        "model_version": version,
+        "k": model["k"],
+        "descriptions": {c["cluster"]: c["description"] for c in model["clusters"]},
+    }
+
+
 def run_analytics(
     database_url: str,
     config: PortraitConfig,
@@ -76,9 +124,13 @@ def run_analytics(
     full: bool = False,
     refit: bool = False,
     seed: int = 0,
+    overlap: timedelta = OVERLAP,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the job once; return a report (scope, counts per step, clusters, segments, seconds per step)."""
+    """Run the job once; return a report (scope, counts per step, clusters, segments, seconds per step).
+
+    ``overlap``: how far before the last run's start an incremental run looks for new data.
+    """
     say = progress or log.info
     timings: dict[str, float] = {}
     report: dict[str, Any] = {}
@@ -88,11 +140,14 @@ def run_analytics(
         say(f"{name}: {timings[name]:.1f} s")
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        started_at = datetime.now(UTC)
         check_sql(conn, config)
         t = time.perf_counter()
         report["identification"] = [asdict(r) for r in link_accounts(conn)]
         step("identification", t)
+        # the run's data horizon: after its own links (so the next run does not take them for news), before
+        # it looks for what is new; everything committed before this instant is visible to what follows
+        started_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        assert isinstance(started_at, datetime)
         last = conn.execute(
             "SELECT max(started_at) FROM analytics_runs WHERE finished_at IS NOT NULL"
         ).fetchone()
@@ -100,12 +155,12 @@ def run_analytics(
         model_row = conn.execute(
             "SELECT version, model FROM cluster_models ORDER BY version DESC LIMIT 1"
         ).fetchone()
-        incremental = not full and isinstance(previous, datetime) and model_row is not None and not refit
+        incremental = not full and isinstance(previous, datetime) and not refit
         t = time.perf_counter()
         scope: list[str] | None = None
         if incremental:
             assert isinstance(previous, datetime)
-            scope = _changed_customers(conn, previous - OVERLAP)
+            scope = _changed_customers(conn, previous - overlap)
         report["mode"] = "incremental" if incremental else "full"
         step("scope", t)
         t = time.perf_counter()
@@ -137,35 +192,7 @@ def run_analytics(
             report["preference_rows"] = refresh_preferences(cur, config.preferences, scope)
         step("preferences", t)
         t = time.perf_counter()
-        if model_row is None or refit:
-            everyone = _stored_features(conn, [*config.clustering.features, "trips"]) if scope else matrix
-            rows, x = _eligible(everyone, config)
-            model = fit_clusters(x, config.clustering.features, config.clustering, seed)
-            version_row = conn.execute(
-                "INSERT INTO cluster_models (model) VALUES (%s) RETURNING version", (json.dumps(model),)
-            ).fetchone()
-            assert version_row is not None
-            version = int(str(version_row[0]))
-            target, target_rows, target_x, clear = everyone, rows, x, None
-        else:
-            version, model = int(str(model_row[0])), model_row[1]
-            assert isinstance(model, dict)
-            target_rows, target_x = _eligible(matrix, config)
-            target, clear = matrix, scope
-        labels = assign(model, target_x) if len(target_x) else np.zeros(0, dtype=int)
-        with conn.transaction(), conn.cursor() as cur:
-            replace_rows(
-                cur,
-                "customer_clusters",
-                ("customer_id", "cluster", "model_version"),
-                clear,
-                ((target.customers[i], int(c), version) for i, c in zip(target_rows, labels, strict=True)),
-            )
-        report["clusters"] = {
-            "model_version": version,
-            "k": model["k"],
-            "descriptions": {c["cluster"]: c["description"] for c in model["clusters"]},
-        }
+        report["clusters"] = _cluster(conn, config, matrix, scope, model_row, refit=refit, seed=seed)
         step("clusters", t)
         t = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:

@@ -78,15 +78,18 @@ CREATE TABLE interactions (
 CREATE UNIQUE INDEX interactions_key ON interactions (account_id, item_id, kind, at);
 CREATE INDEX interactions_imported ON interactions (imported_at);
 
--- identification: every link an online account ever got to a customer, by which rule, in which merge;
--- undoing a merge stamps its links, so the history stays and the current identity is the unstamped links
+-- identification: every link an online account ever got to a customer, by which rule, in which merge (the
+-- accounts one rule joined to one customer in one run); undoing a merge stamps it and its links, so the
+-- history stays and the current identity is the unstamped links
 CREATE TABLE identity_merges (
-    merge_id   bigserial   PRIMARY KEY,
-    at         timestamptz NOT NULL DEFAULT now(),
-    rule       text        NOT NULL,
-    links      integer     NOT NULL,
-    undone_at  timestamptz
+    merge_id     bigserial   PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT now(),
+    rule         text        NOT NULL,
+    customer_id  text        NOT NULL REFERENCES customers (customer_id),
+    links        integer     NOT NULL,
+    undone_at    timestamptz
 );
+CREATE INDEX identity_merges_customer ON identity_merges (customer_id);
 CREATE TABLE identity_links (
     link_id      bigserial   PRIMARY KEY,
     account_id   text        NOT NULL REFERENCES online_accounts (account_id),
