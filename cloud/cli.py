@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("--json", action="store_true", help="print the run's report as JSON")
     run.set_defaults(handler=_analytics_run)
+    ins = an_sub.add_parser("insights", help="R&D insights per vehicle group over a time window")
+    ins.add_argument(
+        "--by", default="model", help="comma-separated: model, trim_level, model_year, region, powertrain"
+    )
+    ins.add_argument("--since", type=_aware, required=True, help="ISO 8601 start (trips started at or after)")
+    ins.add_argument("--until", type=_aware, required=True, help="ISO 8601 end (trips started before)")
+    ins.add_argument("--min-vehicles", type=int, default=30, help="smaller groups are marked small_sample")
+    ins.set_defaults(handler=_analytics_insights)
     undo = an_sub.add_parser("undo-merge", help="undo an identity merge (its links are never made again)")
     undo.add_argument("merge_id", type=int)
     undo.set_defaults(handler=_analytics_undo)
@@ -143,6 +152,33 @@ def _analytics_run(args: argparse.Namespace) -> int:
     for cluster, words in report["clusters"].get("descriptions", {}).items():
         print(f"  cluster {cluster}: {words}")
     print("  segments: " + ", ".join(f"{s} {n}" for s, n in report["segments"]["sizes"].items()))
+    return 0
+
+
+def _aware(text: str) -> datetime:
+    """An ISO 8601 time; without an offset it is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _analytics_insights(args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from .analytics.insights import insights
+    from .config import CloudSettings
+
+    with psycopg.connect(CloudSettings().require_database_url()) as conn:
+        try:
+            groups = insights(
+                conn, tuple(args.by.split(",")), args.since, args.until, min_vehicles=args.min_vehicles
+            )
+        except ValueError as exc:
+            print(exc)
+            return 2
+    for group in groups:
+        print(json.dumps(group, default=str))
     return 0
 
 

@@ -251,6 +251,22 @@ A3,I2,view,2026-09-02T10:00:00Z
         clusters = dict(conn.execute("SELECT customer_id, cluster FROM customer_clusters").fetchall())
         # standardized, C3 (night share 1.0, 50 harsh per 100 km) stands apart from C1 and C2
         assert set(clusters) == {"C1", "C2", "C3"} and clusters["C1"] == clusters["C2"] != clusters["C3"]
+    from fastapi.testclient import TestClient
+
+    from cloud.api.app import create_app
+
+    with TestClient(create_app(fresh_database)) as api:
+        p = api.get("/v1/customers/C1/portrait").json()
+        assert [t["tag"] for t in p["tags"]] == ["aggressive", "night_driver"]
+        assert p["preferences"] == pytest.approx({"suv": 0.5, "electric": 0.4, "family": 0.25})
+        assert p["segments"] == ["night_not_ev", "night_or_rough"] and p["features"]["trips"] == 2
+        assert p["cluster"] == clusters["C1"] and p["cluster_description"]
+        assert api.get("/v1/customers/nobody/portrait").status_code == 404
+        assert {s["name"]: s["size"] for s in api.get("/v1/segments").json()} == segments
+        window = {"since": "2026-08-01T00:00:00Z", "until": "2026-10-01T00:00:00Z", "min_vehicles": 1}
+        groups = api.get("/v1/insights", params={"by": "model", **window}).json()
+        assert [(g["model"], g["trips"]) for g in groups] == [("DS-Compact", 1), ("DS-EV5", 2), ("DS-SUV", 2)]
+        assert api.get("/v1/insights", params={"by": "colour", **window}).status_code == 422
 
 
 def test_a_tag_added_by_configuration_appears_without_code(fresh_database: str, tmp_path: Path) -> None:
@@ -420,3 +436,46 @@ def test_an_incremental_run_equals_a_full_recompute(fresh_database: str, tmp_pat
         assert len(after_full[table]) == len(after_incremental[table]), table
         for a, b in zip(after_full[table], after_incremental[table], strict=True):
             assert _close(a, b), (table, a, b)
+
+
+def test_insights_by_model_with_intervals(fresh_database: str, tmp_path: Path) -> None:
+    from cloud.analytics.insights import insights, poisson_interval, wilson
+
+    t0 = datetime(2026, 9, 1, 8, tzinfo=UTC)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        _crm(conn, tmp_path)
+        usage = {"Vehicle.ADAS.CruiseControl.IsActive": {"activations": 1, "active_s": 60}}
+        _trip(conn, "V1", 1, t0, km=50, hours=1, night=0, harsh=3, usage=usage)
+        _trip(conn, "V1", 2, t0 + timedelta(days=1), km=150, hours=2, night=0, harsh=1)
+        _trip(conn, "V3", 1, t0, km=100, hours=2, night=0, harsh=0, usage=usage)
+        _trip(conn, "V3", 2, t0 - timedelta(days=40), km=100, hours=2, night=0, harsh=9)  # outside the window
+        conn.execute("UPDATE trips SET fuel_used_l = distance_km * 0.07 WHERE vehicle_id = 'V1'")
+        conn.execute(
+            "INSERT INTO dtc_reports (vehicle_id, seq, idx, code, first_seen)"
+            " VALUES ('V1', 9, 0, 'P0420', %s)",
+            (t0,),
+        )
+        result = insights(
+            conn, ("powertrain",), t0 - timedelta(days=1), t0 + timedelta(days=7), min_vehicles=2
+        )
+    assert [g["powertrain"] for g in result] == ["ice"]  # V2 (the EV) did not drive
+    g = result[0]
+    assert (g["vehicles"], g["trips"], g["distance_km"], g["small_sample"]) == (2, 3, 300.0, False)
+    assert g["harsh_per_100km"]["rate"] == pytest.approx(4 / 300 * 100, abs=1e-4)
+    lo, hi = poisson_interval(4)
+    assert g["harsh_per_100km"]["ci95"] == [round(100 * lo / 300, 4), round(100 * hi / 300, 4)]
+    assert g["feature_usage"]["Vehicle.ADAS.CruiseControl.IsActive"]["share"] == pytest.approx(
+        2 / 3, abs=1e-4
+    )
+    assert g["dtc_vehicles_per_1000"]["rate"] == 500.0 and g["top_codes"] == [
+        {"code": "P0420", "vehicles": 1}
+    ]
+    assert (
+        g["efficiency"]["unit"] == "L/100km"
+        and g["efficiency"]["p50"] == 7.0
+        and g["efficiency"]["trips"] == 2
+    )
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(5, 10)[0] < 0.5 < wilson(5, 10)[1]
+    assert poisson_interval(0)[0] == 0.0 and poisson_interval(0)[1] == pytest.approx(3.689, abs=1e-3)
+    with pytest.raises(ValueError, match="group by one or more of"):
+        insights(conn, ("colour",), t0, t0)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from .analytics_routes import router as analytics_router
 from .routes import router
 
 
@@ -26,4 +27,5 @@ def create_app(database_url: str, *, pool_size: int = 8) -> FastAPI:
 
     app = FastAPI(title="drivesight", version="0.1.0", lifespan=lifespan)
     app.include_router(router)
+    app.include_router(analytics_router)
     return app

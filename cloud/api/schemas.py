@@ -75,3 +75,25 @@ class LatestOut(BaseModel):
     vehicle_id: str
     time: datetime
     signals: dict[str, float]
+
+
+class PortraitOut(BaseModel):
+    """A customer's portrait as the analytics job last computed it."""
+
+    customer: dict[str, object]
+    features: dict[str, float]
+    computed_at: datetime | None
+    tags: list[dict[str, object]]
+    cluster: int | None
+    cluster_description: str | None
+    preferences: dict[str, float]
+    segments: list[str]
+
+
+class SegmentOut(BaseModel):
+    """A named segment: its expression, how many customers it holds and when it was computed."""
+
+    name: str
+    expression: dict[str, object]
+    size: int
+    computed_at: datetime
