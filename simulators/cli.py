@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from cloud import cli as cloud_cli
@@ -43,6 +44,38 @@ def _sim_fleet(args: argparse.Namespace) -> int:
                     }
                 )
             )
+    return 0
+
+
+def _sim_population(args: argparse.Namespace) -> int:
+    from .population import PERSONA_TAGS, simulate_population
+    from .population_files import IMPORT_ORDER, load_trips, write_population_files
+
+    pop = simulate_population(args.customers, args.seed, days=args.days)
+    files = write_population_files(pop, args.out)
+    truth = args.out / "ground_truth.csv"
+    with truth.open("w", encoding="utf-8") as f:
+        f.write("customer_id,persona,weekend_traveller,family_use\n")
+        for i, customer in enumerate(pop.customers["customer_id"]):
+            f.write(
+                f"{customer},{pop.truth['persona'][i]},{bool(pop.truth['weekend_traveller'][i])},"
+                f"{bool(pop.truth['family_use'][i])}\n"
+            )
+    customers, trips = len(pop.customers["customer_id"]), len(pop.trips["customer"])
+    print(f"{customers} customers, {trips} trips; files in {args.out}")
+    print("import in this order: " + " ".join(f"{k}={files[k].name}" for k in IMPORT_ORDER))
+    print(f"ground truth (personas behind the tags {', '.join(PERSONA_TAGS)}): {truth}")
+    if args.load:
+        import psycopg
+
+        from cloud.analytics.imports import import_file
+        from cloud.config import CloudSettings
+
+        with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
+            for kind in IMPORT_ORDER:
+                print(f"{kind}: {import_file(conn, kind, files[kind])} rows imported")
+            with conn.transaction():
+                print(f"{load_trips(conn, pop)} trips loaded")
     return 0
 
 
@@ -149,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--first-day", default="2026-11-02")
     fleet.add_argument("--prefix", default="sim-")
     fleet.set_defaults(handler=_sim_fleet)
+    population = sim_sub.add_parser(
+        "population",
+        help="write a simulated population's CRM and online files and ground truth (for analytics import)",
+    )
+    population.add_argument("--customers", type=int, default=1000)
+    population.add_argument("--days", type=int, default=60)
+    population.add_argument("--seed", type=int, default=11)
+    population.add_argument("--out", type=Path, required=True, help="directory for the CSV files")
+    population.add_argument(
+        "--load",
+        action="store_true",
+        help="also import the files into DRIVESIGHT_DATABASE_URL and load the trips as if the cars sent them",
+    )
+    population.set_defaults(handler=_sim_population)
     demo = sub.add_parser("demo", help="run the whole pipeline on this machine and print a summary")
     demo.add_argument("--vehicles", type=int, default=20)
     demo.add_argument("--days", type=int, default=1)

@@ -479,3 +479,42 @@ def test_insights_by_model_with_intervals(fresh_database: str, tmp_path: Path) -
     assert poisson_interval(0)[0] == 0.0 and poisson_interval(0)[1] == pytest.approx(3.689, abs=1e-3)
     with pytest.raises(ValueError, match="group by one or more of"):
         insights(conn, ("colour",), t0, t0)
+
+
+def test_cli_from_simulated_files_to_portraits_and_insights(admin_database_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def drivesight(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "simulators.cli", *args],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "DRIVESIGHT_DATABASE_URL": url},
+        )  # fmt: skip
+
+    with scratch_database(admin_database_url, "drivesight_ac") as url:
+        assert drivesight("cloud", "db", "migrate").returncode == 0
+        made = drivesight(
+            "sim", "population", "--customers", "80", "--days", "14", "--out", str(tmp_path), "--load"
+        )
+        assert made.returncode == 0, made.stderr[-2000:]
+        assert "customers: 80 rows imported" in made.stdout and (tmp_path / "ground_truth.csv").exists()
+        bad = _csv(
+            tmp_path / "bad.csv",
+            "complaint_id,customer_id,opened_at,category,resolved\nQ1,C9999999,2026-08-01,x,no",
+        )
+        refused = drivesight("cloud", "analytics", "import", "complaints", str(bad))
+        assert (
+            refused.returncode == 2 and "line 2: customer_id 'C9999999' is not in customers" in refused.stdout
+        )
+        run = drivesight("cloud", "analytics", "run")
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "full run: 80 customers" in run.stdout and "cluster 0:" in run.stdout
+        again = drivesight("cloud", "analytics", "run", "--json")
+        report = json.loads(again.stdout.strip().splitlines()[-1])
+        assert report["mode"] == "incremental" and report["clusters"]["k"] >= 2
+        ins = drivesight("cloud", "analytics", "insights", "--by", "powertrain", "--since", "2026-08-01",
+                         "--until", "2026-09-01", "--min-vehicles", "1")  # fmt: skip
+        groups = [json.loads(line) for line in ins.stdout.splitlines()]
+        assert sorted(g["powertrain"] for g in groups) == ["ev", "ice"]
+        assert sum(g["vehicles"] for g in groups) == 80
