@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from cloud.analytics.imports import CustomerRow
+
 from .population import AIR_CONDITIONING, CATEGORIES, CHILD_LOCK, REAR_SEAT, Population
 
 #: the order the files must be imported in (references point backwards)
@@ -43,21 +45,7 @@ def write_population_files(pop: Population, directory: Path) -> dict[str, Path]:
     ]
     files: dict[str, dict[str, Any]] = {
         "dealers": {k: pop.dealers[k] for k in ("dealer_id", "name", "region")},
-        "customers": {
-            k: c[k]
-            for k in (
-                "customer_id",
-                "name",
-                "phone",
-                "email",
-                "birth_year",
-                "gender",
-                "region",
-                "city",
-                "income_band",
-                "education",
-            )
-        },
+        "customers": {k: c[k] for k in CustomerRow.model_fields if k in c},
         "vehicles": dict(pop.vehicles),
         "service_visits": pop.service_visits,
         "complaints": {**pop.complaints, "resolved": np.where(pop.complaints["resolved"], "true", "false")},
@@ -131,15 +119,7 @@ def trips_copy_text(pop: Population, rows: slice) -> str:
         np.char.add(end, "+00"),
         *(
             np.char.mod("%.4f", t[k][rows])
-            for k in (
-                "distance_km",
-                "duration_s",
-                "moving_s",
-                "idle_s",
-                "max_speed_kmh",
-                "avg_speed_kmh",
-                "night_share",
-            )
+            for k in TRIP_COLUMNS[5:12]  # distance_km ... night_share
         ),
         _events(t, rows),
         np.full(len(index), "0"),

@@ -41,7 +41,7 @@ def _say(message: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--days", type=int, default=50, help="days of driving (about 2 trips a day each)")
+    parser.add_argument("--days", type=int, default=52, help="days of driving (about 2 trips a day each)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument(
         "--admin-url",
