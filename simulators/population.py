@@ -5,7 +5,8 @@ numpy, so that a population of 100,000 customers and ten million trips takes sec
 its ground truth:
 
 - each customer has a driving persona (:mod:`simulators.personas`: its trips per day, start hours, trip
-  length, cruise speed and harsh-event rates) and independent traits (weekend traveller, family use);
+  length, cruise speed and harsh-event rates) and independent traits (weekend traveller, family use); three
+  cars in ten are shared with a second driver of another persona who takes 15-35% of the trips;
 - demographics (birth year, gender, region, city, income band, education) lean on the persona, so that a
   decision tree on demographics has something real to find;
 - a category preference vector (Dirichlet) that drives which content items the customer's online accounts
@@ -191,6 +192,10 @@ def _customers(n: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray],
         "persona_index": persona,
         "weekend_traveller": rng.random(n) < 0.25,
         "family_use": rng.random(n) < 0.3,
+        # 30% of the cars are shared with a second driver of another persona, who takes 15-35% of the trips;
+        # the customer's persona (the truth the tags are judged by) is the main driver's
+        "second_persona": (persona + rng.integers(1, len(PersonaName), n)) % len(PersonaName),
+        "second_share": np.where(rng.random(n) < 0.3, rng.uniform(0.15, 0.35, n), 0.0),
         "preference": rng.dirichlet(np.full(len(CATEGORIES), 0.5), n),
     }
     return customers, truth
@@ -222,21 +227,26 @@ def _trips(
     ends = np.cumsum(counts.ravel())  # each customer-day's leisure trip, if any, is its last one
     is_leisure[ends[leisure.ravel()] - 1] = True
     m = len(customer)
-    minutes = rng.uniform(params["min_lo"][customer], params["min_hi"][customer])
-    cruise = rng.uniform(params["kmh_lo"][customer], params["kmh_hi"][customer])
+    # a shared car: some trips are the second driver's, driven their way
+    driver = np.where(
+        rng.random(m) < truth["second_share"][customer], truth["second_persona"][customer], persona[customer]
+    )
+    params = _persona_params(driver)
+    minutes = rng.uniform(params["min_lo"], params["min_hi"])
+    cruise = rng.uniform(params["kmh_lo"], params["kmh_hi"])
     minutes[is_leisure] = rng.uniform(60, 150, is_leisure.sum())
     cruise[is_leisure] = rng.uniform(80, 110, is_leisure.sum())
-    start_h = _start_hours(persona[customer], rng)
+    start_h = _start_hours(driver, rng)
     start_h[is_leisure] = rng.uniform(9, 12, is_leisure.sum())
     duration_s = minutes * 60
     idle_s = duration_s * rng.uniform(0.03, 0.15, m)
     moving_s = duration_s - idle_s
     avg_speed = cruise * rng.uniform(0.55, 0.75, m)
     distance = avg_speed * moving_s / 3600
-    harsh = rng.poisson(params["harsh"][customer] * minutes)
+    harsh = rng.poisson(params["harsh"] * minutes)
     split = rng.multinomial(1, [0.45, 0.35, 0.2], m) * harsh[:, None] if m else np.zeros((0, 3), int)
-    eco_mu = np.array([_ECO_SCORE[p][0] for p in PersonaName])[persona[customer]]
-    eco_sd = np.array([_ECO_SCORE[p][1] for p in PersonaName])[persona[customer]]
+    eco_mu = np.array([_ECO_SCORE[p][0] for p in PersonaName])[driver]
+    eco_sd = np.array([_ECO_SCORE[p][1] for p in PersonaName])[driver]
     family = truth["family_use"][customer]
     rear = rng.random(m) < np.where(family, 0.65, 0.05)
     epoch = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC).timestamp()

@@ -41,6 +41,11 @@ def test_a_simulated_population_imports_completely(fresh_database: str, tmp_path
         # the same files again: updates by key, nothing doubled
         assert import_file(conn, "interactions", files["interactions"]) == imported["interactions"]
         assert count(conn, "SELECT count(*) FROM interactions") == imported["interactions"]
+        # an event logged twice in one file is stored once; an entity twice is refused (below)
+        twice = tmp_path / "twice.csv"
+        twice.write_text("account_id,item_id,kind,at\n" + "A00000001,I00001,view,2026-08-02T10:00:00Z\n" * 2)
+        assert import_file(conn, "interactions", twice) == 2
+        assert count(conn, "SELECT count(*) FROM interactions") == imported["interactions"] + 1
         assert load_trips(conn, pop) == len(pop.trips["customer"])
 
 

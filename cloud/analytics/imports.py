@@ -4,7 +4,8 @@ Each kind of file has a row model (what a line must hold) and a target table. An
 file, validates every line, stages the rows with their line numbers in a temporary table, checks references
 (a vehicle's customer, a visit's vehicle, an interaction's account and item) in SQL, and only then upserts,
 all in one transaction: a file with any bad line is refused whole with every error by line, and nothing of
-it is written. Re-importing a file updates rows by their key (interactions: skipped when already there).
+it is written. Re-importing a file updates rows by their key. Interactions are events: one logged twice (the
+same account, item, kind and time) is stored once, in a file or across imports.
 
 Formats: CSV with a header row, a JSON array of objects, or JSON lines (one object per line); the file
 ending (``.csv``, ``.json``, ``.jsonl``) decides. Phones are kept as digits only (a leading country code
@@ -423,22 +424,22 @@ def import_file(conn: psycopg.Connection[tuple[object, ...]], kind_name: str, pa
                 f" (SELECT 1 FROM {table} t WHERE t.{key} = s.{column}) ORDER BY s.line"
             ).fetchall()
             errors += [(int(str(line)), f"{column} {value!r} is not in {table}") for line, value in missing]
-        duplicates = cur.execute(
-            f"SELECT min(line), {kind.columns[0]} FROM staging GROUP BY {', '.join(_key_columns(kind))}"
-            " HAVING count(*) > 1"
-        ).fetchall()
-        errors += [
-            (int(str(line)), f"{kind.columns[0]} {key!r} appears more than once") for line, key in duplicates
-        ]
+        if (
+            kind.table != "interactions"
+        ):  # an event logged twice is stored once; an entity twice is a conflict
+            duplicates = cur.execute(
+                f"SELECT min(line), {kind.columns[0]} FROM staging"
+                f" GROUP BY {kind.columns[0]} HAVING count(*) > 1"
+            ).fetchall()
+            errors += [
+                (int(str(line)), f"{kind.columns[0]} {key!r} appears more than once")
+                for line, key in duplicates
+            ]
         if errors:
             raise RowErrors(str(path), sorted(errors))  # the transaction rolls back: nothing written
         for statement in kind.upsert.split(";"):
             cur.execute(statement.encode())
     return len(rows)
-
-
-def _key_columns(kind: Kind) -> tuple[str, ...]:
-    return kind.columns if kind.table == "interactions" else kind.columns[:1]
 
 
 def _staging_source(kind: Kind) -> str:
