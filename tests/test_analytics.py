@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,17 +16,9 @@ from cloud.analytics.identify import link_accounts, undo_merge
 from cloud.analytics.imports import import_file
 from cloud.analytics.run import run_analytics
 from cloud.analytics.segments import SegmentError, age_band, compile_expression
-from cloud.db.migrate import migrate
 from simulators.population import simulate_population
 from simulators.population_files import IMPORT_ORDER, load_trips, write_population_files
 from tests.helpers import scratch_database
-
-
-@pytest.fixture
-def fresh_database(admin_database_url: str) -> Iterator[str]:
-    with scratch_database(admin_database_url, "drivesight_ay") as url:
-        migrate(url)
-        yield url
 
 
 def _csv(path: Path, text: str) -> Path:

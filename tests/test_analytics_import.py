@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from cloud.analytics.imports import ImportError_, RowErrors, digits, import_file, name_key
-from cloud.db.migrate import migrate
 from simulators.population import simulate_population
 from simulators.population_files import IMPORT_ORDER, load_trips, write_population_files
-from tests.helpers import count, scratch_database
-
-
-@pytest.fixture
-def fresh_database(admin_database_url: str) -> Iterator[str]:
-    with scratch_database(admin_database_url, "drivesight_an") as url:
-        migrate(url)
-        yield url
+from tests.helpers import count
 
 
 def test_normalized_keys() -> None:

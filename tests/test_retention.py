@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from cloud.db.migrate import migrate
 from cloud.db.partitions import ensure_day, partition_name
 from cloud.db.retention import DEFAULT_KEEP_DAYS, STREAMS, RetentionError, RetentionPolicy, apply_retention
 from cloud.db.rollups import refresh
@@ -28,16 +26,9 @@ from edge_agent.protocol import (
     encode,
     uplink_topic,
 )
-from tests.helpers import count, scratch_database
+from tests.helpers import count
 
 TODAY = date(2027, 3, 1)
-
-
-@pytest.fixture
-def fresh_database(admin_database_url: str) -> Iterator[str]:
-    with scratch_database(admin_database_url, "drivesight_rt") as url:
-        migrate(url)
-        yield url
 
 
 def _write(path: Path, text: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
@@ -27,13 +26,6 @@ def _telemetry(vehicle: str, seq: int, t0: datetime, n: int = 5) -> object:
         },
     )
     return decode(uplink_topic(vehicle, "telemetry"), encode(vehicle, seq, body, compress=True))
-
-
-@pytest.fixture
-def fresh_database(admin_database_url: str) -> Iterator[str]:
-    with scratch_database(admin_database_url, "drivesight_st") as url:
-        migrate(url)
-        yield url
 
 
 def test_each_dialect_gets_its_own_variant() -> None:
