@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     publish.add_argument("--dir", type=Path, help="default: models/artifacts/NAME")
     publish.add_argument("--vehicle", action="append", default=[], help="a vehicle id (repeatable)")
     publish.add_argument("--online", action="store_true", help="every vehicle whose last status is online")
+    publish.add_argument(
+        "--segment", action="append", default=[], help="the vehicles of a segment's customers (repeatable)"
+    )
     publish.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the model with")
     publish.set_defaults(handler=_publish)
 
@@ -114,4 +117,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from .publish import publish
 
-    return publish(args.name, _artifact_dir(args.name, args.dir), args.vehicle, args.online, args.key)
+    return publish(
+        args.name, _artifact_dir(args.name, args.dir), args.vehicle, args.online, args.key, args.segment
+    )

@@ -52,23 +52,48 @@ def chunks(
         )  # fmt: skip
 
 
-def publish(name: str, directory: Path, vehicles: list[str], online: bool, key: Path | None) -> int:
-    """``drivesight models publish``: send the model to the listed vehicles (and, with ``online``, to every
-    vehicle whose last status is online). Returns a process exit code."""
+def publish(
+    name: str,
+    directory: Path,
+    vehicles: list[str],
+    online: bool,
+    key: Path | None,
+    segments: list[str] | None = None,
+) -> int:
+    """``drivesight models publish``: send the model to the listed vehicles, with ``online`` to every vehicle
+    whose last status is online, and to the vehicles of the customers in ``segments`` (computed by the
+    analytics job). Returns a process exit code."""
     from cloud.config import CloudSettings
     from cloud.downlink import DownlinkPublisher
 
     settings = CloudSettings()
     targets = list(dict.fromkeys(vehicles))
-    if online:
+    if online or segments:
         import psycopg
 
         with psycopg.connect(settings.require_database_url()) as conn:
-            targets += [
-                str(r[0]) for r in conn.execute("SELECT vehicle_id FROM vehicles WHERE status = 'online'")
-            ]
+            if online:
+                targets += [
+                    str(r[0]) for r in conn.execute("SELECT vehicle_id FROM vehicles WHERE status = 'online'")
+                ]
+            if segments:
+                known = {str(r[0]) for r in conn.execute("SELECT name FROM segments")}
+                unknown = sorted(set(segments) - known)
+                if unknown:
+                    log.error(
+                        "unknown segment(s) %s; segments: %s", ", ".join(unknown), ", ".join(sorted(known))
+                    )
+                    return 2
+                targets += [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT DISTINCT v.vehicle_id FROM segment_members m"
+                        " JOIN vehicles v USING (customer_id) WHERE m.segment = ANY(%s) ORDER BY 1",
+                        (segments,),
+                    )
+                ]
     if not targets:
-        log.error("no target vehicles: give --vehicle ID (repeatable) or --online")
+        log.error("no target vehicles: give --vehicle ID (repeatable), --online or --segment NAME")
         return 2
     messages = list(chunks(directory, signing_key_pem=key.read_bytes() if key else None))
     broker = BrokerAddress.parse(settings.require_mqtt_url())

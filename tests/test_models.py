@@ -332,24 +332,39 @@ def test_models_publish_command_sends_the_model(
     try:
         assert subscribed.wait(10)
         env = {**os.environ, "DRIVESIGHT_MQTT_URL": broker.url(), "DRIVESIGHT_DATABASE_URL": database_url}
-        cmd = [
-            sys.executable,
-            "-m",
-            "simulators.cli",
-            "models",
-            "publish",
-            "vehicle_health",
-            "--vehicle",
-            vehicle,
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        cmd = [sys.executable, "-m", "simulators.cli", "models", "publish", "vehicle_health"]
+        result = subprocess.run(
+            [*cmd, "--vehicle", vehicle], capture_output=True, text=True, timeout=60, env=env
+        )
         assert result.returncode == 0, result.stderr
         assert wait_until(lambda: len(received) == 1, timeout=10)
+        # to a segment: the vehicles of its customers
+        customer = "cust-" + vehicle
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO customers (customer_id) VALUES (%s)", (customer,))
+            conn.execute(
+                "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, customer_id)"
+                " VALUES (%s, now(), now(), %s)"
+                " ON CONFLICT (vehicle_id) DO UPDATE SET customer_id = excluded.customer_id",
+                (vehicle, customer),
+            )
+            segment = "seg_" + vehicle.replace("-", "_")
+            conn.execute("INSERT INTO segments VALUES (%s, '{}', 1, now())", (segment,))
+            conn.execute("INSERT INTO segment_members VALUES (%s, %s)", (segment, customer))
+        result = subprocess.run(
+            [*cmd, "--segment", segment], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert result.returncode == 0, result.stderr
+        assert wait_until(lambda: len(received) == 2, timeout=10)
+        unknown = subprocess.run(
+            [*cmd, "--segment", "nope"], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert unknown.returncode == 2 and "unknown segment(s) nope" in unknown.stderr
     finally:
         client.disconnect()
         client.loop_stop()
     chunk = received[0]
     assert base64.b64decode(chunk.data) == (ARTIFACTS / "vehicle_health" / "model.onnx").read_bytes()
     assert (chunk.name, chunk.version, chunk.chunks) == ("vehicle_health", "1.0.0", 1)
-    nobody = subprocess.run(cmd[:-2], capture_output=True, text=True, timeout=60, env=env)
+    nobody = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert nobody.returncode == 2 and "no target vehicles" in nobody.stderr
