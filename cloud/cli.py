@@ -130,7 +130,7 @@ def _analytics_run(args: argparse.Namespace) -> int:
     import json
 
     from .analytics.config import ConfigError, load_config
-    from .analytics.run import run_analytics
+    from .analytics.run import RunInProgress, run_analytics
     from .config import CloudSettings
 
     url = CloudSettings().require_database_url()
@@ -140,6 +140,9 @@ def _analytics_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"configuration refused: {exc}")
         return 2
+    except RunInProgress as exc:
+        print(exc)
+        return 3
     if args.json:
         print(json.dumps(report, default=str))
         return 0

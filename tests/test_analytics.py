@@ -509,3 +509,27 @@ def test_cli_from_simulated_files_to_portraits_and_insights(admin_database_url: 
         groups = [json.loads(line) for line in ins.stdout.splitlines()]
         assert sorted(g["powertrain"] for g in groups) == ["ev", "ice"]
         assert sum(g["vehicles"] for g in groups) == 80
+
+
+def test_a_new_configuration_version_recomputes_everyone_and_runs_do_not_overlap(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    from cloud.analytics.run import RunInProgress
+
+    t0 = datetime(2026, 9, 1, 8, tzinfo=UTC)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        _crm(conn, tmp_path)
+        _trip(conn, "V1", 1, t0, km=50, hours=1, night=1.0, harsh=3)
+        _trip(conn, "V1", 2, t0 + timedelta(days=1), km=150, hours=2, night=0.25, harsh=27)
+    v7 = load_config(_csv(tmp_path / "v7.toml", CONFIG))
+    assert run_analytics(fresh_database, v7)["mode"] == "full"  # the first run
+    assert run_analytics(fresh_database, v7, overlap=timedelta(0))["customers"] == 0  # nothing new
+    v8 = load_config(_csv(tmp_path / "v8.toml", CONFIG.replace("version = 7", "version = 8")))
+    report = run_analytics(fresh_database, v8, overlap=timedelta(0))
+    assert report["mode"] == "full" and report["customers"] == 3
+    with psycopg.connect(fresh_database) as conn:
+        assert conn.execute("SELECT DISTINCT config_version FROM customer_tags").fetchall() == [(8,)]
+    with psycopg.connect(fresh_database, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('drivesight-analytics'))")
+        with pytest.raises(RunInProgress, match="another analytics run"):
+            run_analytics(fresh_database, v8)

@@ -6,8 +6,10 @@ not missed; recomputing a customer twice is harmless): trips stored, CRM rows im
 imported, identity links made or undone. Every per-customer result is a function of that customer's data
 alone, computed from all of it, so an incremental run leaves the same tables a full run would (tested).
 Clusters are the exception by nature: the cluster model is fitted on the first run and on ``refit``; other
-runs assign customers to its centroids, which is also per customer. Segments are recomputed whole each run
-(they are SQL over the results, cheap next to the rest).
+runs assign customers to its centroids, which is also per customer. A run under another configuration
+version than the last one recomputes everyone (tags record the version they were computed with); one run at
+a time per database (an advisory lock; a second is refused with :class:`RunInProgress`). Segments are
+recomputed whole each run (they are SQL over the results, cheap next to the rest).
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from .segments import demographic_tree, refresh_segments
 log = logging.getLogger(__name__)
 
 OVERLAP = timedelta(minutes=5)
+
+
+class RunInProgress(RuntimeError):
+    """Another analytics run is working on the same database."""
+
 
 _CHANGED = """
 SELECT v.customer_id FROM trips t JOIN vehicles v USING (vehicle_id)
@@ -140,6 +147,11 @@ def run_analytics(
         say(f"{name}: {timings[name]:.1f} s")
 
     with psycopg.connect(database_url, autocommit=True) as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(hashtext('drivesight-analytics'))").fetchone()
+        if not locked or not locked[0]:
+            raise RunInProgress(
+                "another analytics run holds the lock on this database; try again when it ends"
+            )
         check_sql(conn, config)
         t = time.perf_counter()
         report["identification"] = [asdict(r) for r in link_accounts(conn)]
@@ -149,9 +161,13 @@ def run_analytics(
         started_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
         assert isinstance(started_at, datetime)
         last = conn.execute(
-            "SELECT max(started_at) FROM analytics_runs WHERE finished_at IS NOT NULL"
+            "SELECT started_at, config_version FROM analytics_runs WHERE finished_at IS NOT NULL"
+            " ORDER BY started_at DESC LIMIT 1"
         ).fetchone()
         previous = last[0] if last else None
+        if last is not None and last[1] != config.version and not full:
+            say(f"configuration version {last[1]} -> {config.version}: recomputing every customer")
+            full = True
         model_row = conn.execute(
             "SELECT version, model FROM cluster_models ORDER BY version DESC LIMIT 1"
         ).fetchone()
@@ -202,9 +218,16 @@ def run_analytics(
         report["segments"]["tree"] = demographic_tree(conn, started_at.year, seed=seed)
         step("segments", t)
         conn.execute(
-            "INSERT INTO analytics_runs (started_at, finished_at, mode, since, customers)"
-            " VALUES (%s, now(), %s, %s, %s)",
-            (started_at, report["mode"], previous if incremental else None, report["customers"]),
+            "INSERT INTO analytics_runs (started_at, finished_at, mode, since, customers, config_version)"
+            " VALUES (%s, now(), %s, %s, %s, %s)",
+            (
+                started_at,
+                report["mode"],
+                previous if incremental else None,
+                report["customers"],
+                config.version,
+            ),
         )
+        conn.execute("SELECT pg_advisory_unlock(hashtext('drivesight-analytics'))")
     report["seconds"] = timings
     return report

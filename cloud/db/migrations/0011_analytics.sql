@@ -153,5 +153,6 @@ CREATE TABLE analytics_runs (
     finished_at  timestamptz,
     mode         text        NOT NULL,   -- full | incremental
     since        timestamptz,            -- incremental: data stored after this was considered new
-    customers    integer
+    customers    integer,
+    config_version integer NOT NULL      -- a run under another version recomputes everyone
 );
