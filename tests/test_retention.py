@@ -31,6 +31,13 @@ from tests.helpers import count
 TODAY = date(2027, 3, 1)
 
 
+@pytest.fixture(autouse=True)
+def _plain_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the plain-PostgreSQL dialect (partitions, rollup tables) on any server; the
+    TimescaleDB side is checked by the parity test, which forces that dialect for its own database."""
+    monkeypatch.setenv("DRIVESIGHT_DB_DIALECT", "postgres")
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

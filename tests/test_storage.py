@@ -15,6 +15,13 @@ from edge_agent.protocol import TelemetryV1, decode, encode, uplink_topic
 from tests.helpers import scratch_database
 
 
+@pytest.fixture(autouse=True)
+def _plain_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the plain-PostgreSQL dialect (partitions, rollup tables) on any server; the
+    TimescaleDB side is checked by the parity test, which forces that dialect for its own database."""
+    monkeypatch.setenv("DRIVESIGHT_DB_DIALECT", "postgres")
+
+
 def _telemetry(vehicle: str, seq: int, t0: datetime, n: int = 5) -> object:
     body = TelemetryV1(
         t0=t0,
