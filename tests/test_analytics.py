@@ -145,6 +145,14 @@ def _trip(
     )
 
 
+def _crm_and_c1_trips(conn: psycopg.Connection, tmp: Path, t0: datetime) -> None:
+    """The CRM fixture and C1's two trips: trip 1 is 1 h at night share 1.0, trip 2 is 2 h at 0.25 -> night
+    share (1 + 0.5) / 3 h = 0.5; 30 harsh events over 200 km -> 15 per 100 km."""
+    _crm(conn, tmp)
+    _trip(conn, "V1", 1, t0, km=50, hours=1, night=1.0, harsh=3)
+    _trip(conn, "V1", 2, t0 + timedelta(days=1), km=150, hours=2, night=0.25, harsh=27)
+
+
 CONFIG = """
 version = 7
 
@@ -183,11 +191,7 @@ def test_features_tags_preferences_and_segments_on_a_small_fixture(
 ) -> None:
     t0 = datetime(2026, 9, 1, 8, tzinfo=UTC)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
-        _crm(conn, tmp_path)
-        # C1: trip 1 is 1 h at night share 1.0, trip 2 is 2 h at 0.25 -> night share (1 + 0.5) / 3 h = 0.5;
-        # 30 harsh events over 200 km -> 15 per 100 km
-        _trip(conn, "V1", 1, t0, km=50, hours=1, night=1.0, harsh=3)
-        _trip(conn, "V1", 2, t0 + timedelta(days=1), km=150, hours=2, night=0.25, harsh=27)
+        _crm_and_c1_trips(conn, tmp_path, t0)
         # C2: 2 calm day trips; C3: one trip (too few for any tag)
         _trip(conn, "V2", 1, t0, km=100, hours=2, night=0.0, harsh=1)
         _trip(conn, "V2", 2, t0 + timedelta(days=1), km=100, hours=2, night=0.0, harsh=0)
@@ -518,9 +522,7 @@ def test_a_new_configuration_version_recomputes_everyone_and_runs_do_not_overlap
 
     t0 = datetime(2026, 9, 1, 8, tzinfo=UTC)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
-        _crm(conn, tmp_path)
-        _trip(conn, "V1", 1, t0, km=50, hours=1, night=1.0, harsh=3)
-        _trip(conn, "V1", 2, t0 + timedelta(days=1), km=150, hours=2, night=0.25, harsh=27)
+        _crm_and_c1_trips(conn, tmp_path, t0)
     v7 = load_config(_csv(tmp_path / "v7.toml", CONFIG))
     assert run_analytics(fresh_database, v7)["mode"] == "full"  # the first run
     assert run_analytics(fresh_database, v7, overlap=timedelta(0))["customers"] == 0  # nothing new
