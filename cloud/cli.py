@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,8 @@ def _ingest(args: argparse.Namespace) -> int:
         linger_s=settings.ingest_linger_s,
         queue_size=settings.ingest_queue_size,
         ca_file=settings.mqtt_ca_file,
+        max_clock_skew=timedelta(seconds=settings.ingest_max_clock_skew_s),
+        stall_timeout_s=settings.ingest_stall_timeout_s,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -228,10 +230,19 @@ def _ingest(args: argparse.Namespace) -> int:
     if settings.ingest_metrics_port:
         from .ingest.metrics_server import serve_metrics
 
-        serve_metrics(worker, port=settings.ingest_metrics_port)
-        log.info("metrics at http://0.0.0.0:%d/metrics", settings.ingest_metrics_port)
+        serve_metrics(worker, host=settings.ingest_metrics_host, port=settings.ingest_metrics_port)
+        log.info(
+            "metrics and health at http://%s:%d/metrics, /healthz",
+            settings.ingest_metrics_host,
+            settings.ingest_metrics_port,
+        )
     last = time.monotonic()
     while not stop.wait(1.0):
+        healthy, reason = worker.health()
+        if not healthy:
+            # a silent zombie is worse than a restart: the broker keeps the unacknowledged messages
+            log.critical("ingest worker unhealthy, exiting to be restarted: %s", reason)
+            return 1
         if time.monotonic() - last >= 30:
             m = worker.metrics
             log.info(

@@ -27,8 +27,13 @@ class CloudSettings(BaseSettings):
     ingest_batch_size: int = Field(default=1000, ge=1, le=100_000)
     ingest_linger_s: float = Field(default=0.02, ge=0, le=5)
     ingest_queue_size: int = Field(default=20_000, ge=1)
-    #: each ingest worker serves Prometheus metrics on this port (0: no endpoint)
+    #: each ingest worker serves Prometheus metrics and /healthz on this address and port (0: no endpoint)
+    ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    #: how far ahead of this machine's clock a car's timestamps may be before its message is refused
+    ingest_max_clock_skew_s: float = Field(default=3600, ge=0, le=7 * 86400)
+    #: a worker that stores nothing for this long while messages wait exits non-zero (to be restarted)
+    ingest_stall_timeout_s: float = Field(default=300, gt=0)
     #: a TOML retention policy per stream (cloud/db/retention.py); unset: the built-in defaults
     retention_file: Path | None = None
     api_host: str = "127.0.0.1"

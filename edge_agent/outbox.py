@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 PRIORITY: dict[UplinkKind, int] = {
     UplinkKind.TELEMETRY: 0,
     UplinkKind.STATUS: 1,
-    UplinkKind.USAGE: 2,
     UplinkKind.FEEDBACK: 3,
     UplinkKind.EVENTS: 4,
     UplinkKind.TRIP: 5,

@@ -13,51 +13,37 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-SPEED = "Vehicle.Speed"
-ACCEL_LONGITUDINAL = "Vehicle.Acceleration.Longitudinal"
-ACCEL_LATERAL = "Vehicle.Acceleration.Lateral"
-YAW_RATE = "Vehicle.AngularVelocity.Yaw"
-ENGINE_SPEED = "Vehicle.Powertrain.CombustionEngine.Speed"
-MOTOR_POWER = "Vehicle.Powertrain.ElectricMotor.Power"
-FUEL_LEVEL = "Vehicle.Powertrain.FuelSystem.RelativeLevel"
-STATE_OF_CHARGE = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed"
-ODOMETER = "Vehicle.TraveledDistance"
-LATITUDE = "Vehicle.CurrentLocation.Latitude"
-LONGITUDE = "Vehicle.CurrentLocation.Longitude"
-COOLANT_TEMPERATURE = "Vehicle.Powertrain.CombustionEngine.ECT"
-BATTERY_VOLTAGE = "Vehicle.LowVoltageBattery.CurrentVoltage"
-#: fuel tank size in litres, an attribute some sources report
-TANK_CAPACITY = "Vehicle.Powertrain.FuelSystem.TankCapacity"
+# The catalogue (names, units, plausible ranges) is part of the wire contract; re-exported here for the edge.
+from .protocol.vss import (
+    ACCEL_LATERAL,
+    ACCEL_LONGITUDINAL,
+    AIR_CONDITIONING,
+    BATTERY_VOLTAGE,
+    COOLANT_TEMPERATURE,
+    CRUISE_CONTROL,
+    ENGINE_SPEED,
+    FEATURE_BRANCHES,
+    FUEL_LEVEL,
+    LANE_DEPARTURE_WARNING,
+    LATITUDE,
+    LONGITUDE,
+    MOTOR_POWER,
+    ODOMETER,
+    SEAT_HEATING,
+    SPEED,
+    STATE_OF_CHARGE,
+    TANK_CAPACITY,
+    UNITS,
+    YAW_RATE,
+    is_feature,
+)
 
-CRUISE_CONTROL = "Vehicle.ADAS.CruiseControl.IsActive"
-LANE_DEPARTURE_WARNING = "Vehicle.ADAS.LaneDepartureDetection.IsWarning"
-AIR_CONDITIONING = "Vehicle.Cabin.HVAC.IsAirConditioningActive"
-SEAT_HEATING = "Vehicle.Cabin.Seat.Row1.DriverSide.HeatingCooling"
-
-#: Branches whose signals count as features: a value above 0 means "on" (booleans arrive as 0/1).
-FEATURE_BRANCHES = ("Vehicle.ADAS.", "Vehicle.Cabin.", "Vehicle.Body.Lights.")
-
-
-def is_feature(name: str) -> bool:
-    """Whether a signal describes a feature the driver can switch on (ADAS, cabin comfort, lights)."""
-    return name.startswith(FEATURE_BRANCHES)
-
-
-UNITS: dict[str, str] = {
-    SPEED: "km/h",
-    ACCEL_LONGITUDINAL: "m/s^2",
-    ACCEL_LATERAL: "m/s^2",
-    YAW_RATE: "deg/s",
-    ENGINE_SPEED: "rpm",
-    MOTOR_POWER: "kW",
-    FUEL_LEVEL: "%",
-    STATE_OF_CHARGE: "%",
-    ODOMETER: "km",
-    LATITUDE: "deg",
-    LONGITUDE: "deg",
-    COOLANT_TEMPERATURE: "celsius",
-    BATTERY_VOLTAGE: "V",
-}
+__all__ = [
+    "ACCEL_LATERAL", "ACCEL_LONGITUDINAL", "AIR_CONDITIONING", "BATTERY_VOLTAGE", "COOLANT_TEMPERATURE",
+    "CRUISE_CONTROL", "ENGINE_SPEED", "FEATURE_BRANCHES", "FUEL_LEVEL", "LANE_DEPARTURE_WARNING", "LATITUDE",
+    "LONGITUDE", "MOTOR_POWER", "ODOMETER", "SEAT_HEATING", "SPEED", "STATE_OF_CHARGE", "TANK_CAPACITY",
+    "UNITS", "YAW_RATE", "FloatArray", "SignalBlock", "Source", "is_feature", "iter_blocks",
+]  # fmt: skip
 
 FloatArray = npt.NDArray[np.float64]
 

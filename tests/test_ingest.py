@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -145,25 +146,32 @@ def test_invalid_payloads_land_in_dead_letters(
         mqtt_client.publish(topic, payload, qos=1).wait_for_publish(5)
     mqtt_client.publish(uplink_topic(v, "trip"), good, qos=1).wait_for_publish(5)
 
-    def dead() -> dict[str, tuple[str, bytes]]:
+    def dead() -> dict[str, tuple[str, bytes, int, bytes]]:
         rows = db.execute(
-            "SELECT reason, detail, payload FROM dead_letters WHERE topic LIKE %s",
+            "SELECT reason, detail, payload, size_bytes, sha256 FROM dead_letters WHERE topic LIKE %s",
             (f"ds/v1/{vehicle_prefix}%",),
         ).fetchall()
-        return {r[0]: (r[1], bytes(r[2])) for r in rows}
+        return {r[0]: (r[1], bytes(r[2]), r[3], bytes(r[4])) for r in rows}
 
     assert wait_until(lambda: len(dead()) == len(cases))
     found = dead()
     assert set(found) == set(cases)
     for reason, (_topic, payload) in cases.items():
-        assert found[reason][1] == payload, reason  # the raw payload is kept, nothing vanishes
+        # the payload is kept up to 64 KiB, with its full size and digest: nothing vanishes unaccounted
+        _detail, kept, size, digest = found[reason]
+        assert kept == payload[: 64 * 1024] and size == len(payload), reason
+        assert digest == hashlib.sha256(payload).digest(), reason
+    assert len(found["too_large"][1]) == 64 * 1024 < found["too_large"][2]
     assert "body.trip_id: Field required" in found["invalid"][0]
     assert wait_until(lambda: count(db, "SELECT count(*) FROM trips WHERE vehicle_id = %s", v) == 1)
     assert worker.metrics.dead_letters == len(cases)
 
 
-def test_metrics_endpoint(worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str) -> None:
+def test_metrics_and_health_endpoints(
+    worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str
+) -> None:
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
     from cloud.embedded import free_port
     from cloud.ingest.metrics_server import serve_metrics
@@ -176,11 +184,18 @@ def test_metrics_endpoint(worker: IngestWorker, mqtt_client: mqtt.Client, vehicl
     server = serve_metrics(worker, host="127.0.0.1", port=port)
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=5).status_code == 404
     finally:
         server.shutdown()
-    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert float(values["drivesight_ingest_stored_total"]) >= 1
-    assert float(values["drivesight_ingest_dead_letters_total"]) >= 1
-    assert float(values["drivesight_ingest_received_total"]) >= 2
-    assert "drivesight_ingest_queue_depth" in values and "drivesight_ingest_lag_s" in values
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert values[("drivesight_ingest_stored_total", ())] >= 1
+    assert values[("drivesight_ingest_dead_letters_total", (("reason", "malformed"),))] >= 1
+    assert values[("drivesight_ingest_received_total", ())] >= 2
+    assert values[("drivesight_ingest_healthy", ())] == 1
+    assert ("drivesight_ingest_queue_depth", ()) in values and ("drivesight_ingest_lag_s", ()) in values
+    assert health.status_code == 200 and health.text.strip() == "ok"

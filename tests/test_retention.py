@@ -116,8 +116,9 @@ def test_apply_removes_exactly_what_is_older_than_each_streams_cutoff(fresh_data
             "UPDATE ingested_messages SET received_at = CASE WHEN seq < 20 THEN %s ELSE %s END", (old, recent)
         )
         conn.execute(
-            "INSERT INTO dead_letters (received_at, topic, reason, detail, payload)"
-            " VALUES (%s, 't', 'malformed', 'x', ''), (%s, 't', 'malformed', 'x', '')",
+            "INSERT INTO dead_letters (received_at, topic, reason, detail, payload, size_bytes, sha256)"
+            " VALUES (%s, 't', 'malformed', 'x', '', 0, sha256('')),"
+            " (%s, 't', 'malformed', 'x', '', 0, sha256(''))",
             (old, recent),
         )
     policy = RetentionPolicy(

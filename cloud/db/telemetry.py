@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent import signals as vss
+from edge_agent.protocol import vss
 
 #: VSS signal -> (column, binary COPY type), in table order after (time, vehicle_id)
 COLUMNS: dict[str, tuple[str, str]] = {

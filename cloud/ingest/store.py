@@ -3,13 +3,27 @@
 One call stores one batch in one transaction: the ledger ``ingested_messages`` takes every message with
 ``ON CONFLICT DO NOTHING RETURNING``, and only messages the ledger did not have before are written to their
 tables. A redelivered message therefore changes nothing, whether it comes in the same batch or a later one.
+
+Nothing is lost silently:
+
+- the ledger keeps each message's SHA-256; a message under a stored ``(vehicle_id, seq)`` with other bytes
+  is a *conflicting resend*: the first version stays, the second goes to the dead letters (a real redelivery
+  is byte-identical: the outbox resends the bytes it stored);
+- a trip sent again under a new ``seq`` is a correction: ``trips`` holds the version with the highest
+  ``seq`` (last write wins, by the car's own order, not by arrival) and every other version is kept in
+  ``trip_versions``; the ledger and the trip row therefore never disagree;
+- dead letters keep at most :data:`DEAD_LETTER_PAYLOAD_BYTES` of the payload, with its full size and SHA-256;
+  topic and detail are made storable (NUL characters escaped) so that the dead-letter insert cannot fail on
+  the very input it records.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -20,10 +34,23 @@ from edge_agent.protocol import DtcV1, EventsV1, FeedbackV1, Message, StatusV1, 
 from .copy_binary import copy_stream
 from .latest import fold_latest, upsert_latest
 
+#: how much of a refused payload a dead letter keeps (its full size and SHA-256 are kept too)
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+_MAX_TOPIC = 512
+_MAX_DETAIL = 4000
+
+
+class IngestReason(StrEnum):
+    """Dead-letter reasons the ingest adds to the contract's (``RejectReason``)."""
+
+    CONFLICTING_RESEND = "conflicting_resend"  # a stored (vehicle_id, seq) sent again with other content
+    STORE_FAILED = "store_failed"  # valid by the contract, refused by the database or the writer
+    DECODE_FAILED = "decode_failed"  # the decoder itself failed (a bug; the message is kept here)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A payload that failed validation, bound for the dead-letter table."""
+    """A payload bound for the dead-letter table, with why."""
 
     topic: str
     reason: str
@@ -31,45 +58,130 @@ class Rejected:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoreResult:
-    """What one batch did."""
+    """What one batch did; ``dead_reasons`` counts its dead letters by reason."""
 
-    stored: int
-    duplicates: int
-    dead_letters: int
+    stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+    dropped_samples: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: StoreResult) -> None:
+        """Fold in another part of the same batch."""
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dead_letters += other.dead_letters
+        for table, mine in (
+            (other.dead_reasons, self.dead_reasons),
+            (other.dropped_samples, self.dropped_samples),
+        ):
+            for key, n in table.items():
+                mine[key] = mine.get(key, 0) + n
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as PostgreSQL can hold it: NUL and unpaired surrogates escaped, at most ``limit`` chars."""
+    cleaned = text.replace("\x00", "\\x00")
+    cleaned = cleaned.encode("utf-8", "backslashreplace").decode("utf-8")
+    return cleaned[:limit]
+
+
+def _dead_letter_row(r: Rejected, *, ascii_only: bool = False) -> tuple[object, ...]:
+    topic, detail = (ascii(r.topic), ascii(r.detail)) if ascii_only else (r.topic, r.detail)
+    return (
+        storable_text(topic, _MAX_TOPIC),
+        storable_text(r.reason, 64),
+        storable_text(detail, _MAX_DETAIL),
+        r.payload[:DEAD_LETTER_PAYLOAD_BYTES],
+        len(r.payload),
+        hashlib.sha256(r.payload).digest(),
+    )
+
+
+_INSERT_DEAD = (
+    "INSERT INTO dead_letters (topic, reason, detail, payload, size_bytes, sha256)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
 
 
 def store_dead_letters(cur: psycopg.Cursor[tuple[object, ...]], rejected: Sequence[Rejected]) -> None:
-    """Insert rejected payloads with their reason."""
+    """Insert refused payloads with their reason: bounded payload, full size and SHA-256, storable text."""
     if rejected:
-        cur.executemany(
-            "INSERT INTO dead_letters (topic, reason, detail, payload) VALUES (%s, %s, %s, %s)",
-            [(r.topic, r.reason, r.detail[:4000], r.payload) for r in rejected],
-        )
+        cur.executemany(_INSERT_DEAD, [_dead_letter_row(r) for r in rejected])
 
 
-def _claim(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> list[Message]:
-    """Record messages in the ledger; return those it did not hold yet, once each."""
+def store_dead_letters_alone(
+    conn: psycopg.Connection[tuple[object, ...]], rejected: Sequence[Rejected]
+) -> None:
+    """Dead letters in their own transaction; one whose insert still fails is stored as an ASCII-only copy
+    (topic and detail as Python escapes, payload as received). Database outages propagate (retry upstream)."""
+    if not rejected:
+        return
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            store_dead_letters(cur, rejected)
+        return
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error:
+        pass
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(_INSERT_DEAD, [_dead_letter_row(r, ascii_only=True) for r in rejected])
+
+
+def _digest(m: Message) -> bytes:
+    return hashlib.sha256(m.payload).digest()
+
+
+def _claim(
+    cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]
+) -> tuple[list[Message], list[Message]]:
+    """Record messages in the ledger; return those it did not hold yet (once each), and the conflicting
+    resends: messages under a key the ledger (or this batch) holds with a different digest."""
     unique: dict[tuple[str, int], Message] = {}
+    digests: dict[tuple[str, int], bytes] = {}
+    conflicts: list[Message] = []
     for m in messages:
-        unique.setdefault((m.vehicle_id, m.seq), m)
+        key = (m.vehicle_id, m.seq)
+        digest = _digest(m)
+        if key not in unique:
+            unique[key], digests[key] = m, digest
+        elif digests[key] != digest:
+            conflicts.append(m)
     if not unique:
-        return []
+        return [], conflicts
     keys = sorted(unique)  # a fixed lock order, so that concurrent workers cannot deadlock
     cur.execute(
-        "INSERT INTO ingested_messages (vehicle_id, seq, schema, sent_at)"
-        " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::timestamptz[])"
+        "INSERT INTO ingested_messages (vehicle_id, seq, schema, sent_at, digest, dropped)"
+        " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::timestamptz[], %s::bytea[],"
+        " %s::jsonb[])"
         " ON CONFLICT DO NOTHING RETURNING vehicle_id, seq",
         (
             [k[0] for k in keys],
             [k[1] for k in keys],
             [unique[k].schema for k in keys],
             [unique[k].sent_at for k in keys],
+            [digests[k] for k in keys],
+            [Jsonb(unique[k].dropped) if unique[k].dropped else None for k in keys],
         ),
     )
     fresh = {(str(v), int(s)) for v, s in cur.fetchall()}  # type: ignore[call-overload]
-    return [unique[k] for k in keys if k in fresh]
+    known = [k for k in keys if k not in fresh]
+    if known:
+        cur.execute(
+            "SELECT l.vehicle_id, l.seq, l.digest FROM ingested_messages l"
+            " JOIN unnest(%s::text[], %s::bigint[]) AS k (vehicle_id, seq) USING (vehicle_id, seq)",
+            ([k[0] for k in known], [k[1] for k in known]),
+        )
+        stored = {(str(v), int(s)): d for v, s, d in cur.fetchall()}  # type: ignore[call-overload]
+        for k in known:
+            # a ledger row from before digests were kept (NULL) cannot tell: counted as a duplicate
+            kept = stored.get(k)
+            if isinstance(kept, bytes | memoryview) and bytes(kept) != digests[k]:
+                conflicts.append(unique[k])
+    return [unique[k] for k in keys if k in fresh], conflicts
 
 
 def _upsert_vehicles(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
@@ -108,17 +220,45 @@ def _store_trips(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Mes
                 b.driving_style, Jsonb(b.driving_style_probabilities), Jsonb(b.model_versions),
             )
         )  # fmt: skip
-    if rows:
-        cur.executemany(
-            "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
-            " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat,"
-            " start_lon, end_lat, end_lon, odometer_km, fuel_used_pct, soc_used_pct, samples, fuel_used_l,"
-            " energy_used_kwh, safety_score, eco_score, feature_usage, dtcs, driving_style,"
-            " driving_style_probabilities, model_versions)"
-            " VALUES (" + ", ".join(["%s"] * 30) + ")"
-            " ON CONFLICT (vehicle_id, trip_id) DO NOTHING",
-            rows,
+    # Corrections: per (vehicle, trip), the highest seq is the current version, all others are history.
+    # In seq order, each row either replaces the current one (which moves to trip_versions first) or, older
+    # than it, goes to trip_versions itself.
+    for row in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
+        vehicle_id, trip_id, seq = row[0], row[1], row[2]
+        cur.execute(
+            "INSERT INTO trip_versions (vehicle_id, trip_id, seq, version)"
+            " SELECT vehicle_id, trip_id, seq, to_jsonb(t) FROM trips t"
+            " WHERE vehicle_id = %s AND trip_id = %s AND seq < %s"
+            " ON CONFLICT DO NOTHING",
+            (vehicle_id, trip_id, seq),
         )
+        cur.execute(_UPSERT_TRIP, row)
+        if cur.rowcount == 0:  # an older version than the stored one: history only
+            cur.execute(
+                f"INSERT INTO trip_versions (vehicle_id, trip_id, seq, version)"
+                f" SELECT %s, %s, %s, to_jsonb(x) FROM (SELECT {_PLACEHOLDERS}) x ({_TRIP_COLUMNS})"
+                " ON CONFLICT DO NOTHING",
+                (vehicle_id, trip_id, seq, *row),
+            )
+
+
+_TRIP_COLUMNS = (
+    "vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s, moving_s, idle_s,"
+    " max_speed_kmh, avg_speed_kmh, night_share, event_counts, start_lat, start_lon, end_lat, end_lon,"
+    " odometer_km, fuel_used_pct, soc_used_pct, samples, fuel_used_l, energy_used_kwh, safety_score,"
+    " eco_score, feature_usage, dtcs, driving_style, driving_style_probabilities, model_versions"
+)
+_PLACEHOLDERS = ", ".join(["%s"] * 30)
+_UPSERT_TRIP = (
+    f"INSERT INTO trips ({_TRIP_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+    " ON CONFLICT (vehicle_id, trip_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}"
+        for c in (c.strip() for c in _TRIP_COLUMNS.split(","))
+        if c not in ("vehicle_id", "trip_id")
+    )
+    + " WHERE trips.seq < excluded.seq"
+)
 
 
 def _store_events(cur: psycopg.Cursor[tuple[object, ...]], messages: Sequence[Message]) -> None:
@@ -293,7 +433,19 @@ def store_batch(
     ``before_telemetry`` sees the batch's telemetry days first (the worker creates their partitions).
     """
     with conn.transaction(), conn.cursor() as cur:
-        fresh = _claim(cur, messages)
+        fresh, conflicts = _claim(cur, messages)
+        rejected = [
+            *rejected,
+            *(
+                Rejected(
+                    str(m.topic),
+                    IngestReason.CONFLICTING_RESEND.value,
+                    f"({m.vehicle_id}, {m.seq}) is stored with other content; the first version is kept",
+                    m.payload,
+                )
+                for m in conflicts
+            ),
+        ]
         if fresh and before_telemetry is not None:
             days = telemetry_days(fresh)
             if days:
@@ -308,4 +460,17 @@ def store_batch(
         store_dead_letters(cur, rejected)
         if fresh:  # last: its row locks are contended between workers (see cloud/ingest/latest.py)
             upsert_latest(cur, fold_latest(fresh))
-    return StoreResult(stored=len(fresh), duplicates=len(messages) - len(fresh), dead_letters=len(rejected))
+    reasons: dict[str, int] = {}
+    for r in rejected:
+        reasons[r.reason] = reasons.get(r.reason, 0) + 1
+    dropped: dict[str, int] = {}
+    for m in fresh:
+        for signal, n in m.dropped.items():
+            dropped[signal] = dropped.get(signal, 0) + n
+    return StoreResult(
+        stored=len(fresh),
+        duplicates=len(messages) - len(fresh) - len(conflicts),
+        dead_letters=len(rejected),
+        dead_reasons=reasons,
+        dropped_samples=dropped,
+    )

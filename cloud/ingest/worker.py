@@ -6,6 +6,13 @@ worker that dies mid-batch gets the unacknowledged messages again when it comes 
 what had been stored already. The hand-over queue between paho's network thread and the writer thread is
 bounded: when the database falls behind, paho's thread blocks, TCP pushes back on the broker, and memory
 stays flat. Several workers split the load through an MQTT shared subscription.
+
+No message can stall it. Whatever fails for one message — decoding, validating, storing, creating a
+partition — sends that message alone to the dead letters with the reason: a batch the database refuses is
+split in halves until the culprit is alone (a few extra transactions per bad message, none for good batches),
+and the rest is stored. Only a lost database connection is retried, with the batch unacknowledged. A writer
+that dies, or makes no progress for ``stall_timeout_s`` while messages wait, makes :meth:`IngestWorker.health`
+say so; the ``cloud ingest`` command then exits non-zero so that systemd or compose restart it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -25,8 +32,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud.db.migrate import database_dialect
 from cloud.db.partitions import ensure_day
 from edge_agent.protocol import BrokerAddress, Message, ProtocolError, decode, uplink_filter
+from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
 
-from .store import Rejected, StoreResult, store_batch, store_dead_letters
+from .store import IngestReason, Rejected, StoreResult, store_batch, store_dead_letters_alone
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,12 @@ class IngestMetrics:
     dead_letters: int = 0
     batches: int = 0
     db_retries: int = 0
+    #: batches the database refused whole, split to isolate the messages it refused
+    isolations: int = 0
     lag_s: float = 0.0
+    dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
+    #: implausible telemetry samples dropped, per VSS signal
+    dropped_samples: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, result: StoreResult, lag_s: float) -> None:
@@ -50,27 +63,12 @@ class IngestMetrics:
             self.stored += result.stored
             self.duplicates += result.duplicates
             self.dead_letters += result.dead_letters
+            for reason, n in result.dead_reasons.items():
+                self.dead_letters_by_reason[reason] = self.dead_letters_by_reason.get(reason, 0) + n
+            for signal, n in result.dropped_samples.items():
+                self.dropped_samples[signal] = self.dropped_samples.get(signal, 0) + n
             self.batches += 1
             self.lag_s = lag_s
-
-    def prometheus(self, *, queue_depth: int = 0) -> str:
-        """The counters in Prometheus text exposition format."""
-        lines = [
-            "# TYPE drivesight_ingest_queue_depth gauge",
-            f"drivesight_ingest_queue_depth {queue_depth}",
-        ]
-        for name, kind in (
-            ("received", "counter"),
-            ("stored", "counter"),
-            ("duplicates", "counter"),
-            ("dead_letters", "counter"),
-            ("batches", "counter"),
-            ("db_retries", "counter"),
-            ("lag_s", "gauge"),
-        ):
-            metric = f"drivesight_ingest_{name}" + ("_total" if kind == "counter" else "")
-            lines += [f"# TYPE {metric} {kind}", f"{metric} {getattr(self, name)}"]
-        return "\n".join(lines) + "\n"
 
 
 class _Partitions:
@@ -78,7 +76,12 @@ class _Partitions:
 
     A day is remembered once its partition was created in a batch; if that batch then rolled back, the day's
     rows land in the default partition until ``drivesight cloud db maintain`` moves them: stored either way.
+    Only days within ``WINDOW_BEHIND_DAYS`` before today to tomorrow get a partition here, so that a car with
+    a wrong clock cannot make one partition per message; rows outside the window wait in the default
+    partition for ``maintain``, which creates partitions for days within retention.
     """
+
+    WINDOW_BEHIND_DAYS = 7
 
     def __init__(self) -> None:
         self.enabled: bool | None = None
@@ -90,7 +93,11 @@ class _Partitions:
             self.enabled = partitioned and database_dialect(conn) == "postgres"
         if not self.enabled:
             return
-        for day in sorted(days - self.known):
+        today = datetime.now(UTC).date()
+        window = {
+            d for d in days if today - timedelta(days=self.WINDOW_BEHIND_DAYS) <= d <= today + timedelta(1)
+        }
+        for day in sorted(window - self.known):
             ensure_day(conn, day)
             self.known.add(day)
 
@@ -117,13 +124,19 @@ class IngestWorker:
         queue_size: int = 20_000,
         ca_file: str | None = None,
         persistent: bool = True,
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+        stall_timeout_s: float = 300.0,
     ) -> None:
         self.database_url = database_url
         self.broker = broker
         self.group = group
         self.batch_size = batch_size
         self.linger_s = linger_s
+        self.max_clock_skew = max_clock_skew
+        self.stall_timeout_s = stall_timeout_s
         self.metrics = IngestMetrics()
+        self._last_progress = time.monotonic()
+        self._fatal: str | None = None
         self._queue: queue.Queue[_Incoming] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -188,27 +201,39 @@ class IngestWorker:
         return batch
 
     def _write_loop(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            batch = self._next_batch()
-            if batch:
-                self._handle(batch)
+        try:
+            while not (self._stop.is_set() and self._queue.empty()):
+                batch = self._next_batch()
+                if batch:
+                    self._handle(batch)
+                else:
+                    self._last_progress = time.monotonic()  # idle is not stalled
+        except BaseException as exc:  # a bug past the per-message isolation: say so, the process exits
+            self._fatal = f"writer died: {type(exc).__name__}: {exc}"
+            log.critical("%s", self._fatal, exc_info=True)
+
+    def _decode(self, batch: list[_Incoming]) -> tuple[list[Message], list[Rejected]]:
+        now = datetime.now(UTC)
+        messages: list[Message] = []
+        rejected: list[Rejected] = []
+        for item in batch:
+            try:
+                messages.append(decode(item.topic, item.payload, now=now, max_clock_skew=self.max_clock_skew))
+            except ProtocolError as exc:
+                rejected.append(Rejected(item.topic, exc.reason.value, str(exc), item.payload))
+            except Exception as exc:  # a decoder bug must not stop the ingest: keep the message, say why
+                log.exception("decoding a message on %r failed", item.topic)
+                detail = f"{type(exc).__name__}: {exc}"
+                rejected.append(Rejected(item.topic, IngestReason.DECODE_FAILED.value, detail, item.payload))
+        return messages, rejected
 
     def _handle(self, batch: list[_Incoming]) -> None:
         self.metrics.received += len(batch)
-        messages: list[Message] = []
-        rejected: list[Rejected] = []
-        raw: dict[tuple[str, int], bytes] = {}
-        for item in batch:
-            try:
-                message = decode(item.topic, item.payload)
-                messages.append(message)
-                raw[(message.vehicle_id, message.seq)] = item.payload
-            except ProtocolError as exc:
-                rejected.append(Rejected(item.topic, exc.reason.value, str(exc), item.payload))
+        messages, rejected = self._decode(batch)
         delay = 0.5
         while True:
             try:
-                result = self._store(messages, rejected, raw)
+                result = self._store(messages, rejected)
                 break
             except psycopg.OperationalError as exc:
                 # the database is away: keep the batch unacknowledged and retry; the broker holds the rest
@@ -222,33 +247,76 @@ class IngestWorker:
         self.metrics.add(result, lag)
         for item in batch:
             self._client.ack(item.mid, 1)
+        self._last_progress = time.monotonic()
 
-    def _store(
-        self, messages: list[Message], rejected: list[Rejected], raw: dict[tuple[str, int], bytes]
-    ) -> StoreResult:
+    def _store(self, messages: list[Message], rejected: list[Rejected]) -> StoreResult:
         conn = self._connection()
         try:
             return store_batch(conn, messages, rejected, before_telemetry=self._partitions)
         except psycopg.OperationalError:
             raise
-        except psycopg.Error as exc:
-            # A message the database refuses must not block the others: store one by one and dead-letter
-            # the ones that fail alone.
-            log.error("batch rejected by the database (%s); storing messages one by one", exc)
-            stored = duplicates = 0
-            dead = list(rejected)
-            for m in messages:
-                try:
-                    one = store_batch(conn, [m], before_telemetry=self._partitions)
-                    stored, duplicates = stored + one.stored, duplicates + one.duplicates
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as one_exc:
-                    payload = raw.get((m.vehicle_id, m.seq), b"")
-                    dead.append(Rejected(str(m.topic), "db_rejected", str(one_exc), payload))
-            with conn.transaction(), conn.cursor() as cur:
-                store_dead_letters(cur, dead)
-            return StoreResult(stored, duplicates, len(dead))
+        except Exception as exc:
+            # One message the database (or the writer) refuses must not block the others: set the refused
+            # dead letters aside, then split the batch until each culprit is alone.
+            log.error(
+                "a batch of %d was refused (%s: %s); isolating the culprits",
+                len(messages),
+                type(exc).__name__,
+                exc,
+            )
+            self.metrics.isolations += 1
+            if conn.closed or conn.broken:
+                raise psycopg.OperationalError("the connection broke while storing") from exc
+            store_dead_letters_alone(conn, rejected)
+            result = StoreResult(dead_letters=len(rejected))
+            for r in rejected:
+                result.dead_reasons[r.reason] = result.dead_reasons.get(r.reason, 0) + 1
+            result.add(self._isolate(conn, messages))
+            return result
+
+    def _isolate(self, conn: psycopg.Connection[tuple[object, ...]], messages: list[Message]) -> StoreResult:
+        """Store a group the database refused as a whole: halves that fail are split again; a message that
+        fails alone is dead-lettered with the error."""
+        if len(messages) == 1:
+            return self._store_alone(conn, messages[0])
+        result = StoreResult()
+        middle = len(messages) // 2
+        for half in (messages[:middle], messages[middle:]):
+            try:
+                result.add(store_batch(conn, half, before_telemetry=self._partitions))
+            except psycopg.OperationalError:
+                raise
+            except Exception:
+                result.add(self._isolate(conn, half))
+        return result
+
+    def _store_alone(self, conn: psycopg.Connection[tuple[object, ...]], message: Message) -> StoreResult:
+        try:
+            return store_batch(conn, [message], before_telemetry=self._partitions)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            log.warning("(%s, %d) refused: %s: %s", message.vehicle_id, message.seq, type(exc).__name__, exc)
+            detail = f"{type(exc).__name__}: {exc}"
+            reason = IngestReason.STORE_FAILED.value
+            store_dead_letters_alone(conn, [Rejected(str(message.topic), reason, detail, message.payload)])
+            return StoreResult(dead_letters=1, dead_reasons={reason: 1})
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the worker is making progress, and if not, why (the ingest command exits on False)."""
+        if self._fatal is not None:
+            return False, self._fatal
+        if self._writer.ident is not None and not self._writer.is_alive() and not self._stop.is_set():
+            return False, "writer thread is not running"
+        idle_s = time.monotonic() - self._last_progress
+        waiting = self._queue.qsize()
+        if waiting and idle_s > self.stall_timeout_s:
+            return False, f"no batch stored for {idle_s:.0f} s while {waiting} messages wait"
+        return True, "ok"
+
+    def seconds_since_progress(self) -> float:
+        """Seconds since the writer last committed a batch or found nothing to do."""
+        return time.monotonic() - self._last_progress
 
     def queue_depth(self) -> int:
         """Messages received from the broker and not yet stored."""

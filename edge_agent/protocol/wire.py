@@ -1,8 +1,9 @@
 """Wire contract v1 between the edge agent and the cloud (DESIGN.md section 4).
 
-This is the one module both sides share: it imports nothing else from ``edge_agent``, and ``cloud`` imports
-nothing else from the edge. It defines the topics, the versioned envelope, the message bodies and the
-encode/decode functions with a payload size limit.
+The contract package is what both sides share: it imports nothing else from ``edge_agent``, and ``cloud``
+imports nothing else from the edge. This module defines the topics, the versioned envelope, the message
+bodies and the encode/decode functions; ``bounds`` says what input is refused before it is trusted, and
+``vss`` holds the signal catalogue with units and plausible ranges.
 
 Topics: uplink ``ds/v1/{vehicle_id}/{kind}``, downlink ``ds/v1/{vehicle_id}/down/{kind}``.
 
@@ -23,18 +24,21 @@ Errors (each carries a ``reason`` the cloud writes into its dead-letter table)::
      ├── MalformedPayload  not UTF-8 JSON, not an object, or a body that does not decompress
      ├── SchemaMismatch    unknown schema, or a schema that does not belong on the topic's kind
      ├── VehicleMismatch   the vehicle id in the topic differs from the envelope's
-     └── InvalidMessage    fields missing, of the wrong type or out of range
+     └── InvalidMessage    fields missing, of the wrong type or out of range (see ``bounds``)
+
+There is no ``usage`` kind: feature usage travels in each trip summary (``feature_usage``: activations and
+seconds on per feature), which is where the edge measures it and what R&D's insights aggregate; a message on a
+``usage`` topic is refused as ``bad_topic`` with that explanation.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import zlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, ClassVar, Literal
@@ -46,10 +50,27 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from .bounds import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    MAX_BATCH_MS,
+    MAX_MAGNITUDE,
+    Count,
+    Label,
+    NonNegative,
+    ObservedTime,
+    Real,
+    drop_implausible,
+    latest_acceptable,
+    validation_context,
+)
+from .vss import MAX_SIGNAL_NAME, VSS_PATH_RE
 
 PROTOCOL_VERSION = "v1"
 TOPIC_ROOT = "ds"
@@ -61,10 +82,12 @@ MAX_TELEMETRY_SAMPLES = 20_000
 MAX_EVENTS_PER_MESSAGE = 1_000
 
 VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-VSS_PATH_RE = re.compile(r"^Vehicle(\.[A-Z][A-Za-z0-9]*)+$")
 
 VehicleId = Annotated[str, Field(pattern=VEHICLE_ID_RE.pattern)]
 TripId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+SignalName = Annotated[str, Field(max_length=MAX_SIGNAL_NAME, pattern=VSS_PATH_RE.pattern)]
+#: the longest a trip (and so an event in it) may last
+MAX_TRIP_S = 7 * 24 * 3600
 
 
 class UplinkKind(StrEnum):
@@ -73,7 +96,6 @@ class UplinkKind(StrEnum):
     TRIP = "trip"
     EVENTS = "events"
     TELEMETRY = "telemetry"
-    USAGE = "usage"
     DTC = "dtc"
     STATUS = "status"
     FEEDBACK = "feedback"
@@ -222,6 +244,11 @@ def parse_topic(topic: str) -> Topic:
         )
     vehicle_id = _check_vehicle_id(parts[2])
     if len(parts) == 4:
+        if parts[3] == "usage":
+            raise TopicError(
+                f"kind 'usage' in {topic!r} is not part of contract v1: feature usage travels in trip"
+                " summaries (trip.v1 feature_usage)"
+            )
         try:
             return Topic(vehicle_id, UplinkKind(parts[3]))
         except ValueError:
@@ -290,8 +317,8 @@ class GeoPoint(BaseModel):
     """A WGS84 position in degrees."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Real = Field(ge=-90, le=90)
+    lon: Real = Field(ge=-180, le=180)
 
 
 class ConsentState(BaseModel):
@@ -303,7 +330,7 @@ class ConsentState(BaseModel):
     profiling: bool = False
     #: without location consent: "coarse" rounds positions to ``location_precision_deg``, "drop" removes them
     location_mode: Literal["coarse", "drop"] = "coarse"
-    location_precision_deg: float = Field(default=0.01, gt=0, le=1)
+    location_precision_deg: Real = Field(default=0.01, gt=0, le=1)
     updated_at: AwareDatetime | None = None
 
 
@@ -315,13 +342,13 @@ class StatusV1(Body):
     state: Literal["online", "offline"]
     agent_version: str = Field(max_length=64)
     boot_id: str | None = Field(default=None, max_length=64)
-    outbox_depth: int | None = Field(default=None, ge=0)
+    outbox_depth: Count | None = None
     consent: ConsentState | None = None
-    dropped: dict[str, int] = Field(default_factory=dict)
+    dropped: dict[Label, Count] = Field(default_factory=dict, max_length=64)
     #: active model versions, and the outcome of the last over-the-air update ("name version: result")
-    models: dict[str, str] = Field(default_factory=dict)
+    models: dict[Label, Annotated[str, Field(max_length=64)]] = Field(default_factory=dict, max_length=64)
     model_update: str | None = Field(default=None, max_length=500)
-    model_p99_us: dict[str, float] = Field(default_factory=dict)
+    model_p99_us: dict[Label, NonNegative] = Field(default_factory=dict, max_length=64)
     #: set on the MQTT last will: "this boot's session died"; the cloud applies it to that boot_id only,
     #: whatever its seq (the will's seq is taken at connect time, before the session's other statuses)
     last_will: bool = False
@@ -360,7 +387,7 @@ class FeedbackV1(Body):
     push_id: str = Field(min_length=1, max_length=64)
     campaign_id: str | None = Field(default=None, max_length=64)
     action: PushAction
-    at: AwareDatetime
+    at: ObservedTime
 
 
 MODEL_CHUNK_BYTES = 64 * 1024  # raw bytes per chunk: base64 keeps a chunk well under the payload limit
@@ -408,9 +435,9 @@ class DrivingEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: EventKind
     trip_id: TripId
-    start: AwareDatetime
-    end: AwareDatetime
-    peak: float = Field(allow_inf_nan=False)
+    start: ObservedTime
+    end: ObservedTime
+    peak: Real = Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
     peak_unit: str = Field(max_length=16)
     location: GeoPoint | None = None
 
@@ -418,6 +445,8 @@ class DrivingEvent(BaseModel):
     def _end_not_before_start(self) -> DrivingEvent:
         if self.end < self.start:
             raise ValueError("end is before start")
+        if (self.end - self.start).total_seconds() > MAX_TRIP_S:
+            raise ValueError(f"an event lasts at most {MAX_TRIP_S} s")
         return self
 
     @property
@@ -441,8 +470,8 @@ class FeatureUsage(BaseModel):
     """How a feature was used in a trip: times switched on, and seconds on."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    activations: int = Field(ge=0)
-    active_s: float = Field(ge=0, allow_inf_nan=False)
+    activations: Count
+    active_s: Real = Field(ge=0, le=MAX_TRIP_S)
 
 
 class DtcRecord(BaseModel):
@@ -450,7 +479,7 @@ class DtcRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     code: DtcCode
-    first_seen: AwareDatetime
+    first_seen: ObservedTime
     trip_id: TripId | None = None
 
 
@@ -468,37 +497,44 @@ class TripSummaryV1(Body):
     SCHEMA = "trip.v1"
     KIND = UplinkKind.TRIP
     trip_id: TripId
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
-    distance_km: float = Field(ge=0, allow_inf_nan=False)
-    duration_s: float = Field(ge=0, allow_inf_nan=False)
-    moving_s: float = Field(ge=0, allow_inf_nan=False)
-    idle_s: float = Field(ge=0, allow_inf_nan=False)
-    max_speed_kmh: float = Field(ge=0, allow_inf_nan=False)
-    avg_speed_kmh: float = Field(ge=0, allow_inf_nan=False)
-    night_share: float = Field(ge=0, le=1)
-    event_counts: dict[EventKind, int] = Field(default_factory=dict)
+    started_at: ObservedTime
+    ended_at: ObservedTime
+    # bounds: a week-long trip across a continent at the fastest road car's speed; levels in percent
+    distance_km: Real = Field(ge=0, le=20_000)
+    duration_s: Real = Field(ge=0, le=MAX_TRIP_S)
+    moving_s: Real = Field(ge=0, le=MAX_TRIP_S)
+    idle_s: Real = Field(ge=0, le=MAX_TRIP_S)
+    max_speed_kmh: Real = Field(ge=0, le=400)
+    avg_speed_kmh: Real = Field(ge=0, le=400)
+    night_share: Real = Field(ge=0, le=1)
+    event_counts: dict[EventKind, Count] = Field(default_factory=dict)
     start_location: GeoPoint | None = None
     end_location: GeoPoint | None = None
-    odometer_km: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    fuel_used_pct: float | None = Field(default=None, allow_inf_nan=False)
-    soc_used_pct: float | None = Field(default=None, allow_inf_nan=False)
-    fuel_used_l: float | None = Field(default=None, allow_inf_nan=False)
-    energy_used_kwh: float | None = Field(default=None, allow_inf_nan=False)
-    samples: int = Field(ge=0)
-    safety_score: float | None = Field(default=None, ge=0, le=100)
-    eco_score: float | None = Field(default=None, ge=0, le=100)
-    feature_usage: dict[str, FeatureUsage] = Field(default_factory=dict)
+    odometer_km: Real | None = Field(default=None, ge=0, le=5_000_000)
+    fuel_used_pct: Real | None = Field(default=None, ge=-100, le=100)
+    soc_used_pct: Real | None = Field(default=None, ge=-100, le=100)
+    fuel_used_l: Real | None = Field(default=None, ge=-2_000, le=2_000)
+    energy_used_kwh: Real | None = Field(default=None, ge=-2_000, le=2_000)
+    samples: Count
+    safety_score: Real | None = Field(default=None, ge=0, le=100)
+    eco_score: Real | None = Field(default=None, ge=0, le=100)
+    feature_usage: dict[SignalName, FeatureUsage] = Field(default_factory=dict, max_length=256)
     dtcs: list[DtcCode] = Field(default_factory=list, max_length=256)
     #: the driving-style model's verdict on this trip, and the versions of the models that ran
     driving_style: str | None = Field(default=None, max_length=64)
-    driving_style_probabilities: dict[str, float] = Field(default_factory=dict)
-    model_versions: dict[str, str] = Field(default_factory=dict)
+    driving_style_probabilities: dict[Label, Annotated[Real, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, max_length=32
+    )
+    model_versions: dict[Label, Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=dict, max_length=32
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TripSummaryV1:
         if self.ended_at < self.started_at:
             raise ValueError("ended_at is before started_at")
+        if (self.ended_at - self.started_at).total_seconds() > MAX_TRIP_S:
+            raise ValueError(f"a trip lasts at most {MAX_TRIP_S} s")
         if any(n < 0 for n in self.event_counts.values()):
             raise ValueError("event counts must not be negative")
         return self
@@ -509,9 +545,11 @@ class TelemetryV1(Body):
 
     SCHEMA = "telemetry.v1"
     KIND = UplinkKind.TELEMETRY
-    t0: AwareDatetime
-    t_ms: list[int] = Field(min_length=1, max_length=MAX_TELEMETRY_SAMPLES)
-    signals: dict[str, list[float | None]] = Field(min_length=1)
+    t0: ObservedTime
+    t_ms: list[Annotated[int, Strict(), Field(ge=0, le=MAX_BATCH_MS)]] = Field(
+        min_length=1, max_length=MAX_TELEMETRY_SAMPLES
+    )
+    signals: dict[SignalName, list[Real | None]] = Field(min_length=1, max_length=64)
 
     @field_validator("t_ms")
     @classmethod
@@ -521,11 +559,15 @@ class TelemetryV1(Body):
         return t_ms
 
     @model_validator(mode="after")
-    def _columns(self) -> TelemetryV1:
+    def _columns(self, info: ValidationInfo) -> TelemetryV1:
+        not_after = latest_acceptable(info)
+        if not_after is not None and self.t0 + timedelta(milliseconds=self.t_ms[-1]) > not_after:
+            raise ValueError(
+                "the last sample is after the receiver's clock plus the allowed skew"
+                f" ({not_after:%Y-%m-%dT%H:%M}Z)"
+            )
         n = len(self.t_ms)
         for name, values in self.signals.items():
-            if not VSS_PATH_RE.match(name):
-                raise ValueError(f"signal {name!r} is not a VSS path like 'Vehicle.Speed'")
             if len(values) != n:
                 raise ValueError(f"signal {name!r} has {len(values)} values for {n} timestamps")
         return self
@@ -554,10 +596,10 @@ class Envelope(BaseModel):
     """The versioned wrapper around every body; ``body`` is still raw here."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    schema_name: str = Field(alias="schema", pattern=r"^[a-z_]+\.v[0-9]+$")
+    schema_name: str = Field(alias="schema", max_length=32, pattern=r"^[a-z_]+\.v[0-9]+$")
     vehicle_id: VehicleId
-    seq: int = Field(ge=0, lt=2**63)
-    sent_at: AwareDatetime
+    seq: int = Field(ge=0, lt=2**63, strict=True)
+    sent_at: ObservedTime
     content_type: ContentType = ContentType.JSON
     body: dict[str, Any] | str
 
@@ -572,6 +614,10 @@ class Message:
     sent_at: datetime
     schema: str
     body: Body
+    #: implausible telemetry samples dropped from the body, per signal (see ``bounds``)
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: the bytes it was decoded from (kept for the ledger's digest and for dead letters)
+    payload: bytes = b""
 
 
 def encode(
@@ -638,19 +684,44 @@ def _decompress(data: str) -> bytes:
     return out
 
 
-def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Message:
-    """Validate ``payload`` received on ``topic`` against the contract, or raise a :class:`ProtocolError`."""
+#: JSON's only way to carry a NUL character; PostgreSQL text and jsonb cannot store one
+_ESCAPED_NUL = b"\\u0000"
+
+
+def _parse_json(data: bytes, what: str) -> Any:
+    """Parse JSON with pydantic-core's parser (bounded nesting, no NaN/Infinity, no unbounded integers)."""
+    if _ESCAPED_NUL in data:
+        raise MalformedPayload(f"{what} contains a NUL character (\\u0000), which cannot be stored")
+    try:
+        return pydantic_core.from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        raise MalformedPayload(f"{what} is not UTF-8 JSON within the parser's limits: {exc}") from exc
+
+
+def decode(
+    topic: str,
+    payload: bytes,
+    *,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    now: datetime | None = None,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+) -> Message:
+    """Validate ``payload`` received on ``topic`` against the contract, or raise a :class:`ProtocolError`.
+
+    A receiver passes its clock as ``now`` (the cloud's ingest does): times the car observed must then lie
+    between ``bounds.TIME_FLOOR`` and ``now + max_clock_skew``. Without ``now`` times are not bounded (the edge
+    reading back its own messages, whose clock may not be set yet). Implausible telemetry samples are dropped
+    from the body and counted in ``Message.dropped``.
+    """
     parsed = parse_topic(topic)
     if len(payload) > max_bytes:
         raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit is {max_bytes}")
-    try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"payload is not UTF-8 JSON: {exc}") from exc
+    raw = _parse_json(payload, "payload")
     if not isinstance(raw, dict):
         raise MalformedPayload(f"payload is a JSON {type(raw).__name__}, expected an object")
+    context = validation_context(now, max_clock_skew) if now is not None else None
     try:
-        envelope = Envelope.model_validate(raw)
+        envelope = Envelope.model_validate(raw, context=context)
     except ValidationError as exc:
         raise InvalidMessage(format_validation_error(exc)) from exc
     body_cls = SCHEMAS.get(envelope.schema_name)
@@ -665,17 +736,25 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) ->
         raise VehicleMismatch(
             f"envelope vehicle_id {envelope.vehicle_id!r} differs from topic vehicle {parsed.vehicle_id!r}"
         )
+    if envelope.content_type is ContentType.ZLIB_JSON:
+        if not isinstance(envelope.body, str):
+            raise MalformedPayload("content_type application/zlib+json needs a base64 string body")
+        raw_body = _parse_json(_decompress(envelope.body), "compressed body")
+    elif isinstance(envelope.body, dict):
+        raw_body = envelope.body
+    else:
+        raise MalformedPayload("content_type application/json needs an object body")
+    if not isinstance(raw_body, dict):
+        raise MalformedPayload(f"the body must be a JSON object, not {type(raw_body).__name__}")
     try:
-        if envelope.content_type is ContentType.ZLIB_JSON:
-            if not isinstance(envelope.body, str):
-                raise MalformedPayload("content_type application/zlib+json needs a base64 string body")
-            body = body_cls.model_validate_json(_decompress(envelope.body))
-        else:
-            if not isinstance(envelope.body, dict):
-                raise MalformedPayload("content_type application/json needs an object body")
-            body = body_cls.model_validate(envelope.body)
+        body = body_cls.model_validate(raw_body, context=context)
     except ValidationError as exc:
         raise InvalidMessage(format_validation_error(exc, "body")) from exc
+    dropped: dict[str, int] = {}
+    if isinstance(body, TelemetryV1):
+        signals, dropped = drop_implausible(body.signals)
+        if dropped:
+            body = body.model_copy(update={"signals": signals})
     return Message(
         topic=parsed,
         vehicle_id=envelope.vehicle_id,
@@ -683,4 +762,6 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) ->
         sent_at=envelope.sent_at,
         schema=envelope.schema_name,
         body=body,
+        dropped=dropped,
+        payload=payload,
     )
