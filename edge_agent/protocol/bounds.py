@@ -13,7 +13,7 @@ lands in the cloud's dead-letter table, except implausible telemetry samples, wh
 - times the car observed (``sent_at``, trip, event, DTC, feedback and telemetry times) before
   :data:`TIME_FLOOR` or after *now + max clock skew* (checked when a receiver passes its clock to ``decode``,
   as the cloud's ingest does; a car building or reading back its own messages is not stopped by a clock that
-  is not set yet): ``invalid``; telemetry offsets ``t_ms`` beyond :data:`MAX_BATCH_MS` from ``t0``: ``invalid``;
+  is not set yet): ``invalid``; telemetry offsets ``t_ms`` beyond :data:`MAX_BATCH_MS`: ``invalid``;
 - a telemetry sample outside its signal's plausible range (``edge_agent.protocol.vss``): that sample alone is
   dropped (its row and the other signals are kept) and counted per signal in ``Message.dropped``. One sensor's
   spike must not cost a minute of every other signal, while a message whose envelope or structure is wrong

@@ -709,9 +709,9 @@ def decode(
     """Validate ``payload`` received on ``topic`` against the contract, or raise a :class:`ProtocolError`.
 
     A receiver passes its clock as ``now`` (the cloud's ingest does): times the car observed must then lie
-    between ``bounds.TIME_FLOOR`` and ``now + max_clock_skew``. Without ``now`` times are not bounded (the edge
-    reading back its own messages, whose clock may not be set yet). Implausible telemetry samples are dropped
-    from the body and counted in ``Message.dropped``.
+    between ``bounds.TIME_FLOOR`` and ``now + max_clock_skew``. Without ``now`` times are not bounded (the
+    edge reading back its own messages, whose clock may not be set yet). Implausible telemetry samples are
+    dropped from the body and counted in ``Message.dropped``.
     """
     parsed = parse_topic(topic)
     if len(payload) > max_bytes:
