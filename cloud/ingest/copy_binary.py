@@ -54,10 +54,12 @@ def records(vehicle_id: bytes, start_us: int, t_ms: np.ndarray, columns: dict[st
 def _record(body: TelemetryV1, vehicle_id: bytes) -> bytes | None:
     columns: dict[str, np.ndarray] = {}
     for signal, values in body.signals.items():
-        try:
-            columns[signal] = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):  # a None among the values: leave the message to the row path
+        column = np.asarray(values, dtype=np.float64)
+        # numpy turns None into NaN; the contract admits no NaN, so a NaN here is a gap, which must be stored
+        # as NULL: leave the message to the row path
+        if np.isnan(column).any():
             return None
+        columns[signal] = column
     start_us = (body.t0 - PG_EPOCH) // timedelta(microseconds=1)
     return records(vehicle_id, start_us, np.asarray(body.t_ms, dtype=np.int64), columns)
 

@@ -67,9 +67,12 @@ class StoreResult:
     dead_letters: int = 0
     dead_reasons: dict[str, int] = field(default_factory=dict)
     dropped_samples: dict[str, int] = field(default_factory=dict)
+    #: 1 when the batch was refused whole and split to isolate the messages that were refused
+    isolations: int = 0
 
     def add(self, other: StoreResult) -> None:
         """Fold in another part of the same batch."""
+        self.isolations += other.isolations
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters

@@ -7,10 +7,8 @@ what had been stored already. The hand-over queue between paho's network thread 
 bounded: when the database falls behind, paho's thread blocks, TCP pushes back on the broker, and memory
 stays flat. Several workers split the load through an MQTT shared subscription.
 
-No message can stall it. Whatever fails for one message — decoding, validating, storing, creating a
-partition — sends that message alone to the dead letters with the reason: a batch the database refuses is
-split in halves until the culprit is alone (a few extra transactions per bad message, none for good batches),
-and the rest is stored. Only a lost database connection is retried, with the batch unacknowledged. A writer
+No message can stall it: whatever fails for one message sends that message alone to the dead letters
+(``writer.py``); only a lost database connection is retried, with the batch unacknowledged. A writer
 that dies, or makes no progress for ``stall_timeout_s`` while messages wait, makes :meth:`IngestWorker.health`
 say so; the ``cloud ingest`` command then exits non-zero so that systemd or compose restart it.
 """
@@ -23,18 +21,17 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud.db.migrate import database_dialect
-from cloud.db.partitions import ensure_day
-from edge_agent.protocol import BrokerAddress, Message, ProtocolError, decode, uplink_filter
+from edge_agent.protocol import BrokerAddress, uplink_filter
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
 
-from .store import IngestReason, Rejected, StoreResult, store_batch, store_dead_letters_alone
+from .store import StoreResult
+from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,39 +64,9 @@ class IngestMetrics:
                 self.dead_letters_by_reason[reason] = self.dead_letters_by_reason.get(reason, 0) + n
             for signal, n in result.dropped_samples.items():
                 self.dropped_samples[signal] = self.dropped_samples.get(signal, 0) + n
+            self.isolations += result.isolations
             self.batches += 1
             self.lag_s = lag_s
-
-
-class _Partitions:
-    """Creates the day partitions a batch's telemetry needs (plain PostgreSQL), once per day per worker.
-
-    A day is remembered once its partition was created in a batch; if that batch then rolled back, the day's
-    rows land in the default partition until ``drivesight cloud db maintain`` moves them: stored either way.
-    Only days within ``WINDOW_BEHIND_DAYS`` before today to tomorrow get a partition here, so that a car with
-    a wrong clock cannot make one partition per message; rows outside the window wait in the default
-    partition for ``maintain``, which creates partitions for days within retention.
-    """
-
-    WINDOW_BEHIND_DAYS = 7
-
-    def __init__(self) -> None:
-        self.enabled: bool | None = None
-        self.known: set[date] = set()
-
-    def __call__(self, conn: psycopg.Connection[tuple[object, ...]], days: set[date]) -> None:
-        if self.enabled is None:
-            partitioned = conn.execute("SELECT to_regclass('telemetry_default')").fetchone() != (None,)
-            self.enabled = partitioned and database_dialect(conn) == "postgres"
-        if not self.enabled:
-            return
-        today = datetime.now(UTC).date()
-        window = {
-            d for d in days if today - timedelta(days=self.WINDOW_BEHIND_DAYS) <= d <= today + timedelta(1)
-        }
-        for day in sorted(window - self.known):
-            ensure_day(conn, day)
-            self.known.add(day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +108,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._partitions = _Partitions()
+        self._batch_writer = BatchWriter(max_clock_skew=max_clock_skew)
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -212,28 +179,13 @@ class IngestWorker:
             self._fatal = f"writer died: {type(exc).__name__}: {exc}"
             log.critical("%s", self._fatal, exc_info=True)
 
-    def _decode(self, batch: list[_Incoming]) -> tuple[list[Message], list[Rejected]]:
-        now = datetime.now(UTC)
-        messages: list[Message] = []
-        rejected: list[Rejected] = []
-        for item in batch:
-            try:
-                messages.append(decode(item.topic, item.payload, now=now, max_clock_skew=self.max_clock_skew))
-            except ProtocolError as exc:
-                rejected.append(Rejected(item.topic, exc.reason.value, str(exc), item.payload))
-            except Exception as exc:  # a decoder bug must not stop the ingest: keep the message, say why
-                log.exception("decoding a message on %r failed", item.topic)
-                detail = f"{type(exc).__name__}: {exc}"
-                rejected.append(Rejected(item.topic, IngestReason.DECODE_FAILED.value, detail, item.payload))
-        return messages, rejected
-
     def _handle(self, batch: list[_Incoming]) -> None:
         self.metrics.received += len(batch)
-        messages, rejected = self._decode(batch)
+        items = [(i.topic, i.payload) for i in batch]
         delay = 0.5
         while True:
             try:
-                result = self._store(messages, rejected)
+                result, messages = self._batch_writer.write(self._connection(), items)
                 break
             except psycopg.OperationalError as exc:
                 # the database is away: keep the batch unacknowledged and retry; the broker holds the rest
@@ -248,59 +200,6 @@ class IngestWorker:
         for item in batch:
             self._client.ack(item.mid, 1)
         self._last_progress = time.monotonic()
-
-    def _store(self, messages: list[Message], rejected: list[Rejected]) -> StoreResult:
-        conn = self._connection()
-        try:
-            return store_batch(conn, messages, rejected, before_telemetry=self._partitions)
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:
-            # One message the database (or the writer) refuses must not block the others: set the refused
-            # dead letters aside, then split the batch until each culprit is alone.
-            log.error(
-                "a batch of %d was refused (%s: %s); isolating the culprits",
-                len(messages),
-                type(exc).__name__,
-                exc,
-            )
-            self.metrics.isolations += 1
-            if conn.closed or conn.broken:
-                raise psycopg.OperationalError("the connection broke while storing") from exc
-            store_dead_letters_alone(conn, rejected)
-            result = StoreResult(dead_letters=len(rejected))
-            for r in rejected:
-                result.dead_reasons[r.reason] = result.dead_reasons.get(r.reason, 0) + 1
-            result.add(self._isolate(conn, messages))
-            return result
-
-    def _isolate(self, conn: psycopg.Connection[tuple[object, ...]], messages: list[Message]) -> StoreResult:
-        """Store a group the database refused as a whole: halves that fail are split again; a message that
-        fails alone is dead-lettered with the error."""
-        if len(messages) == 1:
-            return self._store_alone(conn, messages[0])
-        result = StoreResult()
-        middle = len(messages) // 2
-        for half in (messages[:middle], messages[middle:]):
-            try:
-                result.add(store_batch(conn, half, before_telemetry=self._partitions))
-            except psycopg.OperationalError:
-                raise
-            except Exception:
-                result.add(self._isolate(conn, half))
-        return result
-
-    def _store_alone(self, conn: psycopg.Connection[tuple[object, ...]], message: Message) -> StoreResult:
-        try:
-            return store_batch(conn, [message], before_telemetry=self._partitions)
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:
-            log.warning("(%s, %d) refused: %s: %s", message.vehicle_id, message.seq, type(exc).__name__, exc)
-            detail = f"{type(exc).__name__}: {exc}"
-            reason = IngestReason.STORE_FAILED.value
-            store_dead_letters_alone(conn, [Rejected(str(message.topic), reason, detail, message.payload)])
-            return StoreResult(dead_letters=1, dead_reasons={reason: 1})
 
     def health(self) -> tuple[bool, str]:
         """Whether the worker is making progress, and if not, why (the ingest command exits on False)."""
