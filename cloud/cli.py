@@ -66,6 +66,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     undo = an_sub.add_parser("undo-merge", help="undo an identity merge (its links are never made again)")
     undo.add_argument("merge_id", type=int)
     undo.set_defaults(handler=_analytics_undo)
+    dead = sub.add_parser("deadletters", help="refused payloads: list, show, replay after a fix")
+    dead_sub = dead.add_subparsers(dest="deadletters_command", required=True)
+    dl_list = dead_sub.add_parser("list", help="the newest dead letters, and counts per reason")
+    dl_list.add_argument("--reason", help="only this reason (e.g. invalid, store_failed)")
+    dl_list.add_argument("--since", type=_aware, help="received at or after this ISO 8601 time")
+    dl_list.add_argument("--limit", type=int, default=50)
+    dl_list.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    dl_list.set_defaults(handler=_deadletters_list)
+    dl_show = dead_sub.add_parser("show", help="one dead letter with its payload")
+    dl_show.add_argument("id", type=int)
+    dl_show.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout (payload in base64)"
+    )
+    dl_show.set_defaults(handler=_deadletters_show)
+    dl_replay = dead_sub.add_parser(
+        "replay", help="send stored payloads through the normal path again (exactly once)"
+    )
+    dl_replay.add_argument("ids", nargs="*", type=int, help="dead letter ids")
+    dl_replay.add_argument("--reason", help="every not yet stored dead letter of this reason")
+    dl_replay.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    dl_replay.set_defaults(handler=_deadletters_replay)
     ingest = sub.add_parser("ingest", help="run an ingest worker until interrupted")
     ingest.set_defaults(handler=_ingest)
     api = sub.add_parser("api", help="serve the HTTP API")
@@ -199,6 +220,94 @@ def _analytics_undo(args: argparse.Namespace) -> int:
             return 2
     print(
         f"merge {args.merge_id} undone: {links} links no longer count; run the analytics to update portraits"
+    )
+    return 0
+
+
+def _deadletters_list(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    import psycopg
+
+    from .config import CloudSettings
+    from .ingest.deadletters import list_dead_letters, reason_counts
+
+    with psycopg.connect(CloudSettings().require_database_url()) as conn:
+        rows = list_dead_letters(conn, reason=args.reason, since=args.since, limit=args.limit)
+        counts = reason_counts(conn)
+    if args.json:
+        listed = [dataclasses.asdict(r) | {"payload": None} for r in rows]
+        print(json.dumps({"not_stored_by_reason": counts, "dead_letters": listed}, default=str))
+        return 0
+    print("not yet stored, by reason: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    for r in rows:
+        replay = f"  [replayed: {r.replay_result}]" if r.replayed_at else ""
+        print(
+            f"{r.id:>8}  {r.received_at:%Y-%m-%d %H:%M:%S}  {r.reason:<18} {r.topic}  {r.size_bytes} B"
+            + replay
+        )
+        print(f"          {r.detail[:200]}")
+    return 0
+
+
+def _deadletters_show(args: argparse.Namespace) -> int:
+    import base64
+    import dataclasses
+    import json
+    import sys
+
+    import psycopg
+
+    from .config import CloudSettings
+    from .ingest.deadletters import get_dead_letter
+
+    with psycopg.connect(CloudSettings().require_database_url()) as conn:
+        row = get_dead_letter(conn, args.id)
+    if row is None:
+        print(f"no dead letter {args.id}", file=sys.stderr)
+        return 2
+    payload = row.payload or b""
+    if args.json:
+        doc = dataclasses.asdict(row) | {"payload": base64.b64encode(payload).decode("ascii")}
+        print(json.dumps(doc, default=str))
+        return 0
+    for name in ("id", "received_at", "topic", "reason", "detail", "size_bytes", "sha256", "truncated"):
+        print(f"{name}: {getattr(row, name)}")
+    if row.replayed_at:
+        print(f"replayed_at: {row.replayed_at}  result: {row.replay_result}")
+    print("payload:" + (" (truncated)" if row.truncated else ""))
+    print(payload.decode("utf-8", "backslashreplace"))
+    return 0
+
+
+def _deadletters_replay(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import sys
+
+    import psycopg
+
+    from .config import CloudSettings
+    from .ingest.deadletters import replay
+
+    if not args.ids and args.reason is None:
+        print("name dead letters to replay: ids, or --reason REASON", file=sys.stderr)
+        return 2
+    with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
+        outcomes = replay(conn, ids=args.ids, reason=args.reason)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(o) for o in outcomes]))
+    else:
+        for o in outcomes:
+            print(f"{o.id:>8}  {o.outcome:<15} {o.detail[:200]}")
+    print(
+        f"replayed {len(outcomes)}: "
+        + ", ".join(
+            f"{k} {sum(o.outcome == k for o in outcomes)}"
+            for k in ("stored", "already_stored", "refused", "not_replayable")
+        ),
+        file=sys.stderr,
     )
     return 0
 
