@@ -117,7 +117,7 @@ def _print_summary(summary: Any) -> None:
     for key in (
         "database", "broker", "vehicles", "samples", "messages_acknowledged", "messages_stored",
         "trips_simulated", "trips_stored", "harsh_events_injected", "harsh_events_stored", "telemetry_rows",
-        "dead_letters", "api_trips_checked", "seconds",
+        "rollup_hours", "dead_letters", "api_trips_checked", "seconds",
     ):  # fmt: skip
         overview.add_row(key.replace("_", " "), str(getattr(summary, key)))
     overview.add_row("events by kind", ", ".join(f"{k} {n}" for k, n in summary.events_by_kind.items()))

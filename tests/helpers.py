@@ -90,3 +90,17 @@ def scratch_database(admin_url: str, prefix: str = "drivesight_tmp") -> Iterator
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def timescaledb_missing(admin_database_url: str) -> str | None:
+    """Why TimescaleDB cannot be used on this server, or None when it can."""
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
+        if (
+            conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+            is None
+        ):
+            return "TimescaleDB is not installed on this PostgreSQL server (not in pg_available_extensions)"
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+        if preload is None or "timescaledb" not in str(preload[0]):
+            return "TimescaleDB is installed but not in shared_preload_libraries, so it cannot be created"
+    return None

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cloud.db.migrate import database_dialect, migrate
 from cloud.db.partitions import ensure_day, partition_name
 from cloud.db.retention import DEFAULT_KEEP_DAYS, STREAMS, RetentionError, RetentionPolicy, apply_retention
 from cloud.db.rollups import refresh
@@ -26,7 +27,7 @@ from edge_agent.protocol import (
     encode,
     uplink_topic,
 )
-from tests.helpers import count
+from tests.helpers import count, scratch_database, timescaledb_missing
 
 TODAY = date(2027, 3, 1)
 
@@ -166,3 +167,54 @@ def test_apply_with_defaults_keeps_recent_data(fresh_database: str) -> None:
     with psycopg.connect(fresh_database) as conn:
         assert count(conn, "SELECT count(*) FROM telemetry") == 60
         assert count(conn, "SELECT count(*) FROM ingested_messages") == 5
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "timescaledb"])
+def test_rollups_outlive_raw_data_and_late_rows_do_not_shrink_them(
+    admin_database_url: str, dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention drops the raw rows of an old day; its hourly and daily rollups stay as they were, through
+    later refreshes and after late rows arrive for it (the day is flagged instead). Both dialects."""
+    if dialect == "timescaledb" and (reason := timescaledb_missing(admin_database_url)):
+        pytest.skip(reason)
+    monkeypatch.setenv("DRIVESIGHT_DB_DIALECT", dialect)
+    today = datetime.now(UTC).date()
+    old = datetime(today.year, today.month, today.day, 8, tzinfo=UTC) - timedelta(days=40)
+    recent = old + timedelta(days=38)
+    with scratch_database(admin_database_url, "drivesight_outlive") as url:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert database_dialect(conn) == dialect
+            if dialect == "postgres":
+                for at in (old, recent):
+                    ensure_day(conn, at.date())
+            store_batch(conn, _history_at(old, 1) + _history_at(recent, 2))  # type: ignore[arg-type]
+        refresh(url)
+
+        def rollups() -> list[list[tuple[object, ...]]]:
+            with psycopg.connect(url) as conn:
+                return [
+                    conn.execute(
+                        f"SELECT vehicle_id, {c}, rows, avg_speed_kmh FROM {t} ORDER BY 1, 2"
+                    ).fetchall()
+                    for t, c in (("telemetry_daily", "day"), ("telemetry_hourly", "hour"))
+                ]
+
+        before = rollups()
+        assert [len(before[0]), len(before[1])] == [2, 2]  # two days, one hour each (60 rows a minute apart)
+        done = apply_retention(url, RetentionPolicy({"telemetry": 30}), today=today)
+        assert "dropped" in done["telemetry"] or "policy" in done["telemetry"]
+        with psycopg.connect(url) as conn:
+            assert (
+                count(conn, "SELECT count(*) FROM telemetry WHERE time < %s", recent - timedelta(days=1)) == 0
+            )
+        refresh(url)
+        assert rollups() == before  # raw rows gone, rollups kept
+        with psycopg.connect(url, autocommit=True) as conn:
+            late = TelemetryV1(t0=old + timedelta(minutes=30), t_ms=[0], signals={"Vehicle.Speed": [10.0]})
+            store_batch(conn, [_message("car1", 99, late)])  # type: ignore[list-item]
+        refresh(url)
+        assert rollups() == before  # one late row does not replace an hour of 60
+        with psycopg.connect(url) as conn:
+            flagged = conn.execute("SELECT day, times FROM telemetry_late_days").fetchall()
+        assert flagged == [(datetime(old.year, old.month, old.day, tzinfo=UTC), 1)]

@@ -12,7 +12,7 @@ from cloud.db.partitions import drop_expired, ensure_day, ensure_partitions, par
 from cloud.db.telemetry import COPY_COLUMNS
 from cloud.ingest.store import store_batch
 from edge_agent.protocol import TelemetryV1, decode, encode, uplink_topic
-from tests.helpers import scratch_database
+from tests.helpers import scratch_database, timescaledb_missing
 
 
 @pytest.fixture(autouse=True)
@@ -82,24 +82,10 @@ def test_partitions_are_made_ahead_and_dropped_by_retention(fresh_database: str)
     ]
 
 
-def _timescaledb_missing(admin_database_url: str) -> str | None:
-    """Why TimescaleDB cannot be used on this server, or None when it can."""
-    with psycopg.connect(admin_database_url, autocommit=True) as conn:
-        if (
-            conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-            is None
-        ):
-            return "TimescaleDB is not installed on this PostgreSQL server (not in pg_available_extensions)"
-        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
-        if preload is None or "timescaledb" not in str(preload[0]):
-            return "TimescaleDB is installed but not in shared_preload_libraries, so it cannot be created"
-    return None
-
-
 def test_timescaledb_dialect_gives_the_same_results(
     admin_database_url: str, fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reason = _timescaledb_missing(admin_database_url)
+    reason = timescaledb_missing(admin_database_url)
     if reason:
         pytest.skip(reason)
     from cloud.db.rollups import refresh

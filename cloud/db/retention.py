@@ -185,6 +185,12 @@ def apply_retention(
             if stream.kind != "rows" and timescale:
                 _set_policy(conn, stream.table, days)
                 done[name] = f"policy: {days} days" if days else "policy: forever"
+                if stream.kind == "raw" and cutoff is not None:
+                    # drop now too, as the plain dialect does, so that the cutoff recorded below is true
+                    chunks = conn.execute(
+                        "SELECT drop_chunks('telemetry', older_than => %s)", (cutoff,)
+                    ).fetchall()
+                    done[name] += f", {len(chunks)} chunks dropped"
             elif cutoff is None:
                 done[name] = "kept forever"
                 continue

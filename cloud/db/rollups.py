@@ -5,15 +5,20 @@ Plain PostgreSQL keeps the rollups as tables refreshed incrementally: the ingest
 telemetry for in ``telemetry_daily_dirty`` (in the same transaction as the rows), and a refresh recomputes
 exactly those days, their hours included. Buckets are ``date_bin(width, time, 2000-01-01)``, TimescaleDB's
 ``time_bucket(width, time)``: the same UTC buckets, so both dialects answer the same queries alike.
-TimescaleDB refreshes its continuous aggregates by policy; :func:`refresh` then only runs them at once.
+TimescaleDB refreshes its continuous aggregates by policy over the last three days; :func:`refresh` runs
+them at once from the raw-retention cutoff on.
 
-A day before the raw-telemetry retention cutoff (``retention_cutoffs``) is not recomputed: its raw rows are
-gone or going, and recomputing would replace a complete rollup with whatever arrived late.
+Rollups outlive raw data, on both dialects: no window before the raw-telemetry retention cutoff
+(``retention_cutoffs``) is ever recomputed — its raw rows are gone or going, and recomputing would replace a
+complete rollup with nothing (TimescaleDB refreshing a dropped chunk's window) or with whatever arrived late.
+A day before the cutoff that late rows arrived for keeps its rollup as it was and is flagged in
+``telemetry_late_days`` (with how often), so that an analyst knows the day had more data than its rollup.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import psycopg
 
@@ -52,28 +57,46 @@ GROUP BY 1, 2
 ROLLUPS = ("telemetry_hourly", "telemetry_daily")
 
 
+def _dirty_days(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[list[datetime], datetime | None]:
+    """Take the days the ingest marked dirty; flag those before the raw cutoff; return the rest and it."""
+    days = [r[0] for r in conn.execute("DELETE FROM telemetry_daily_dirty RETURNING day").fetchall()]
+    row = conn.execute("SELECT before FROM retention_cutoffs WHERE stream = 'telemetry'").fetchone()
+    cutoff = row[0] if row is not None and isinstance(row[0], datetime) else None
+    if cutoff is None:
+        return [d for d in days if isinstance(d, datetime)], None
+    expired = [d for d in days if isinstance(d, datetime) and d < cutoff]
+    if expired:
+        log.warning(
+            "late telemetry for %d days before the retention cutoff %s: rollups kept as they were,"
+            " days flagged in telemetry_late_days",
+            len(expired),
+            cutoff,
+        )
+        conn.execute(
+            "INSERT INTO telemetry_late_days (day) SELECT unnest(%s::timestamptz[])"
+            " ON CONFLICT (day) DO UPDATE SET times = telemetry_late_days.times + 1, flagged_at = now()",
+            (expired,),
+        )
+    return [d for d in days if isinstance(d, datetime) and d >= cutoff], cutoff
+
+
 def refresh(database_url: str) -> int:
-    """Bring the rollups up to date; return how many days were recomputed."""
+    """Bring the rollups up to date without touching windows before the raw-retention cutoff; return how
+    many days were recomputed (plain PostgreSQL; TimescaleDB refreshes by window and returns 0)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         if database_dialect(conn) == "timescaledb":
+            # the ingest marks dirty days in both dialects; here they only tell which late days to flag
+            with conn.transaction():
+                _days, cutoff = _dirty_days(conn)
             for view in ROLLUPS:
-                conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+                # from the cutoff on: a NULL start would re-materialise dropped chunks' windows as empty
+                conn.execute(
+                    "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, NULL)", (view, cutoff)
+                )
             return 0
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('telemetry_daily'))")
-            days = [r[0] for r in conn.execute("DELETE FROM telemetry_daily_dirty RETURNING day").fetchall()]
-            cutoff = conn.execute(
-                "SELECT before FROM retention_cutoffs WHERE stream = 'telemetry'"
-            ).fetchone()
-            if cutoff is not None:
-                expired = [d for d in days if d < cutoff[0]]
-                if expired:
-                    log.warning(
-                        "late telemetry for %d days before the retention cutoff %s: rollups kept as were",
-                        len(expired),
-                        cutoff[0],
-                    )
-                days = [d for d in days if d not in expired]
+            days, _cutoff = _dirty_days(conn)
             if not days:
                 return 0
             params = {"first": min(days), "last": max(days), "days": days}
