@@ -122,7 +122,9 @@ def _maintain(args: argparse.Namespace) -> int:
     except RetentionError as exc:
         log.error("retention policy refused: %s", exc)
         return 2
-    created = ensure_partitions(url)
+    raw_days = policy.keep_days["telemetry"]
+    not_before = None if raw_days is None else datetime.now(UTC).date() - timedelta(days=raw_days)
+    created = ensure_partitions(url, not_before=not_before)
     log.info("telemetry partitions created: %s", ", ".join(created) or "none needed")
     for stream, what in apply_retention(url, policy).items():
         log.info("retention %-18s %s", stream, what)

@@ -66,9 +66,13 @@ def ensure_day(conn: psycopg.Connection[tuple[object, ...]], day: date) -> bool:
     return True
 
 
-def ensure_partitions(database_url: str, *, today: date | None = None) -> list[str]:
+def ensure_partitions(
+    database_url: str, *, today: date | None = None, not_before: date | None = None
+) -> list[str]:
     """Partitions from ``BEHIND_DAYS`` before today to ``AHEAD_DAYS`` after, and for any day in the default
-    partition; return the names created. Does nothing on TimescaleDB."""
+    partition from ``not_before`` (the raw-retention cutoff: older rows are about to be deleted, and a wrong
+    clock must not make a partition per day back to 2000) to the window's end; return the names created.
+    Does nothing on TimescaleDB."""
     created: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         if database_dialect(conn) != "postgres" or conn.execute(
@@ -80,7 +84,12 @@ def ensure_partitions(database_url: str, *, today: date | None = None) -> list[s
         stray = conn.execute(
             "SELECT DISTINCT (time AT TIME ZONE 'UTC')::date FROM telemetry_default"
         ).fetchall()
-        days |= {r[0] for r in stray if isinstance(r[0], date)}
+        last = today + timedelta(days=AHEAD_DAYS)
+        days |= {
+            r[0]
+            for r in stray
+            if isinstance(r[0], date) and (not_before is None or r[0] >= not_before) and r[0] <= last
+        }
         for day in sorted(days):
             if ensure_day(conn, day):
                 created.append(partition_name(day))
