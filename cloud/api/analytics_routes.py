@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from cloud.analytics.insights import DIMENSIONS, insights
 
@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 @router.get("/v1/customers/{customer_id}/portrait", response_model=PortraitOut)
-def portrait(conn: Conn, customer_id: str) -> PortraitOut:
+def portrait(conn: Conn, customer_id: Annotated[str, Path(min_length=1, max_length=64)]) -> PortraitOut:
     """Features, tags with scores and evidence, cluster, category preferences and segments of one customer."""
     customer = conn.execute(
         "SELECT customer_id, birth_year, gender, region, city, income_band, education FROM customers"

@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request
 from psycopg_pool import ConnectionPool
+from starlette.responses import Response
 
 from .analytics_routes import router as analytics_router
+from .guard import RequestGuard, SafeJSONResponse
 from .routes import router
+
+
+def _data_error(_request: Request, exc: Exception) -> Response:
+    # a value the database refuses (class 22: a NUL in text, a datetime or number out of its range) is the
+    # client's input, not the server's fault
+    return SafeJSONResponse({"detail": f"the database refused a value: {exc}"}, status_code=422)
 
 
 def create_app(database_url: str, *, pool_size: int = 8) -> FastAPI:
@@ -25,7 +34,11 @@ def create_app(database_url: str, *, pool_size: int = 8) -> FastAPI:
         finally:
             pool.close()
 
-    app = FastAPI(title="drivesight", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="drivesight", version="0.1.0", lifespan=lifespan, default_response_class=SafeJSONResponse
+    )
     app.include_router(router)
     app.include_router(analytics_router)
+    app.add_exception_handler(psycopg.errors.DataError, _data_error)
+    app.add_middleware(RequestGuard)
     return app

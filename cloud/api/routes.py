@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from cloud.db.telemetry import COLUMNS
+from edge_agent.protocol import VEHICLE_ID_RE
 
 from .deps import Conn
 from .schemas import EventOut, Health, LatestOut, TripOut, VehicleOut
 
 router = APIRouter()
+
+#: a vehicle id as the contract allows it; nothing else can be stored, so it is refused (422), not looked up
+VehicleId = Annotated[str, Path(pattern=VEHICLE_ID_RE.pattern)]
+TripId = Annotated[str, Path(min_length=1, max_length=64)]
 
 _TRIP_COLUMNS = (
     "trip_id, started_at, ended_at, distance_km, duration_s, moving_s, idle_s, max_speed_kmh, avg_speed_kmh,"
@@ -56,12 +61,15 @@ def list_vehicles(
 @router.get("/v1/vehicles/{vehicle_id}/trips", response_model=list[TripOut])
 def list_trips(
     conn: Conn,
-    vehicle_id: str,
+    vehicle_id: VehicleId,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TripOut]:
     """A vehicle's trips, newest first, optionally within [since, until)."""
+    # without an offset the database would read the time in its own session time zone, whatever that is
+    if (since is not None and since.tzinfo is None) or (until is not None and until.tzinfo is None):
+        raise HTTPException(status_code=422, detail="give since and until with a UTC offset")
     _require_vehicle(conn, vehicle_id)
     rows = conn.execute(
         f"SELECT {_TRIP_COLUMNS} FROM trips WHERE vehicle_id = %(v)s"
@@ -74,7 +82,7 @@ def list_trips(
 
 
 @router.get("/v1/vehicles/{vehicle_id}/trips/{trip_id}/events", response_model=list[EventOut])
-def list_trip_events(conn: Conn, vehicle_id: str, trip_id: str) -> list[EventOut]:
+def list_trip_events(conn: Conn, vehicle_id: VehicleId, trip_id: TripId) -> list[EventOut]:
     """The driving events of one trip, in time order."""
     _require_vehicle(conn, vehicle_id)
     rows = conn.execute(
@@ -87,7 +95,7 @@ def list_trip_events(conn: Conn, vehicle_id: str, trip_id: str) -> list[EventOut
 
 
 @router.get("/v1/vehicles/{vehicle_id}/latest", response_model=LatestOut)
-def latest_values(conn: Conn, vehicle_id: str) -> LatestOut:
+def latest_values(conn: Conn, vehicle_id: VehicleId) -> LatestOut:
     """The newest value of each signal the vehicle has sent (404 when it has sent no telemetry)."""
     _require_vehicle(conn, vehicle_id)
     row = conn.execute("SELECT * FROM telemetry_latest WHERE vehicle_id = %s", (vehicle_id,)).fetchone()

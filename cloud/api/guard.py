@@ -1,0 +1,78 @@
+"""Request guard and safe JSON: odd URLs get a 4xx before any route runs, stored NaN/Infinity become null.
+
+PostgreSQL text cannot hold NUL, so a NUL in a path or query parameter made psycopg raise (a 500); an invalid
+UTF-8 escape was silently turned into U+FFFD and looked up as if it were an id; a URL of any length went
+through. The guard refuses all three at the edge, on the raw bytes, so no route has to think about them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+#: longest raw path and longest raw query string accepted (the ids and timestamps the routes take are short)
+MAX_PATH_BYTES = 8192
+MAX_QUERY_BYTES = 8192
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON whose non-finite floats (NaN, Infinity: real and double precision columns hold them) are null."""
+
+    def render(self, content: Any) -> bytes:
+        """The content as compact UTF-8 JSON, NaN and Infinity replaced by null."""
+        return json.dumps(
+            _finite(content), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8")
+
+
+def url_problem(raw_path: bytes, query_string: bytes) -> tuple[int, str] | None:
+    """Why a raw path and query string are refused, as (status, detail); None when they are fine."""
+    if len(raw_path) > MAX_PATH_BYTES:
+        return 414, f"path longer than {MAX_PATH_BYTES} bytes"
+    if len(query_string) > MAX_QUERY_BYTES:
+        return 414, f"query string longer than {MAX_QUERY_BYTES} bytes"
+    # '+' means a space only in the query; it cannot hide a NUL or bad UTF-8 either way
+    for part, raw in (("path", raw_path), ("query string", query_string)):
+        decoded = unquote_to_bytes(raw)
+        if b"\x00" in decoded:
+            return 400, f"the {part} holds a NUL character"
+        try:
+            decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, f"the {part} is not valid UTF-8 once percent-decoded"
+    return None
+
+
+class RequestGuard:
+    """ASGI middleware refusing HTTP requests whose path or query string is too long, has NUL or bad UTF-8."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 400 or 414 with a JSON detail for an odd URL; pass everything else on unchanged."""
+        if scope["type"] == "http":
+            # without raw_path (it is optional in ASGI) re-quote the decoded path so that it is checked alike
+            path = str(scope.get("path", ""))
+            raw_path = scope.get("raw_path") or quote(path, safe="/", errors="surrogateescape").encode()
+            problem = url_problem(raw_path, scope.get("query_string", b""))
+            if problem is not None:
+                status, detail = problem
+                await SafeJSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
