@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
-import pytest
 
 from cloud.ingest.store import store_batch
 from cloud.ingest.worker import IngestWorker
 from edge_agent.protocol import (
-    BrokerAddress,
     DrivingEvent,
     EventKind,
     EventsV1,
@@ -108,18 +105,8 @@ def test_last_will_ends_only_its_own_boot_session(db: psycopg.Connection, vehicl
     assert current() == ("offline", "boot2")  # in one batch the will still ends its session
 
 
-@pytest.fixture
-def worker(database_url: str, broker: BrokerAddress, ingest_group: str | None) -> Iterator[IngestWorker]:
-    w = IngestWorker(
-        database_url, broker, group=ingest_group, client_id=f"w-{ingest_group}", persistent=False
-    )
-    w.start()
-    yield w
-    w.stop()
-
-
 def test_invalid_payloads_land_in_dead_letters(
-    db: psycopg.Connection, worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str
+    db: psycopg.Connection, ingest_worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str
 ) -> None:
     v = vehicle_prefix + "bad"
     good = encode(v, 1, _trip("T1"))
@@ -164,11 +151,11 @@ def test_invalid_payloads_land_in_dead_letters(
     assert len(found["too_large"][1]) == 64 * 1024 < found["too_large"][2]
     assert "body.trip_id: Field required" in found["invalid"][0]
     assert wait_until(lambda: count(db, "SELECT count(*) FROM trips WHERE vehicle_id = %s", v) == 1)
-    assert worker.metrics.dead_letters == len(cases)
+    assert ingest_worker.metrics.dead_letters == len(cases)
 
 
 def test_metrics_and_health_endpoints(
-    worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str
+    ingest_worker: IngestWorker, mqtt_client: mqtt.Client, vehicle_prefix: str
 ) -> None:
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
@@ -179,9 +166,9 @@ def test_metrics_and_health_endpoints(
     v = vehicle_prefix + "m"
     mqtt_client.publish(uplink_topic(v, "trip"), encode(v, 1, _trip("T1")), qos=1).wait_for_publish(5)
     mqtt_client.publish(uplink_topic(v, "trip"), b"junk", qos=1).wait_for_publish(5)
-    assert wait_until(lambda: worker.metrics.stored >= 1 and worker.metrics.dead_letters >= 1)
+    assert wait_until(lambda: ingest_worker.metrics.stored >= 1 and ingest_worker.metrics.dead_letters >= 1)
     port = free_port()
-    server = serve_metrics(worker, host="127.0.0.1", port=port)
+    server = serve_metrics(ingest_worker, host="127.0.0.1", port=port)
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)

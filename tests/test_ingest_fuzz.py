@@ -143,53 +143,43 @@ def test_a_mixed_batch_stores_every_good_message_once_and_dead_letters_every_bad
 
 
 def test_a_worker_fed_random_hostile_traffic_stays_healthy(
-    database_url: str,
-    broker: object,
-    ingest_group: str | None,
-    mqtt_client: mqtt.Client,
-    db: psycopg.Connection,
+    ingest_worker: IngestWorker, mqtt_client: mqtt.Client, db: psycopg.Connection
 ) -> None:
     """Seeded random mutations of every kind through the broker; the good messages around them are stored."""
-    worker = IngestWorker(
-        database_url, broker, group=ingest_group, client_id=f"fz-{uuid.uuid4().hex[:6]}", persistent=False
-    )  # type: ignore[arg-type]
-    worker.start()
-    try:
-        pick = random.Random(11)
-        v = f"fw{uuid.uuid4().hex[:8]}"
-        good = good_payloads(v, 1, datetime.now(UTC))
-        sent_bad = 0
-        for n in range(max(60, EXAMPLES * 4)):
-            template = good[pick.randrange(len(good))]
-            payload = mutate(
-                good_payloads(v, 1000 + n, datetime.now(UTC))[good.index(template)].payload,
-                pick,
-                HOSTILE_LEAVES[pick.randrange(len(HOSTILE_LEAVES))],
-            )
-            mqtt_client.publish(template.topic, payload, qos=1)
-            sent_bad += 1
-        for p in good:
-            mqtt_client.publish(p.topic, p.payload, qos=1).wait_for_publish(10)
-        assert wait_until(lambda: worker.metrics.received >= sent_bad + len(good), timeout=60)
-        wanted = [hashlib.sha256(p.payload).digest() for p in good]
-
-        def accounted() -> bool:
-            # a mutated seq may take a good message's key first: the good one is then a conflicting resend
-            return count(
-                db,
-                "SELECT count(*) FROM unnest(%s::bytea[]) AS w (d) WHERE EXISTS"
-                " (SELECT 1 FROM ingested_messages WHERE vehicle_id = %s AND digest = w.d)"
-                " OR EXISTS (SELECT 1 FROM dead_letters WHERE sha256 = w.d)",
-                wanted,
-                v,
-            ) == len(good)
-
-        assert wait_until(accounted, timeout=60)
-        assert worker.health() == (True, "ok")
-        assert (
-            worker.metrics.stored + worker.metrics.duplicates + worker.metrics.dead_letters
-            == worker.metrics.received
+    worker = ingest_worker
+    pick = random.Random(11)
+    v = f"fw{uuid.uuid4().hex[:8]}"
+    good = good_payloads(v, 1, datetime.now(UTC))
+    sent_bad = 0
+    for n in range(max(60, EXAMPLES * 4)):
+        template = good[pick.randrange(len(good))]
+        payload = mutate(
+            good_payloads(v, 1000 + n, datetime.now(UTC))[good.index(template)].payload,
+            pick,
+            HOSTILE_LEAVES[pick.randrange(len(HOSTILE_LEAVES))],
         )
-        assert implausible_values(db, v) == []
-    finally:
-        worker.stop()
+        mqtt_client.publish(template.topic, payload, qos=1)
+        sent_bad += 1
+    for p in good:
+        mqtt_client.publish(p.topic, p.payload, qos=1).wait_for_publish(10)
+    assert wait_until(lambda: worker.metrics.received >= sent_bad + len(good), timeout=60)
+    wanted = [hashlib.sha256(p.payload).digest() for p in good]
+
+    def accounted() -> bool:
+        # a mutated seq may take a good message's key first: the good one is then a conflicting resend
+        return count(
+            db,
+            "SELECT count(*) FROM unnest(%s::bytea[]) AS w (d) WHERE EXISTS"
+            " (SELECT 1 FROM ingested_messages WHERE vehicle_id = %s AND digest = w.d)"
+            " OR EXISTS (SELECT 1 FROM dead_letters WHERE sha256 = w.d)",
+            wanted,
+            v,
+        ) == len(good)
+
+    assert wait_until(accounted, timeout=60)
+    assert worker.health() == (True, "ok")
+    assert (
+        worker.metrics.stored + worker.metrics.duplicates + worker.metrics.dead_letters
+        == worker.metrics.received
+    )
+    assert implausible_values(db, v) == []
