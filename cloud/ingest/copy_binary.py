@@ -51,10 +51,11 @@ def records(vehicle_id: bytes, start_us: int, t_ms: np.ndarray, columns: dict[st
     return out.tobytes()
 
 
-def _record(body: TelemetryV1, vehicle_id: bytes) -> bytes | None:
+def _record(body: TelemetryV1, vehicle_id: bytes, arrays: dict[str, np.ndarray] | None) -> bytes | None:
     columns: dict[str, np.ndarray] = {}
     for signal, values in body.signals.items():
-        column = np.asarray(values, dtype=np.float64)
+        # the decoder's plausibility check already made the arrays; convert only when it did not
+        column = arrays[signal] if arrays is not None else np.asarray(values, dtype=np.float64)
         # numpy turns None into NaN; the contract admits no NaN, so a NaN here is a gap, which must be stored
         # as NULL: leave the message to the row path
         if np.isnan(column).any():
@@ -71,7 +72,9 @@ def copy_stream(messages: Sequence[Message]) -> tuple[bytes, list[Message]]:
     for m in messages:
         body = m.body
         assert isinstance(body, TelemetryV1)
-        encoded = None if set(body.signals) - COLUMNS.keys() else _record(body, m.vehicle_id.encode())
+        encoded = (
+            None if set(body.signals) - COLUMNS.keys() else _record(body, m.vehicle_id.encode(), m.arrays)
+        )
         if encoded is None:
             left.append(m)
         else:

@@ -91,22 +91,26 @@ Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_
 
 def drop_implausible(
     signals: dict[str, list[float | None]],
-) -> tuple[dict[str, list[float | None]], dict[str, int]]:
-    """``signals`` with every sample outside its plausible range replaced by None, and the count per signal.
+) -> tuple[dict[str, list[float | None]], dict[str, int], dict[str, np.ndarray]]:
+    """``signals`` with every sample outside its plausible range replaced by None, the count per signal, and
+    the cleaned columns as float arrays (NaN for no sample), which a receiver may reuse instead of
+    converting the lists again.
 
     Vectorized with numpy: a minute at 10 Hz of ten signals is checked in well under a millisecond.
     """
     cleaned: Columns = {}
     dropped: dict[str, int] = {}
+    arrays: dict[str, np.ndarray] = {}
     for name, values in signals.items():
         bounds = plausible_range(name)
         column = np.array(values, dtype=np.float64)  # None becomes NaN: "no sample", never out of range
-        with np.errstate(invalid="ignore"):
-            bad = (column < bounds.low) | (column > bounds.high)
+        bad = (column < bounds.low) | (column > bounds.high)  # NaN compares False: never out of range
         n_bad = int(np.count_nonzero(bad))
         if n_bad:
             dropped[name] = n_bad
             cleaned[name] = [None if b else v for v, b in zip(values, bad.tolist(), strict=True)]
+            column[bad] = np.nan
         else:
             cleaned[name] = values
-    return cleaned, dropped
+        arrays[name] = column
+    return cleaned, dropped, arrays
