@@ -267,3 +267,13 @@ def test_a_plain_response_encodes_non_finite_floats_as_null(database_url: str) -
         response = api.get("/test/plain")
     assert response.status_code == 200
     assert response.json() == {"nan": None, "values": [None, None, 1.5], "nested": {"x": [None]}}
+
+
+def test_every_route_documents_its_refusals() -> None:
+    """OpenAPI names the 4xx answers of every route, and the 404 of the vehicle and customer routes."""
+    schema = create_app("postgresql://unused").openapi()
+    for path, methods in schema["paths"].items():
+        for operation in methods.values():
+            assert {"400", "414", "422"} <= set(operation["responses"]), path
+            if "{vehicle_id}" in path or "{customer_id}" in path:
+                assert "404" in operation["responses"], path

@@ -15,7 +15,11 @@ from .schemas import PortraitOut, SegmentOut
 router = APIRouter()
 
 
-@router.get("/v1/customers/{customer_id}/portrait", response_model=PortraitOut)
+@router.get(
+    "/v1/customers/{customer_id}/portrait",
+    response_model=PortraitOut,
+    responses={404: {"description": "no such customer"}},
+)
 def portrait(conn: Conn, customer_id: Annotated[str, Path(min_length=1, max_length=64)]) -> PortraitOut:
     """Features, tags with scores and evidence, cluster, category preferences and segments of one customer."""
     customer = conn.execute(

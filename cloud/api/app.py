@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 from starlette.responses import Response
 
 from .analytics_routes import router as analytics_router
-from .guard import RequestGuard, SafeJSONResponse
+from .guard import REFUSALS, RequestGuard, SafeJSONResponse
 from .routes import router
 
 
@@ -37,8 +37,8 @@ def create_app(database_url: str, *, pool_size: int = 8) -> FastAPI:
     app = FastAPI(
         title="drivesight", version="0.1.0", lifespan=lifespan, default_response_class=SafeJSONResponse
     )
-    app.include_router(router)
-    app.include_router(analytics_router)
+    app.include_router(router, responses=REFUSALS)
+    app.include_router(analytics_router, responses=REFUSALS)
     app.add_exception_handler(psycopg.errors.DataError, _data_error)
     app.add_middleware(RequestGuard)
     return app

@@ -15,6 +15,13 @@ from urllib.parse import quote, unquote_to_bytes
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+#: the answers every route may give to odd input, for the OpenAPI document
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a NUL character or invalid UTF-8 in the path or query string"},
+    414: {"description": "a path or query string over 8 KiB"},
+    422: {"description": "a parameter out of its bounds, or a value the database cannot take"},
+}
+
 #: longest raw path and longest raw query string accepted (the ids and timestamps the routes take are short)
 MAX_PATH_BYTES = 8192
 MAX_QUERY_BYTES = 8192

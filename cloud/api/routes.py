@@ -14,6 +14,9 @@ from .deps import Conn
 from .schemas import EventOut, Health, LatestOut, TripOut, VehicleOut
 
 router = APIRouter()
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"description": "no such vehicle (or no telemetry yet)"}
+}
 
 #: a vehicle id as the contract allows it; nothing else can be stored, so it is refused (422), not looked up
 VehicleId = Annotated[str, Path(pattern=VEHICLE_ID_RE.pattern)]
@@ -58,7 +61,7 @@ def list_vehicles(
     return [VehicleOut.model_validate(r) for r in rows]
 
 
-@router.get("/v1/vehicles/{vehicle_id}/trips", response_model=list[TripOut])
+@router.get("/v1/vehicles/{vehicle_id}/trips", response_model=list[TripOut], responses=_NOT_FOUND)
 def list_trips(
     conn: Conn,
     vehicle_id: VehicleId,
@@ -81,7 +84,9 @@ def list_trips(
     return [TripOut.model_validate(r) for r in rows]
 
 
-@router.get("/v1/vehicles/{vehicle_id}/trips/{trip_id}/events", response_model=list[EventOut])
+@router.get(
+    "/v1/vehicles/{vehicle_id}/trips/{trip_id}/events", response_model=list[EventOut], responses=_NOT_FOUND
+)
 def list_trip_events(conn: Conn, vehicle_id: VehicleId, trip_id: TripId) -> list[EventOut]:
     """The driving events of one trip, in time order."""
     _require_vehicle(conn, vehicle_id)
@@ -94,7 +99,7 @@ def list_trip_events(conn: Conn, vehicle_id: VehicleId, trip_id: TripId) -> list
     return [EventOut.model_validate(r) for r in rows]
 
 
-@router.get("/v1/vehicles/{vehicle_id}/latest", response_model=LatestOut)
+@router.get("/v1/vehicles/{vehicle_id}/latest", response_model=LatestOut, responses=_NOT_FOUND)
 def latest_values(conn: Conn, vehicle_id: VehicleId) -> LatestOut:
     """The newest value of each signal the vehicle has sent (404 when it has sent no telemetry)."""
     _require_vehicle(conn, vehicle_id)
