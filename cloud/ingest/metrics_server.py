@@ -40,12 +40,13 @@ class WorkerCollector(Collector):
             ("isolations", "batches the database refused whole and that were split to find the culprits"),
         ):
             yield CounterMetricFamily(f"drivesight_ingest_{name}", doc, value=getattr(m, name))
+        by_reason, by_signal = m.by_label()
         dead = CounterMetricFamily(
             "drivesight_ingest_dead_letters",
             "messages set aside as dead letters, by reason",
             labels=["reason"],
         )
-        for reason, n in sorted(m.dead_letters_by_reason.items()):
+        for reason, n in sorted(by_reason.items()):
             dead.add_metric([reason], n)
         yield dead
         dropped = CounterMetricFamily(
@@ -53,7 +54,7 @@ class WorkerCollector(Collector):
             "implausible telemetry samples dropped (outside the signal's plausible range), by signal",
             labels=["signal"],
         )
-        for signal, n in sorted(m.dropped_samples.items()):
+        for signal, n in sorted(by_signal.items()):
             dropped.add_metric([signal], n)
         yield dropped
         healthy, _reason = w.health()

@@ -68,6 +68,12 @@ class IngestMetrics:
             self.batches += 1
             self.lag_s = lag_s
 
+    def by_label(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Copies of the dead letters by reason and the dropped samples by signal, safe to read while the
+        writer adds to them."""
+        with self._lock:
+            return dict(self.dead_letters_by_reason), dict(self.dropped_samples)
+
 
 @dataclass(frozen=True, slots=True)
 class _Incoming:
