@@ -20,6 +20,7 @@ Nothing is lost silently:
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -82,6 +83,11 @@ class StoreResult:
         ):
             for key, n in table.items():
                 mine[key] = mine.get(key, 0) + n
+
+
+def count_reasons(rejected: Sequence[Rejected]) -> dict[str, int]:
+    """How many of ``rejected`` there are per reason."""
+    return dict(Counter(r.reason for r in rejected))
 
 
 def storable_text(text: str, limit: int) -> str:
@@ -463,17 +469,13 @@ def store_batch(
         store_dead_letters(cur, rejected)
         if fresh:  # last: its row locks are contended between workers (see cloud/ingest/latest.py)
             upsert_latest(cur, fold_latest(fresh))
-    reasons: dict[str, int] = {}
-    for r in rejected:
-        reasons[r.reason] = reasons.get(r.reason, 0) + 1
-    dropped: dict[str, int] = {}
+    dropped: Counter[str] = Counter()
     for m in fresh:
-        for signal, n in m.dropped.items():
-            dropped[signal] = dropped.get(signal, 0) + n
+        dropped.update(m.dropped)
     return StoreResult(
         stored=len(fresh),
         duplicates=len(messages) - len(fresh) - len(conflicts),
         dead_letters=len(rejected),
-        dead_reasons=reasons,
-        dropped_samples=dropped,
+        dead_reasons=count_reasons(rejected),
+        dropped_samples=dict(dropped),
     )

@@ -23,7 +23,14 @@ from cloud.db.partitions import ensure_day
 from edge_agent.protocol import Message, ProtocolError, decode
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
 
-from .store import IngestReason, Rejected, StoreResult, store_batch, store_dead_letters_alone
+from .store import (
+    IngestReason,
+    Rejected,
+    StoreResult,
+    count_reasons,
+    store_batch,
+    store_dead_letters_alone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +114,8 @@ class BatchWriter:
             if conn.closed or conn.broken:
                 raise psycopg.OperationalError("the connection broke while storing") from exc
             store_dead_letters_alone(conn, rejected)
-            result = StoreResult(dead_letters=len(rejected), isolations=1)
-            for r in rejected:
-                result.dead_reasons[r.reason] = result.dead_reasons.get(r.reason, 0) + 1
+            reasons = count_reasons(rejected)
+            result = StoreResult(dead_letters=len(rejected), dead_reasons=reasons, isolations=1)
             result.add(self._isolate(conn, messages))
             return result
 
