@@ -1,26 +1,41 @@
-"""``drivesight cloud ...``: migrations, the ingest worker and the HTTP API.
+"""``drivesight-cloud``: migrations, the ingest worker, the HTTP API, analytics, dead letters and model
+rollout (also ``drivesight cloud ...`` in the developer's umbrella command).
 
-Heavy imports (psycopg, FastAPI) happen inside the handlers, so that an edge-only install can still run
-``drivesight edge``.
+The cloud image runs this entry point; it imports no simulator or training code (the layering contract in
+pyproject.toml). Heavy imports (psycopg, FastAPI) happen inside the handlers, so ``--help`` stays fast.
+Results go to stdout (with ``--json``, only JSON); logs, progress and errors go to stderr, and an error exits
+non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from edge_agent.protocol.conventions import configure_logging, package_version
+
 log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("driving_style", "vehicle_health", "churn_risk")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``cloud`` command and its subcommands."""
+    """Add the ``cloud`` command and its subcommands (the umbrella ``drivesight`` command)."""
     cloud = subparsers.add_parser("cloud", help="cloud services: database, ingest, API")
-    sub = cloud.add_subparsers(dest="cloud_command", required=True)
+    add_commands(cloud)
+
+
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    """The cloud subcommands on ``parser``."""
+    sub = parser.add_subparsers(dest="cloud_command", required=True)
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(handler=_migrate)
@@ -89,6 +104,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dl_replay.set_defaults(handler=_deadletters_replay)
     ingest = sub.add_parser("ingest", help="run an ingest worker until interrupted")
     ingest.set_defaults(handler=_ingest)
+    models = sub.add_parser("models", help="send exported models to cars")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    publish = models_sub.add_parser("publish", help="send an exported model to cars over the model downlink")
+    publish.add_argument("name", choices=MODEL_NAMES)
+    publish.add_argument("--dir", type=Path, help="default: the shipped models/artifacts/NAME")
+    publish.add_argument("--vehicle", action="append", default=[], help="a vehicle id (repeatable)")
+    publish.add_argument("--online", action="store_true", help="every vehicle whose last status is online")
+    publish.add_argument(
+        "--segment", action="append", default=[], help="the vehicles of a segment's customers (repeatable)"
+    )
+    publish.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the model with")
+    publish.set_defaults(handler=_models_publish)
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
@@ -150,7 +177,6 @@ def _analytics_import(args: argparse.Namespace) -> int:
 
 
 def _analytics_run(args: argparse.Namespace) -> int:
-    import json
 
     from .analytics.config import ConfigError, load_config
     from .analytics.run import RunInProgress, run_analytics
@@ -188,7 +214,6 @@ def _aware(text: str) -> datetime:
 
 
 def _analytics_insights(args: argparse.Namespace) -> int:
-    import json
 
     import psycopg
 
@@ -228,7 +253,6 @@ def _analytics_undo(args: argparse.Namespace) -> int:
 
 def _deadletters_list(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
 
     import psycopg
 
@@ -256,7 +280,6 @@ def _deadletters_list(args: argparse.Namespace) -> int:
 def _deadletters_show(args: argparse.Namespace) -> int:
     import base64
     import dataclasses
-    import json
     import sys
 
     import psycopg
@@ -285,7 +308,6 @@ def _deadletters_show(args: argparse.Namespace) -> int:
 
 def _deadletters_replay(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
     import sys
 
     import psycopg
@@ -382,3 +404,37 @@ def _api(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else settings.api_port,
     )
     return 0
+
+
+def _models_publish(args: argparse.Namespace) -> int:
+    from edge_agent.protocol.manifest import shipped_models
+
+    from .model_rollout import publish
+
+    shipped = shipped_models()
+    if args.dir is None and shipped is None:
+        log.error("no shipped models in this install: pass --dir")
+        return 2
+    directory = args.dir or shipped / args.name
+    return publish(args.name, directory, args.vehicle, args.online, args.key, args.segment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``drivesight-cloud`` argument parser."""
+    parser = argparse.ArgumentParser(prog="drivesight-cloud", description="drivesight cloud services")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    add_commands(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``drivesight-cloud``: logs on stderr, results on stdout."""
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,38 +1,37 @@
-"""``drivesight edge ...``: the in-car process. Imports nothing from ``cloud``."""
+"""``drivesight-edge``: the in-car process (also ``drivesight edge`` in the developer's umbrella command).
+
+Imports nothing from ``cloud``, ``models`` or ``simulators`` (the layering contract in pyproject.toml): a car
+installs ``drivesight[edge]`` and never loads cloud, training or simulator code. The signal source comes from
+the settings (``DRIVESIGHT_EDGE_SOURCE`` and friends) so that a service manager can start a car with its real
+source from its configuration file; flags override. Simulated cars are ``drivesight sim car``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from .protocol.conventions import configure_logging, package_version
 from .signals import SignalBlock
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``edge`` command and its subcommands."""
+    """Add the ``edge`` command and its subcommands (the umbrella ``drivesight`` command)."""
     edge = subparsers.add_parser("edge", help="run the in-car edge agent")
-    sub = edge.add_subparsers(dest="edge_command", required=True)
+    add_commands(edge)
+
+
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    """The edge subcommands (``run``, ``replay``) on ``parser``."""
+    sub = parser.add_subparsers(dest="edge_command", required=True)
     run = sub.add_parser("run", help="run the agent: read a source, publish to the broker, obey the downlink")
-    run.add_argument("--vehicle-id", help="default: DRIVESIGHT_EDGE_VEHICLE_ID")
-    run.add_argument("--mqtt-url", help="default: DRIVESIGHT_EDGE_MQTT_URL or mqtt://127.0.0.1:1883")
-    run.add_argument("--state-dir", type=Path, help="outbox and consent; default .drivesight/edge")
-    run.add_argument("--source", choices=["sim", "replay", "can", "obd"], default="sim")
-    run.add_argument("--persona", default="calm_commuter", help="sim: the simulated driver")
-    run.add_argument("--days", type=int, default=1, help="sim: simulated days, ending yesterday")
-    run.add_argument("--seed", type=int, default=1, help="sim: random seed")
-    run.add_argument("--file", type=Path, help="replay: the recorded CSV or Parquet file")
-    run.add_argument("--mapping", type=Path, help="replay/can: the column or DBC -> VSS mapping")
-    run.add_argument(
-        "--can-interface", default="socketcan", help="can: python-can interface (socketcan, virtual)"
-    )
-    run.add_argument("--can-channel", default="can0", help="can: the channel, e.g. can0 or vcan0")
-    run.add_argument("--obd-port", help="obd: the adapter's serial port (default: scan)")
-    run.add_argument("--timezone", help="IANA zone of the car, for night rules")
-    run.set_defaults(handler=_run)
+    add_run_arguments(run)
+    run.set_defaults(handler=run_agent)
     replay = sub.add_parser(
         "replay",
         help="run a recorded CSV or Parquet file through the agent offline; print events and trip summaries",
@@ -51,76 +50,98 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.set_defaults(handler=_replay)
 
 
-def _run(args: argparse.Namespace) -> int:
+#: ``edge run`` flags that override an :class:`~edge_agent.config.EdgeSettings` field of the same name
+_SETTING_FLAGS = (
+    "vehicle_id", "mqtt_url", "state_dir", "timezone", "source", "source_file", "mapping_file",
+    "can_interface", "can_channel", "obd_port",
+)  # fmt: skip
+
+
+def add_run_arguments(run: argparse.ArgumentParser, *, source_flags: bool = True) -> None:
+    """The flags of ``edge run``, each overriding a ``DRIVESIGHT_EDGE_*`` setting; without ``source_flags``
+    for a caller that brings its own source (``drivesight sim car``)."""
+    run.add_argument("--vehicle-id", help="default: DRIVESIGHT_EDGE_VEHICLE_ID")
+    run.add_argument("--mqtt-url", help="default: DRIVESIGHT_EDGE_MQTT_URL or mqtt://127.0.0.1:1883")
+    run.add_argument("--state-dir", type=Path, help="outbox and consent; default DRIVESIGHT_EDGE_STATE_DIR")
+    run.add_argument("--timezone", help="IANA zone of the car, for night rules")
+    if not source_flags:
+        return
+    run.add_argument("--source", choices=["replay", "can", "obd"], help="default: DRIVESIGHT_EDGE_SOURCE")
+    run.add_argument("--file", dest="source_file", type=Path, help="replay: the recorded CSV or Parquet file")
+    run.add_argument(
+        "--mapping", dest="mapping_file", type=Path, help="replay/can: the column or DBC -> VSS mapping"
+    )
+    run.add_argument("--can-interface", help="can: python-can interface (socketcan, virtual)")
+    run.add_argument("--can-channel", help="can: the channel, e.g. can0 or vcan0")
+    run.add_argument("--obd-port", help="obd: the adapter's serial port (default: scan)")
+
+
+#: builds the signal source from the settings and the stop event (``drivesight sim car`` brings its own)
+SourceFactory = Callable[[object, object], Iterable[SignalBlock]]
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """``edge run``: the agent until its source ends or it is stopped; the exit status of the run."""
     import threading
 
+    from pydantic import ValidationError
+
     from .config import EdgeSettings
+    from .protocol import format_validation_error
     from .runner import install_signal_handlers, run_vehicle
 
-    overrides = {
-        "vehicle_id": args.vehicle_id,
-        "mqtt_url": args.mqtt_url,
-        "state_dir": args.state_dir,
-        "timezone": args.timezone,
-    }
-    settings = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
+    try:
+        settings = EdgeSettings(**overrides)
+    except ValidationError as exc:
+        log.error("edge settings refused: %s", format_validation_error(exc))
+        return 2
     stop = threading.Event()
     install_signal_handlers(stop)
+    factory: SourceFactory = getattr(args, "source_factory", None) or configured_source
     try:
-        source = _source(args, settings, stop)
-    except ValueError as exc:  # MappingError, ReplayError: a clear message, no traceback
+        source = factory(settings, stop)
+    except ValueError as exc:  # MappingError, ReplayError, a missing setting: a clear message, no traceback
         log.error("%s", exc)
         return 2
     return 0 if run_vehicle(settings, source, stop=stop) else 1
 
 
-def _source(args: argparse.Namespace, settings: object, stop: object) -> Iterable[SignalBlock]:
-    """The signal source the arguments name."""
-    if args.source == "replay":
+def configured_source(settings: object, stop: object) -> Iterable[SignalBlock]:
+    """The signal source the settings name (``source`` and its ``source_file``/``mapping_file``/...)."""
+    from .config import EdgeSettings
+
+    assert isinstance(settings, EdgeSettings)
+    if settings.source is None:
+        raise ValueError("no signal source: set DRIVESIGHT_EDGE_SOURCE (replay, can, obd) or pass --source")
+    if settings.source == "replay":
         from .sources.mapping import load_mapping
         from .sources.replay import ReplaySource
 
-        if args.file is None or args.mapping is None:
-            raise ValueError("--source replay needs --file and --mapping")
-        return ReplaySource(args.file, load_mapping(args.mapping))
-    if args.source == "can":
+        if settings.source_file is None or settings.mapping_file is None:
+            raise ValueError(
+                "source replay needs a file and a mapping (DRIVESIGHT_EDGE_SOURCE_FILE and"
+                " DRIVESIGHT_EDGE_MAPPING_FILE, or --file and --mapping)"
+            )
+        return ReplaySource(settings.source_file, load_mapping(settings.mapping_file))
+    if settings.source == "can":
         import can
 
         from .sources.can import CanSource, load_can_mapping
 
-        if args.mapping is None:
-            raise ValueError("--source can needs --mapping (a DBC -> VSS mapping file)")
-        mapping = load_can_mapping(args.mapping)
-        bus = can.Bus(interface=args.can_interface, channel=args.can_channel)
+        if settings.mapping_file is None:
+            raise ValueError(
+                "source can needs a DBC -> VSS mapping (DRIVESIGHT_EDGE_MAPPING_FILE or --mapping)"
+            )
+        mapping = load_can_mapping(settings.mapping_file)
+        bus = can.Bus(interface=settings.can_interface, channel=settings.can_channel)
         return CanSource(bus, mapping, stop=stop)  # type: ignore[arg-type]
-    if args.source == "obd":
-        from .sources.obd import ObdSource
+    from .sources.obd import ObdSource
 
-        try:
-            return ObdSource.open(args.obd_port, stop=stop)
-        except ConnectionError as exc:
-            raise ValueError(str(exc)) from exc
-    return _simulated(args, settings)
-
-
-def _simulated(args: argparse.Namespace, settings: object) -> Iterable[SignalBlock]:
-    from datetime import date, timedelta
-
-    import numpy as np
-
-    from simulators.personas import PersonaName
-    from simulators.vehicle import VehicleSpec, initial_state, simulate_day
-
-    vehicle_id = getattr(settings, "vehicle_id", None) or "sim"
-    spec = VehicleSpec(vehicle_id, PersonaName(args.persona), timezone=args.timezone or "Asia/Shanghai")
-    rng = np.random.default_rng(args.seed)
-    state = initial_state(spec, rng)
-    first = date.today() - timedelta(days=args.days)
-    for d in range(args.days):
-        trips, state = simulate_day(spec, first + timedelta(days=d), state, rng)
-        for trip in trips:
-            for start in range(0, len(trip.block), 600):
-                yield trip.block.slice(start, start + 600)
+    try:
+        return ObdSource.open(settings.obd_port, stop=stop)
+    except ConnectionError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -172,3 +193,24 @@ def _replay(args: argparse.Namespace) -> int:
         f" out of range {q['out_of_range']}, unparsable {q['unparsable']}"
     )
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``drivesight-edge`` argument parser."""
+    parser = argparse.ArgumentParser(prog="drivesight-edge", description="the drivesight in-car edge agent")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    add_commands(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``drivesight-edge``: logs on stderr, results on stdout."""
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,6 +42,13 @@ class EdgeSettings(BaseSettings):
     location_mode: Literal["coarse", "drop"] = "coarse"
     #: Ed25519 public key (PEM): when set, only models signed with its private key are installed
     model_public_key_file: Path | None = None
+    #: where signals come from: a recorded file (replay), the CAN bus with a DBC mapping, or an OBD-II adapter
+    source: Literal["replay", "can", "obd"] | None = None
+    source_file: Path | None = None
+    mapping_file: Path | None = None
+    can_interface: str = "socketcan"
+    can_channel: str = "can0"
+    obd_port: str | None = None
 
     def default_consent(self) -> ConsentState:
         """The consent configured here, used until the owner's own choice is stored."""

@@ -20,12 +20,24 @@ import hashlib
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
+from .protocol.manifest import (
+    MODEL_NAME_PATTERN,
+    ManifestError,
+    ModelManifest,
+    SelfCheck,
+    TensorSpec,
+    TrainingInfo,
+    read_manifest,
+)
+
+__all__ = [
+    "MODEL_NAME_PATTERN", "ModelError", "ModelInputError", "ModelIntegrityError", "ModelManifest",
+    "ModelRunner", "SelfCheck", "SelfCheckFailed", "TensorSpec", "TrainingInfo", "load_manifest", "sha256_of",
+]  # fmt: skip
 
 
 class ModelError(RuntimeError):
@@ -44,77 +56,17 @@ class ModelInputError(ModelError, ValueError):
     """An input that does not fit the model."""
 
 
-class TensorSpec(BaseModel):
-    """The model's input tensor."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    dtype: Literal["float32", "float64"] = "float32"
-    width: int = Field(ge=1)
-
-
-class TrainingInfo(BaseModel):
-    """Where the model came from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    data: str
-    seed: int
-    samples: int = Field(ge=0)
-    held_out: int = Field(ge=0)
-    libraries: dict[str, str] = Field(default_factory=dict)
-
-
-class SelfCheck(BaseModel):
-    """Inputs and the outputs the model must reproduce (per output name) within ``tolerance``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    inputs: list[list[float]] = Field(min_length=1)
-    expected: dict[str, list[list[float]]]
-    tolerance: float = Field(default=1e-5, gt=0)
-
-
-class ModelManifest(BaseModel):
-    """Everything the edge and the cloud need to know about one model version."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=MODEL_NAME_PATTERN)
-    version: str = Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
-    task: Literal["classification", "anomaly", "risk"]
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_bytes: int = Field(ge=1)
-    input: TensorSpec
-    features: list[str] = Field(min_length=1)
-    outputs: dict[str, str]
-    classes: list[str] | None = None
-    threshold: float | None = None
-    training: TrainingInfo
-    metrics: dict[str, float]
-    metric_floors: dict[str, float] = Field(default_factory=dict)
-    self_check: SelfCheck
-    created_at: str
-
-    def check_floors(self) -> list[str]:
-        """Metrics below their documented floors (empty when all hold)."""
-        return [
-            f"{k} = {self.metrics.get(k, float('nan')):.4f} < {floor}"
-            for k, floor in self.metric_floors.items()
-            if not self.metrics.get(k, float("-inf")) >= floor
-        ]
-
-
 def sha256_of(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
 def load_manifest(path: Path) -> ModelManifest:
-    """Read and validate a manifest file."""
+    """Read and validate a manifest file (:class:`ModelIntegrityError` when it is refused)."""
     try:
-        return ModelManifest.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise ModelIntegrityError(f"cannot read manifest {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ModelIntegrityError(f"manifest {path} is not valid: {exc}") from exc
+        return read_manifest(path)
+    except ManifestError as exc:
+        raise ModelIntegrityError(str(exc)) from exc
 
 
 class ModelRunner:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .inference import ModelError, ModelIntegrityError, ModelManifest, ModelRunner, sha256_of
 from .protocol import ModelChunkV1
+from .protocol.manifest import shipped_models, signed_message
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,6 @@ class UpdateResult:
         return f"{self.name} {self.version}: {'installed' if self.installed else 'rejected, ' + self.reason}"
 
 
-def _shipped_artifacts() -> Path | None:
-    try:
-        from models import ARTIFACTS
-    except ImportError:  # an edge install without the models package data
-        return None
-    return ARTIFACTS
-
-
 class ModelStore:
     """Loads, updates and rolls back the car's models. Thread-safe."""
 
@@ -60,7 +53,7 @@ class ModelStore:
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        self.shipped = shipped if shipped is not None else _shipped_artifacts()
+        self.shipped = shipped if shipped is not None else shipped_models()
         self._verifier = _load_public_key(public_key_pem) if public_key_pem else None
         self._lock = threading.Lock()
         self._runners: dict[str, ModelRunner] = {}
@@ -181,11 +174,6 @@ class ModelStore:
         except (InvalidSignature, binascii.Error, ValueError):
             return False
         return True
-
-
-def signed_message(sha256: str, manifest_json: str) -> bytes:
-    """What a model's signature covers: its sha256 and its manifest."""
-    return f"{sha256}\n{manifest_json}".encode()
 
 
 def _load_public_key(pem: bytes):  # type: ignore[no-untyped-def]

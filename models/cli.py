@@ -1,10 +1,10 @@
-"""``drivesight models train | export | evaluate | publish``.
+"""``drivesight models train | export | evaluate``.
 
 ``train`` fits a model (from simulator data, or ``--data`` labelled CSV) and keeps it in the work directory;
 ``export`` writes the ONNX file, manifest and model card (by default into the shipped ``models/artifacts``);
-``evaluate`` checks an exported model: ONNX against scikit-learn on held-out data, and the metric floors;
-``publish`` sends an exported model to cars over the ``model`` downlink. scikit-learn is imported only here
-and in the training modules, so a car never needs it.
+``evaluate`` checks an exported model: ONNX against scikit-learn on held-out data, and the metric floors.
+Sending a model to cars is a cloud operation: ``drivesight-cloud models publish`` (cloud/model_rollout.py).
+scikit-learn is imported only here and in the training modules, so a car never needs it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ WORKDIR = Path(".drivesight/models")
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``models`` command and its subcommands."""
-    models = subparsers.add_parser("models", help="train, export, evaluate and publish the ONNX models")
+    models = subparsers.add_parser("models", help="train, export and evaluate the ONNX models")
     sub = models.add_subparsers(dest="models_command", required=True)
     names = ["driving_style", "vehicle_health", "churn_risk"]
     train = sub.add_parser("train", help="fit a model and keep it in the work directory")
@@ -48,16 +48,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evaluate.add_argument("name", choices=names)
     evaluate.add_argument("--dir", type=Path, help="default: models/artifacts/NAME")
     evaluate.set_defaults(handler=_evaluate)
-    publish = sub.add_parser("publish", help="send an exported model to cars over the model downlink")
-    publish.add_argument("name", choices=names)
-    publish.add_argument("--dir", type=Path, help="default: models/artifacts/NAME")
-    publish.add_argument("--vehicle", action="append", default=[], help="a vehicle id (repeatable)")
-    publish.add_argument("--online", action="store_true", help="every vehicle whose last status is online")
-    publish.add_argument(
-        "--segment", action="append", default=[], help="the vehicles of a segment's customers (repeatable)"
-    )
-    publish.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the model with")
-    publish.set_defaults(handler=_publish)
 
 
 def _artifact_dir(name: str, given: Path | None) -> Path:
@@ -112,11 +102,3 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate_artifact(args.name, _artifact_dir(args.name, args.dir))
     print(json.dumps(report))
     return 0 if report["ok"] else 1
-
-
-def _publish(args: argparse.Namespace) -> int:
-    from .publish import publish
-
-    return publish(
-        args.name, _artifact_dir(args.name, args.dir), args.vehicle, args.online, args.key, args.segment
-    )

@@ -23,6 +23,7 @@ from edge_agent.features import HEALTH_FEATURES, STYLE_FEATURES, health_features
 from edge_agent.outbox import Outbox
 from edge_agent.signals import SignalBlock, iter_blocks
 from edge_agent.trips import TripAccumulator, TripSettings
+from simulators.customers import CHURN_FEATURES, simulate_customers
 from simulators.fleet import build_fleet, simulate_fleet
 from simulators.vehicle import Powertrain, SimulatedTrip, VehicleSpec
 
@@ -147,4 +148,16 @@ def read_labelled_csv(path: Path, features: tuple[str, ...]) -> Dataset:
             groups.append(row.get("group") or str(line))
     return Dataset(
         np.asarray(rows, dtype=np.float32), np.asarray(labels), np.asarray(groups), features, str(path)
+    )
+
+
+def churn_dataset(customers: int, seed: int) -> Dataset:
+    """The churn training set from simulated customers; each customer is its own group."""
+    X, y = simulate_customers(customers, seed)
+    return Dataset(
+        X,
+        y.astype(str),
+        np.arange(customers).astype(str),
+        CHURN_FEATURES,
+        f"simulator: {customers} customers, seed {seed}; churn drawn from a known logistic model",
     )

@@ -30,9 +30,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from edge_agent.features import HEALTH_FEATURES, STYLE_FEATURES
-from simulators.customers import CHURN_FEATURES, churn_dataset
+from simulators.customers import CHURN_FEATURES
 
-from .datasets import Dataset, health_dataset, style_dataset
+from .datasets import Dataset, churn_dataset, health_dataset, style_dataset
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,26 @@
-"""The ``drivesight`` command: each component registers its own subcommands.
+"""``drivesight``: the developer's umbrella command for the demo and tools; each component registers its own
+subcommands: ``edge`` (edge_agent.cli), ``cloud`` (cloud.cli), ``models`` (models.cli), ``sim`` and ``demo``
+(here).
 
-``edge`` (edge_agent.cli), ``cloud`` (cloud.cli), ``sim`` and ``demo`` (here). The simulators package hosts
-the entry point because it is the one package that may depend on every other (it is the test harness).
+Deployed processes do not use it: a car runs ``drivesight-edge`` and the cloud image ``drivesight-cloud``,
+which load no simulator code. The simulators package hosts the umbrella because it is the test harness, the
+one package that may depend on every other (the layering contract in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from cloud import cli as cloud_cli
 from edge_agent import cli as edge_cli
+from edge_agent.protocol.conventions import configure_logging, package_version
+from edge_agent.signals import SignalBlock
 from models import cli as models_cli
 
 from .progress import Progress
@@ -45,6 +49,23 @@ def _sim_fleet(args: argparse.Namespace) -> int:
                 )
             )
     return 0
+
+
+def _sim_car(args: argparse.Namespace) -> int:
+    from .vehicle import simulated_drive
+
+    def source(settings: object, stop: object) -> Iterable[SignalBlock]:
+        vehicle_id = getattr(settings, "vehicle_id", None) or "sim"
+        return simulated_drive(
+            vehicle_id,
+            args.persona,
+            days=args.days,
+            seed=args.seed,
+            timezone=args.timezone or "Asia/Shanghai",
+        )
+
+    args.source_factory = source
+    return edge_cli.run_agent(args)
 
 
 def _sim_population(args: argparse.Namespace) -> int:
@@ -167,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drivesight", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     edge_cli.register(sub)
     cloud_cli.register(sub)
@@ -182,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--first-day", default="2026-11-02")
     fleet.add_argument("--prefix", default="sim-")
     fleet.set_defaults(handler=_sim_fleet)
+    car = sim_sub.add_parser(
+        "car",
+        help="one simulated car: a simulated driver through the real edge agent, publishing to a broker",
+    )
+    edge_cli.add_run_arguments(car, source_flags=False)
+    car.add_argument("--persona", default="calm_commuter", help="the simulated driver")
+    car.add_argument("--days", type=int, default=1, help="simulated days, ending yesterday")
+    car.add_argument("--seed", type=int, default=1, help="random seed")
+    car.set_defaults(handler=_sim_car)
     population = sim_sub.add_parser(
         "population",
         help="write a simulated population's CRM and online files and ground truth (for analytics import)",
@@ -209,12 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``drivesight`` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "amqtt", "transitions", "pgserver"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

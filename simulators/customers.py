@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.datasets import Dataset
-
 CHURN_FEATURES: tuple[str, ...] = (
     "vehicle_age_years",
     "warranty_months_left",
@@ -62,15 +60,3 @@ def simulate_customers(customers: int, seed: int) -> tuple[np.ndarray, np.ndarra
         ]
     ).astype(np.float32)
     return X, churned
-
-
-def churn_dataset(customers: int, seed: int) -> Dataset:
-    """The churn training set; each customer is its own group."""
-    X, y = simulate_customers(customers, seed)
-    return Dataset(
-        X,
-        y.astype(str),
-        np.arange(customers).astype(str),
-        CHURN_FEATURES,
-        f"simulator: {customers} customers, seed {seed}; churn drawn from a known logistic model",
-    )

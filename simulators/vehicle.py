@@ -11,6 +11,7 @@ time) is kept beside the signals.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -428,3 +429,19 @@ def simulate_day(
         trips.append(trip)
         not_before = trip.end + 600.0
     return trips, state
+
+
+def simulated_drive(
+    vehicle_id: str, persona: str, *, days: int, seed: int, timezone: str, block_samples: int = 600
+) -> Iterator[SignalBlock]:
+    """A simulated car's signals for ``days`` days ending yesterday, in blocks as a real source yields them
+    (``drivesight sim car``)."""
+    spec = VehicleSpec(vehicle_id, PersonaName(persona), timezone=timezone)
+    rng = np.random.default_rng(seed)
+    state = initial_state(spec, rng)
+    first = date.today() - timedelta(days=days)
+    for d in range(days):
+        trips, state = simulate_day(spec, first + timedelta(days=d), state, rng)
+        for trip in trips:
+            for start in range(0, len(trip.block), block_samples):
+                yield trip.block.slice(start, start + block_samples)

@@ -47,7 +47,7 @@ def test_edge_run_replays_a_file_into_the_cloud(
     )
     worker.start()
     try:
-        cmd = [sys.executable, "-m", "simulators.cli", "edge", "run", "--vehicle-id", vehicle]
+        cmd = [sys.executable, "-m", "edge_agent.cli", "run", "--vehicle-id", vehicle]
         cmd += ["--mqtt-url", broker.url(), "--state-dir", str(tmp_path / "state"), "--source", "replay"]
         cmd += ["--file", str(tmp_path / "rec.csv"), "--mapping", str(tmp_path / "map.toml")]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)

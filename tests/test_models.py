@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from cloud.downlink import DownlinkPublisher
 from cloud.ingest.worker import IngestWorker
+from cloud.model_rollout import chunks
 from edge_agent.agent import EdgeAgent
 from edge_agent.downlink import Downlink
 from edge_agent.inference import ModelInputError, ModelIntegrityError, ModelRunner, load_manifest
@@ -28,7 +29,6 @@ from edge_agent.uplink import MqttUplink
 from models import ARTIFACTS
 from models.evaluation import evaluate_artifact
 from models.export import to_onnx_bytes
-from models.publish import chunks
 from models.training import train
 from simulators.personas import PersonaName
 from simulators.vehicle import Powertrain, VehicleSpec, initial_state, simulate_day
@@ -116,7 +116,7 @@ def _install(store: ModelStore, directory: Path, *, data: bytes | None = None, k
     body = data if data is not None else (directory / "model.onnx").read_bytes()
     signature = None
     if key is not None:
-        from models.publish import sign
+        from cloud.model_rollout import sign
 
         signature = sign(key, json.loads(manifest_json)["sha256"], manifest_json)
     return store.install(manifest_json, body, signature)
@@ -332,7 +332,7 @@ def test_models_publish_command_sends_the_model(
     try:
         assert subscribed.wait(10)
         env = {**os.environ, "DRIVESIGHT_MQTT_URL": broker.url(), "DRIVESIGHT_DATABASE_URL": database_url}
-        cmd = [sys.executable, "-m", "simulators.cli", "models", "publish", "vehicle_health"]
+        cmd = [sys.executable, "-m", "cloud.cli", "models", "publish", "vehicle_health"]
         result = subprocess.run(
             [*cmd, "--vehicle", vehicle], capture_output=True, text=True, timeout=60, env=env
         )

@@ -19,14 +19,17 @@ import os
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
 
 import psycopg
 
+from .dialect import DIALECTS, Dialect, database_dialect
+
 log = logging.getLogger(__name__)
 
-Dialect = Literal["postgres", "timescaledb"]
-DIALECTS: tuple[Dialect, ...] = ("postgres", "timescaledb")
+__all__ = [
+    "DIALECTS", "Dialect", "Migration", "MigrationError", "database_dialect", "migrate", "shipped_migrations",
+]  # fmt: skip
+
 _LOCK_KEY = 0x64726976  # "driv": serializes concurrent migrators
 _NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+(?:\.(postgres|timescaledb))?\.sql$")
 
@@ -91,14 +94,6 @@ def detect_dialect(conn: psycopg.Connection[tuple[object, ...]]) -> Dialect:
         log.warning("timescaledb is installed but not in shared_preload_libraries; using plain PostgreSQL")
         return "postgres"
     return "timescaledb"
-
-
-def database_dialect(conn: psycopg.Connection[tuple[object, ...]]) -> Dialect:
-    """The dialect recorded for this database (plain PostgreSQL for one migrated before dialects existed)."""
-    if conn.execute("SELECT to_regclass('schema_info')").fetchone() == (None,):
-        return "postgres"
-    row = conn.execute("SELECT value FROM schema_info WHERE key = 'dialect'").fetchone()
-    return str(row[0]) if row else "postgres"  # type: ignore[return-value]
 
 
 def migrate(database_url: str) -> list[str]:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from .migrate import database_dialect
+from .dialect import database_dialect
 
 log = logging.getLogger(__name__)
 

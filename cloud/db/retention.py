@@ -32,7 +32,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from .migrate import database_dialect
+from .dialect import database_dialect
 from .partitions import drop_expired
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import psycopg
 
-from .migrate import database_dialect
+from .dialect import database_dialect
 
 log = logging.getLogger(__name__)
 

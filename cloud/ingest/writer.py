@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
-from cloud.db.migrate import database_dialect
+from cloud.db.dialect import database_dialect
 from cloud.db.partitions import ensure_day
 from edge_agent.protocol import Message, ProtocolError, decode
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW

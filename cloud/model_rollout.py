@@ -1,7 +1,9 @@
 """Sending a model to cars over the air: chunks of the ONNX file on ``ds/v1/{vehicle}/down/model``.
 
 Each chunk repeats the manifest and, with a signing key, an Ed25519 signature over the model's sha256 and
-manifest, so a car can check an update before it touches its active model.
+manifest, so a car can check an update before it touches its active model. This is a cloud operation (it
+picks cars from the database and sends through the downlink); the model package format is the contract's
+(``edge_agent.protocol.manifest``), so neither the training code nor the car's internals are imported here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.inference import load_manifest
-from edge_agent.model_store import signed_message
 from edge_agent.protocol import MODEL_CHUNK_BYTES, BrokerAddress, ModelChunkV1
+from edge_agent.protocol.manifest import read_manifest, signed_message
+
+from .config import CloudSettings
+from .downlink import DownlinkPublisher
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def chunks(
     """The update messages for the exported model in ``directory``."""
     if not 0 < chunk_bytes <= MODEL_CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in 1..{MODEL_CHUNK_BYTES}")
-    manifest = load_manifest(directory / "manifest.json")
+    manifest = read_manifest(directory / "manifest.json")
     manifest_json = (directory / "manifest.json").read_text(encoding="utf-8")
     data = (directory / "model.onnx").read_bytes()
     signature = sign(signing_key_pem, manifest.sha256, manifest_json) if signing_key_pem else None
@@ -60,12 +64,9 @@ def publish(
     key: Path | None,
     segments: list[str] | None = None,
 ) -> int:
-    """``drivesight models publish``: send the model to the listed vehicles, with ``online`` to every vehicle
-    whose last status is online, and to the vehicles of the customers in ``segments`` (computed by the
-    analytics job). Returns a process exit code."""
-    from cloud.config import CloudSettings
-    from cloud.downlink import DownlinkPublisher
-
+    """``drivesight-cloud models publish``: send the model to the listed vehicles, with ``online`` to every
+    vehicle whose last status is online, and to the vehicles of the customers in ``segments`` (computed by
+    the analytics job). Returns a process exit code."""
     settings = CloudSettings()
     targets = list(dict.fromkeys(vehicles))
     if online or segments:
