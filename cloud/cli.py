@@ -38,7 +38,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cloud_command", required=True)
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(handler=_migrate)
+    mig = db_sub.add_parser("migrate", help="apply pending SQL migrations")
+    mig.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    mig.set_defaults(handler=_migrate)
     maintain = db_sub.add_parser(
         "maintain",
         help="telemetry partitions ahead, retention per stream, rollups refreshed (run hourly)",
@@ -49,6 +51,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         help="TOML retention policy per stream (default: DRIVESIGHT_RETENTION_FILE, else built-in defaults)",
     )
     maintain.add_argument("--retention-days", type=int, help="keep raw telemetry this many days (overrides)")
+    maintain.add_argument("--json", action="store_true", help="one JSON document on stdout")
     maintain.set_defaults(handler=_maintain)
     analytics = sub.add_parser("analytics", help="portraits, segments and R&D insights")
     an_sub = analytics.add_subparsers(dest="analytics_command", required=True)
@@ -59,6 +62,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "kind", help="dealers, customers, vehicles, service_visits, complaints, accounts, items, interactions"
     )
     imp.add_argument("files", nargs="+", type=Path, help=".csv, .json or .jsonl")
+    imp.add_argument("--json", action="store_true", help="one JSON document on stdout")
     imp.set_defaults(handler=_analytics_import)
     run = an_sub.add_parser("run", help="the analytics job: incremental over new data, or --full")
     run.add_argument("--full", action="store_true", help="recompute every customer")
@@ -77,9 +81,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     ins.add_argument("--since", type=_aware, required=True, help="ISO 8601 start (trips started at or after)")
     ins.add_argument("--until", type=_aware, required=True, help="ISO 8601 end (trips started before)")
     ins.add_argument("--min-vehicles", type=int, default=30, help="smaller groups are marked small_sample")
+    ins.add_argument("--json", action="store_true", help="one JSON document on stdout (default: a line each)")
     ins.set_defaults(handler=_analytics_insights)
     undo = an_sub.add_parser("undo-merge", help="undo an identity merge (its links are never made again)")
     undo.add_argument("merge_id", type=int)
+    undo.add_argument("--json", action="store_true", help="one JSON document on stdout")
     undo.set_defaults(handler=_analytics_undo)
     dead = sub.add_parser("deadletters", help="refused payloads: list, show, replay after a fix")
     dead_sub = dead.add_subparsers(dest="deadletters_command", required=True)
@@ -128,6 +134,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
     applied = migrate(CloudSettings().require_database_url())
     log.info("applied %d migrations: %s", len(applied), ", ".join(applied) or "none pending")
+    if args.json:
+        print(json.dumps({"applied": applied}))
     return 0
 
 
@@ -153,9 +161,14 @@ def _maintain(args: argparse.Namespace) -> int:
     not_before = None if raw_days is None else datetime.now(UTC).date() - timedelta(days=raw_days)
     created = ensure_partitions(url, not_before=not_before)
     log.info("telemetry partitions created: %s", ", ".join(created) or "none needed")
-    for stream, what in apply_retention(url, policy).items():
+    retention = apply_retention(url, policy)
+    for stream, what in retention.items():
         log.info("retention %-18s %s", stream, what)
-    log.info("rollups: %d days recomputed", refresh(url))
+    days = refresh(url)
+    log.info("rollups: %d days recomputed", days)
+    if args.json:
+        document = {"partitions_created": created, "retention": retention, "rollup_days_recomputed": days}
+        print(json.dumps(document))
     return 0
 
 
@@ -165,14 +178,18 @@ def _analytics_import(args: argparse.Namespace) -> int:
     from .analytics.imports import ImportError_, import_file
     from .config import CloudSettings
 
+    imported: dict[str, int] = {}
     with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
         for path in args.files:
             try:
-                rows = import_file(conn, args.kind, path)
+                imported[str(path)] = import_file(conn, args.kind, path)
             except ImportError_ as exc:
-                print(exc)
+                log.error("%s", exc)  # files before this one stay imported: each file is one transaction
                 return 2
-            print(f"{path}: {rows} {args.kind} rows imported")
+            if not args.json:
+                print(f"{path}: {imported[str(path)]} {args.kind} rows imported")
+    if args.json:
+        print(json.dumps({"kind": args.kind, "rows_imported": imported}))
     return 0
 
 
@@ -185,12 +202,12 @@ def _analytics_run(args: argparse.Namespace) -> int:
     url = CloudSettings().require_database_url()
     try:
         config = load_config(args.config)
-        report = run_analytics(url, config, full=args.full or args.refit, refit=args.refit, progress=print)
+        report = run_analytics(url, config, full=args.full or args.refit, refit=args.refit, progress=log.info)
     except ConfigError as exc:
-        print(f"configuration refused: {exc}")
+        log.error("configuration refused: %s", exc)
         return 2
     except RunInProgress as exc:
-        print(exc)
+        log.error("%s", exc)
         return 3
     if args.json:
         print(json.dumps(report, default=str))
@@ -226,8 +243,11 @@ def _analytics_insights(args: argparse.Namespace) -> int:
                 conn, tuple(args.by.split(",")), args.since, args.until, min_vehicles=args.min_vehicles
             )
         except ValueError as exc:
-            print(exc)
+            log.error("%s", exc)
             return 2
+    if args.json:
+        print(json.dumps({"groups": groups}, default=str))
+        return 0
     for group in groups:
         print(json.dumps(group, default=str))
     return 0
@@ -243,8 +263,11 @@ def _analytics_undo(args: argparse.Namespace) -> int:
         try:
             links = undo_merge(conn, args.merge_id)
         except ValueError as exc:
-            print(exc)
+            log.error("%s", exc)
             return 2
+    if args.json:
+        print(json.dumps({"merge_id": args.merge_id, "links_undone": links}))
+        return 0
     print(
         f"merge {args.merge_id} undone: {links} links no longer count; run the analytics to update portraits"
     )
@@ -280,7 +303,6 @@ def _deadletters_list(args: argparse.Namespace) -> int:
 def _deadletters_show(args: argparse.Namespace) -> int:
     import base64
     import dataclasses
-    import sys
 
     import psycopg
 
@@ -290,7 +312,7 @@ def _deadletters_show(args: argparse.Namespace) -> int:
     with psycopg.connect(CloudSettings().require_database_url()) as conn:
         row = get_dead_letter(conn, args.id)
     if row is None:
-        print(f"no dead letter {args.id}", file=sys.stderr)
+        log.error("no dead letter %d", args.id)
         return 2
     payload = row.payload or b""
     if args.json:
@@ -316,7 +338,7 @@ def _deadletters_replay(args: argparse.Namespace) -> int:
     from .ingest.deadletters import replay
 
     if not args.ids and args.reason is None:
-        print("name dead letters to replay: ids, or --reason REASON", file=sys.stderr)
+        log.error("name dead letters to replay: ids, or --reason REASON")
         return 2
     with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
         outcomes = replay(conn, ids=args.ids, reason=args.reason)
@@ -432,8 +454,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``drivesight-cloud``: logs on stderr, results on stdout."""
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
+    return run_handler(args)
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand; a database or broker that cannot be reached is a one-line error and exit
+    status 1, not a traceback."""
+    import psycopg
+
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except psycopg.OperationalError as exc:
+        log.error("database unreachable: %s", (str(exc).strip().splitlines() or ["?"])[0])
+        return 1
 
 
 if __name__ == "__main__":

@@ -83,20 +83,33 @@ def _sim_population(args: argparse.Namespace) -> int:
                 f"{bool(pop.truth['family_use'][i])}\n"
             )
     customers, trips = len(pop.customers["customer_id"]), len(pop.trips["customer"])
-    print(f"{customers} customers, {trips} trips; files in {args.out}")
-    print("import in this order: " + " ".join(f"{k}={files[k].name}" for k in IMPORT_ORDER))
-    print(f"ground truth (personas behind the tags {', '.join(PERSONA_TAGS)}): {truth}")
+    report: dict[str, Any] = {
+        "customers": customers, "trips": trips, "out": str(args.out),
+        "files": {k: str(files[k]) for k in IMPORT_ORDER}, "ground_truth": str(truth), "imported": None,
+    }  # fmt: skip
+    if not args.json:
+        print(f"{customers} customers, {trips} trips; files in {args.out}")
+        print("import in this order: " + " ".join(f"{k}={files[k].name}" for k in IMPORT_ORDER))
+        print(f"ground truth (personas behind the tags {', '.join(PERSONA_TAGS)}): {truth}")
     if args.load:
         import psycopg
 
         from cloud.analytics.imports import import_file
         from cloud.config import CloudSettings
 
+        imported: dict[str, int] = {}
         with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
             for kind in IMPORT_ORDER:
-                print(f"{kind}: {import_file(conn, kind, files[kind])} rows imported")
+                imported[kind] = import_file(conn, kind, files[kind])
+                progress_line = f"{kind}: {imported[kind]} rows imported"
+                print(progress_line, file=sys.stderr if args.json else sys.stdout)
             with conn.transaction():
-                print(f"{load_trips(conn, pop)} trips loaded")
+                imported["trips"] = load_trips(conn, pop)
+        report["imported"] = imported
+        if not args.json:
+            print(f"{imported['trips']} trips loaded")
+    if args.json:
+        print(json.dumps(report))
     return 0
 
 
@@ -226,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also import the files into DRIVESIGHT_DATABASE_URL and load the trips as if the cars sent them",
     )
+    population.add_argument("--json", action="store_true", help="one JSON document on stdout")
     population.set_defaults(handler=_sim_population)
     demo = sub.add_parser("demo", help="run the whole pipeline on this machine and print a summary")
     demo.add_argument("--vehicles", type=int, default=20)
@@ -241,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``drivesight`` command."""
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
+    if args.command == "cloud":
+        return cloud_cli.run_handler(args)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

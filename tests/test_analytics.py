@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -487,8 +488,18 @@ def test_cli_from_simulated_files_to_portraits_and_insights(admin_database_url: 
             capture_output=True, text=True, timeout=300, env={**os.environ, "DRIVESIGHT_DATABASE_URL": url},
         )  # fmt: skip
 
+    def only_json(result: subprocess.CompletedProcess[str]) -> Any:
+        """--json: exit 0 and exactly one JSON document on stdout (progress and logs go to stderr)."""
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout)
+
+    def refused(result: subprocess.CompletedProcess[str], code: int, message: str) -> None:
+        """An error: non-zero exit, the reason on stderr, nothing on stdout."""
+        assert (result.returncode, result.stdout) == (code, ""), result.stdout + result.stderr[-2000:]
+        assert message in result.stderr
+
     with scratch_database(admin_database_url, "drivesight_ac") as url:
-        assert drivesight("cloud", "db", "migrate").returncode == 0
+        assert only_json(drivesight("cloud", "db", "migrate", "--json"))["applied"]
         made = drivesight(
             "sim", "population", "--customers", "80", "--days", "14", "--out", str(tmp_path), "--load"
         )
@@ -498,21 +509,34 @@ def test_cli_from_simulated_files_to_portraits_and_insights(admin_database_url: 
             tmp_path / "bad.csv",
             "complaint_id,customer_id,opened_at,category,resolved\nQ1,C9999999,2026-08-01,x,no",
         )
-        refused = drivesight("cloud", "analytics", "import", "complaints", str(bad))
-        assert (
-            refused.returncode == 2 and "line 2: customer_id 'C9999999' is not in customers" in refused.stdout
-        )
+        for extra in ((), ("--json",)):
+            refused(
+                drivesight("cloud", "analytics", "import", "complaints", str(bad), *extra),
+                2,
+                "line 2: customer_id 'C9999999' is not in customers",
+            )
+        good = _csv(tmp_path / "good.csv", "complaint_id,customer_id,opened_at,category,resolved")
+        imported = only_json(drivesight("cloud", "analytics", "import", "complaints", str(good), "--json"))
+        assert imported == {"kind": "complaints", "rows_imported": {str(good): 0}}
         run = drivesight("cloud", "analytics", "run")
         assert run.returncode == 0, run.stderr[-2000:]
         assert "full run: 80 customers" in run.stdout and "cluster 0:" in run.stdout
-        again = drivesight("cloud", "analytics", "run", "--json")
-        report = json.loads(again.stdout.strip().splitlines()[-1])
+        report = only_json(drivesight("cloud", "analytics", "run", "--json"))
         assert report["mode"] == "incremental" and report["clusters"]["k"] >= 2
-        ins = drivesight("cloud", "analytics", "insights", "--by", "powertrain", "--since", "2026-08-01",
-                         "--until", "2026-09-01", "--min-vehicles", "1")  # fmt: skip
+        cloud = ("cloud", "analytics")
+        refused(drivesight(*cloud, "run", "--json", "--config", str(bad)), 2, "configuration refused")
+        window = ("--since", "2026-08-01", "--until", "2026-09-01", "--min-vehicles", "1")
+        ins = drivesight("cloud", "analytics", "insights", "--by", "powertrain", *window)
         groups = [json.loads(line) for line in ins.stdout.splitlines()]
         assert sorted(g["powertrain"] for g in groups) == ["ev", "ice"]
         assert sum(g["vehicles"] for g in groups) == 80
+        as_one = only_json(drivesight(*cloud, "insights", "--by", "powertrain", *window, "--json"))
+        assert as_one["groups"] == groups
+        refused(drivesight(*cloud, "insights", "--by", "colour", *window, "--json"), 2, "colour")
+        refused(drivesight("cloud", "analytics", "undo-merge", "999999", "--json"), 2, "999999")
+        maintained = only_json(drivesight("cloud", "db", "maintain", "--json"))
+        assert set(maintained) == {"partitions_created", "retention", "rollup_days_recomputed"}
+        refused(drivesight("cloud", "db", "maintain", "--json", "--retention", str(bad)), 2, "policy refused")
 
 
 def test_a_new_configuration_version_recomputes_everyone_and_runs_do_not_overlap(

@@ -40,7 +40,7 @@ def test_demo_cli_with_nothing_configured(tmp_path) -> None:
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout)  # --json: only JSON on stdout
     _assert_complete(summary)
     assert summary["database"].startswith("postgresql://") and "host=/" in summary["database"]  # embedded
     assert "edge agents -> MQTT" in result.stderr  # progress was shown

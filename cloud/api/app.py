@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from psycopg_pool import ConnectionPool
 from starlette.responses import Response
 
+from edge_agent.protocol.conventions import package_version
+
 from .analytics_routes import router as analytics_router
 from .guard import REFUSALS, RequestGuard, SafeJSONResponse
 from .routes import router
@@ -35,7 +37,10 @@ def create_app(database_url: str, *, pool_size: int = 8) -> FastAPI:
             pool.close()
 
     app = FastAPI(
-        title="drivesight", version="0.1.0", lifespan=lifespan, default_response_class=SafeJSONResponse
+        title="drivesight",
+        version=package_version(),
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.include_router(router, responses=REFUSALS)
     app.include_router(analytics_router, responses=REFUSALS)
