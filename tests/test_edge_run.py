@@ -1,4 +1,4 @@
-"""``drivesight edge run`` as a process: a source in, messages stored in the cloud, consent reported."""
+"""``drivesight-edge run`` as a process: a source in, messages stored in the cloud, consent reported."""
 
 from __future__ import annotations
 

@@ -229,7 +229,7 @@ def test_timebase_round_trip() -> None:
 
 def test_replay_cli_json(tmp_path: Path) -> None:
     recording = _recording(tmp_path / "r.csv", FORMATS["relative_s"][0])
-    cmd = [sys.executable, "-m", "simulators.cli", "edge", "replay", str(recording), "--mapping"]
+    cmd = [sys.executable, "-m", "edge_agent.cli", "replay", str(recording), "--mapping"]
     result = subprocess.run(
         [*cmd, str(_mapping(tmp_path)), "--json"], capture_output=True, text=True, timeout=60
     )
