@@ -359,21 +359,21 @@ def _deadletters_replay(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from edge_agent.protocol import BrokerAddress
-
     from .config import CloudSettings
     from .ingest.worker import IngestWorker
 
     settings = CloudSettings()
     worker = IngestWorker(
         settings.require_database_url(),
-        BrokerAddress.parse(settings.require_mqtt_url()),
+        settings.broker_address(),
         group=settings.ingest_group or None,
         client_id=settings.ingest_client_id,
         batch_size=settings.ingest_batch_size,
         linger_s=settings.ingest_linger_s,
         queue_size=settings.ingest_queue_size,
         ca_file=settings.mqtt_ca_file,
+        cert_file=settings.mqtt_cert_file,
+        key_file=settings.mqtt_key_file,
         max_clock_skew=timedelta(seconds=settings.ingest_max_clock_skew_s),
         stall_timeout_s=settings.ingest_stall_timeout_s,
     )

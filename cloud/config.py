@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_agent.protocol import BrokerAddress
 
 
 class CloudSettings(BaseSettings):
@@ -21,6 +24,12 @@ class CloudSettings(BaseSettings):
     database_url: str | None = None
     mqtt_url: str | None = None
     mqtt_ca_file: str | None = None
+    #: a client certificate and its key, where the broker knows this service by certificate (mqtts:// only)
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
+    #: the broker password of this service's user, read from a file (a compose or systemd secret) so that it
+    #: stays out of DRIVESIGHT_MQTT_URL, the environment and `ps`
+    mqtt_password_file: Path | None = None
     ingest_group: str = "ingest"
     #: must differ per worker (it names the persistent MQTT session); the host name does in containers
     ingest_client_id: str = Field(default_factory=lambda: f"drivesight-ingest-{socket.gethostname()}")
@@ -52,3 +61,23 @@ class CloudSettings(BaseSettings):
         if not self.mqtt_url:
             raise SystemExit("DRIVESIGHT_MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883)")
         return self.mqtt_url
+
+    def broker_address(self) -> BrokerAddress:
+        """The broker to connect to, with the password from ``DRIVESIGHT_MQTT_PASSWORD_FILE`` if set."""
+        try:
+            broker = BrokerAddress.parse(self.require_mqtt_url())
+        except ValueError as exc:
+            raise SystemExit(f"DRIVESIGHT_MQTT_URL: {exc}") from exc
+        if self.mqtt_password_file is None:
+            return broker
+        if broker.password is not None:
+            raise SystemExit(
+                "give the MQTT password in DRIVESIGHT_MQTT_URL or DRIVESIGHT_MQTT_PASSWORD_FILE, not both"
+            )
+        if broker.username is None:
+            raise SystemExit("DRIVESIGHT_MQTT_PASSWORD_FILE is set but DRIVESIGHT_MQTT_URL names no user")
+        try:
+            password = self.mqtt_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SystemExit(f"cannot read DRIVESIGHT_MQTT_PASSWORD_FILE: {exc}") from exc
+        return dataclasses.replace(broker, password=password)

@@ -7,13 +7,66 @@ publishers on different machines stay ordered as far as their clocks agree.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.protocol import Body, DownlinkKind, downlink_topic, encode
+from edge_agent.protocol import Body, BrokerAddress, DownlinkKind, downlink_topic, encode
+
+
+class BrokerRefused(ConnectionError):
+    """The broker refused this publisher's connection (wrong password, unknown user, ...)."""
+
+
+def connect(
+    broker: BrokerAddress,
+    *,
+    client_id: str | None = None,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    timeout_s: float = 10.0,
+) -> mqtt.Client:
+    """A paho client connected with this service's identity, its network loop running.
+
+    Raises :class:`BrokerRefused` with the broker's reason when it refuses the login, and TimeoutError when
+    it does not answer, instead of letting the first publish time out.
+    """
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        # distinct per process: the broker disconnects an older client that uses the same id
+        client_id=client_id or f"drivesight-downlink-{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv311,
+    )
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls:
+        client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file, cert_reqs=ssl.CERT_REQUIRED)
+    answered = threading.Event()
+    refusal: list[str] = []
+
+    def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            refusal.append(str(reason))
+        answered.set()
+
+    client.on_connect = on_connect
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    if not answered.wait(timeout_s) or refusal:
+        client.disconnect()
+        client.loop_stop()
+        if refusal:
+            raise BrokerRefused(f"{broker.url()} refused the connection: {refusal[0]}")
+        raise TimeoutError(f"{broker.url()} did not answer within {timeout_s} s")
+    client.on_connect = None
+    return client
 
 
 class DownlinkPublisher:

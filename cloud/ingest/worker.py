@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.protocol import BrokerAddress, uplink_filter
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
@@ -96,6 +97,8 @@ class IngestWorker:
         linger_s: float = 0.02,
         queue_size: int = 20_000,
         ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
         persistent: bool = True,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         stall_timeout_s: float = 300.0,
@@ -110,6 +113,7 @@ class IngestWorker:
         self.metrics = IngestMetrics()
         self._last_progress = time.monotonic()
         self._fatal: str | None = None
+        self._refused: str | None = None  # the broker's last CONNACK refusal, for start()'s error
         self._queue: queue.Queue[_Incoming] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -125,7 +129,10 @@ class IngestWorker:
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls:
-            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            # with cert_file/key_file the broker knows the worker by its certificate (mutual TLS)
+            client.tls_set(
+                ca_certs=ca_file, certfile=cert_file, keyfile=key_file, cert_reqs=ssl.CERT_REQUIRED
+            )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -139,12 +146,19 @@ class IngestWorker:
     ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the ingest connection: %s", reason)
+            self._refused = str(reason)
             return
         client.subscribe(uplink_filter(self.group), qos=1)
 
     def _on_subscribe(
-        self, client: mqtt.Client, userdata: object, mid: int, codes: object, props: object
+        self, client: mqtt.Client, userdata: object, mid: int, codes: list[ReasonCode], props: object
     ) -> None:
+        refused = [code for code in codes if code.is_failure]
+        if refused:
+            # e.g. the broker's ACL lets only the ingest identity join $share/ingest: without the
+            # subscription this worker would sit idle and look healthy, so it says so and exits
+            self._fatal = f"broker refused the subscription to {uplink_filter(self.group)}: {refused[0]}"
+            log.critical("%s", self._fatal)
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -235,7 +249,12 @@ class IngestWorker:
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self._client.loop_start()
         if not self._subscribed.wait(wait_subscribed_s):
-            raise TimeoutError(f"could not subscribe at {self.broker.url()} within {wait_subscribed_s} s")
+            why = f" (the broker refused the connection: {self._refused})" if self._refused else ""
+            raise TimeoutError(
+                f"could not subscribe at {self.broker.url()} within {wait_subscribed_s} s{why}"
+            )
+        if self._fatal is not None:
+            raise PermissionError(self._fatal)
 
     def stop(self) -> None:
         """Stop receiving, store what is queued, acknowledge it, disconnect."""
