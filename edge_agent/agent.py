@@ -26,7 +26,7 @@ from .detectors import (
 from .features import health_features, style_features
 from .inference import ModelError
 from .model_store import ModelStore
-from .outbox import Outbox, OutboxFull
+from .outbox import MessageTooLarge, Outbox, OutboxFull
 from .protocol import (
     MAX_EVENTS_PER_MESSAGE,
     Body,
@@ -38,7 +38,6 @@ from .protocol import (
     EventKind,
     EventsV1,
     GeoPoint,
-    PayloadTooLarge,
     TelemetryV1,
     TripSummaryV1,
 )
@@ -146,10 +145,13 @@ class _TelemetryBuffer:
 
 
 def _split(body: Body) -> tuple[Body, Body] | None:
-    """Two messages that together say what ``body`` says, for one over the payload limit."""
+    """Two messages that together say what ``body`` says, for one over the message limit (None: cannot)."""
     if isinstance(body, EventsV1) and len(body.events) > 1:
         half = len(body.events) // 2
         return EventsV1(events=body.events[:half]), EventsV1(events=body.events[half:])
+    if isinstance(body, DtcV1) and len(body.codes) > 1:
+        half = len(body.codes) // 2
+        return DtcV1(codes=body.codes[:half]), DtcV1(codes=body.codes[half:])
     if isinstance(body, TelemetryV1) and len(body.t_ms) > 1:
         half = len(body.t_ms) // 2
         second_t0 = body.t0 + timedelta(milliseconds=body.t_ms[half])
@@ -422,10 +424,12 @@ class EdgeAgent:
             self.outbox.enqueue(body, compress=compress)
         except OutboxFull as exc:
             log.warning("%s", exc)  # counted in the outbox's drop statistics
-        except PayloadTooLarge:
+        except MessageTooLarge as exc:
+            # halve until each part fits: every sample and event is sent once, in order
             halves = _split(body)
             if halves is None:
-                log.error("%s message over the payload limit cannot be split; not sent", body.SCHEMA)
+                log.error("%s; it cannot be split, so it is dropped (counted), not sent", exc)
+                self.outbox.record_drop(exc.kind, exc.size)
                 return
             for half in halves:
                 self._send(half, compress=compress)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from edge_agent.outbox import Outbox
-from edge_agent.protocol import StatusV1, decode
+from edge_agent.protocol import Body, BrokerAddress, StatusV1, TelemetryV1, TripSummaryV1, decode
 
 
 def _status() -> StatusV1:
     return StatusV1(state="online", agent_version="t")
 
 
-def test_seq_is_strictly_increasing_and_survives_restart(tmp_path) -> None:
+def test_seq_is_strictly_increasing_and_survives_restart(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     box = Outbox(path, "car1", clock=lambda: 1000.0)
     seqs = [box.enqueue(_status()) for _ in range(3)]
@@ -27,7 +32,7 @@ def test_seq_is_strictly_increasing_and_survives_restart(tmp_path) -> None:
     assert [decode(p.topic, p.payload).seq for p in pending] == [seqs[2], later]
 
 
-def test_pending_pages_in_seq_order(tmp_path) -> None:
+def test_pending_pages_in_seq_order(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", "car1")
     seqs = [box.enqueue(_status()) for _ in range(10)]
     first = box.pending(limit=4)
@@ -37,20 +42,16 @@ def test_pending_pages_in_seq_order(tmp_path) -> None:
     assert box.depth() == 0
 
 
-def _telemetry(n: int = 300):  # clearly larger than a trip summary
+def _telemetry(n: int = 300) -> TelemetryV1:  # clearly larger than a trip summary
     from datetime import UTC, datetime
-
-    from edge_agent.protocol import TelemetryV1
 
     return TelemetryV1(
         t0=datetime(2026, 1, 1, tzinfo=UTC), t_ms=list(range(n)), signals={"Vehicle.Speed": [1.0] * n}
     )
 
 
-def _trip(i: int):
+def _trip(i: int) -> TripSummaryV1:
     from datetime import UTC, datetime, timedelta
-
-    from edge_agent.protocol import TripSummaryV1
 
     t = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i)
     return TripSummaryV1(
@@ -59,40 +60,127 @@ def _trip(i: int):
     )  # fmt: skip
 
 
-def test_full_outbox_evicts_telemetry_first_then_oldest(tmp_path) -> None:
-    import pytest
-
+def test_full_outbox_evicts_telemetry_first_then_oldest(tmp_path: Path) -> None:
     from edge_agent.outbox import OutboxFull
 
-    probe = Outbox(tmp_path / "probe.db", "car1")
-    probe.enqueue(_trip(0))
-    probe.enqueue(_telemetry())
-    trip_size, tele_size = (len(p.payload) for p in probe.pending())
-    box = Outbox(tmp_path / "o.db", "car1", max_bytes=3 * trip_size + 2 * tele_size + 10)
+    # a bound a few hundred trips fill; telemetry larger than a trip, so that a trip's room cannot take it
+    box = Outbox(tmp_path / "o.db", "car1", max_bytes=320 * 1024, max_message_bytes=16384)
     # eviction order: telemetry before trips, oldest first within a priority
-    order = [box.enqueue(_telemetry()), box.enqueue(_telemetry())]
+    order = [box.enqueue(_telemetry(1000)), box.enqueue(_telemetry(1000))]
     trips_evicted = False
-    for i in range(12):
+    for i in range(400):
         order.append(box.enqueue(_trip(i)))
-        present = [p.seq for p in box.pending(limit=100)]
+        present = [p.seq for p in box.pending(limit=1000)]
         assert present == order[len(order) - len(present) :]  # always what is left after evicting in order
-        assert box.stored_bytes <= box.max_bytes
+        assert box.disk_bytes() <= box.max_bytes
         trips_evicted = len(present) < len(order) - 2
     assert trips_evicted  # once the telemetry was gone, the oldest trips went
-    full = [p.seq for p in box.pending(limit=100)]
+    full = [p.seq for p in box.pending(limit=1000)]
     with pytest.raises(OutboxFull):
-        box.enqueue(_telemetry())  # telemetry never pushes out a trip: it is dropped itself
-    assert [p.seq for p in box.pending(limit=100)] == full
+        box.enqueue(_telemetry(1000))  # telemetry never pushes out a trip: it is dropped itself
+    assert [p.seq for p in box.pending(limit=1000)] == full
     box.close()
-    reopened = Outbox(tmp_path / "o.db", "car1", max_bytes=box.max_bytes)
+    reopened = Outbox(tmp_path / "o.db", "car1", max_bytes=box.max_bytes, max_message_bytes=16384)
     dropped = reopened.dropped()
     assert dropped["telemetry"][0] == 3  # two evicted, one refused; counts survive a restart
-    assert dropped["trip"][0] == 12 - len(full)
+    assert dropped["trip"][0] == 400 - len(full)
     assert reopened.stored_bytes == box.stored_bytes
 
 
+def test_a_message_over_the_limit_is_refused_and_an_indivisible_one_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.outbox import MessageTooLarge
+
+    box = Outbox(tmp_path / "o.db", "car1", max_message_bytes=500)
+    with pytest.raises(MessageTooLarge) as err:
+        box.enqueue(_trip(1))
+    assert err.value.size > 500 and err.value.limit == 500
+    assert box.depth() == 0 and box.dropped() == {}  # the caller decides: split, or drop and count
+    agent = EdgeAgent(box)
+    with caplog.at_level("ERROR"):
+        agent.send(_trip(2))  # a trip summary cannot be split
+    assert box.depth() == 0
+    assert box.dropped()["trip"][0] == 1
+    assert "cannot be split" in caplog.text and "limit is 500" in caplog.text
+    reused = box.enqueue(_status())  # the refused messages' seqs were rolled back and are taken again
+    assert reused == box.enqueue(_status()) - 1
+
+
+def test_a_lower_message_limit_at_start_drops_what_is_stored_above_it(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "car1")
+    big = box.enqueue(_telemetry(3000))
+    small = box.enqueue(_status())
+    size = len(box.pending()[0].payload)
+    box.close()
+    again = Outbox(tmp_path / "o.db", "car1", max_message_bytes=size - 1)
+    assert [p.seq for p in again.pending()] == [small]
+    assert again.dropped() == {"telemetry": (1, size)}
+    assert big not in [p.seq for p in again.pending()]
+
+
+def test_delivered_messages_wait_out_the_window_and_are_resent_after_a_reconnect(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "car1")
+    seqs = [box.enqueue(_status()) for _ in range(4)]
+    box.ack(seqs[:3], retain_at=100.0)
+    assert [p.seq for p in box.pending()] == [seqs[3]]
+    assert box.depth() == 1 and box.delivered() == 3
+    stored = box.stored_bytes
+    assert box.expire_delivered(before=100.0) == 0  # acknowledged at 100: not before it
+    assert box.resend_delivered() == 3  # a reconnect: all three are published again, in seq order
+    assert [p.seq for p in box.pending()] == seqs
+    assert box.expire_delivered(before=1e9) == 0  # waiting to be resent: never expired
+    box.ack(seqs[:2], retain_at=200.0)
+    box.ack(seqs[2:3], retain_at=300.0)
+    assert box.expire_delivered(before=250.0) == 2
+    assert box.delivered() == 1 and box.stored_bytes < stored
+    box.close()
+    again = Outbox(tmp_path / "o.db", "car1")  # a restarted process resends what was delivered
+    assert [p.seq for p in again.pending()] == seqs[2:]
+    assert again.dropped() == {}
+
+
+def test_delivered_messages_are_evicted_first_and_not_counted_as_drops(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "car1", max_bytes=256 * 1024, max_message_bytes=4096)
+    delivered = [box.enqueue(_telemetry()) for _ in range(10)]
+    box.ack(delivered, retain_at=1.0)
+    trips: list[int] = []
+    while box.delivered():
+        trips.append(box.enqueue(_trip(len(trips))))
+        assert box.disk_bytes() <= box.max_bytes
+        # delivered telemetry makes room for trips: nothing undelivered goes while some of it is left
+        assert box.delivered() == 0 or box.dropped() == {}
+    assert box.evicted_delivered == 10
+    lost = box.dropped().get("trip", (0, 0))[0]
+    assert [p.seq for p in box.pending(limit=1000)] == trips[lost:]
+
+
+def test_regate_never_resends_a_delivered_message_with_other_content(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "car1")
+    sent = box.enqueue(_telemetry())
+    waiting = box.enqueue(_telemetry())
+    box.ack([sent], retain_at=1.0)
+    box.resend_delivered()
+
+    def fewer(body: Body) -> Body:
+        if isinstance(body, TelemetryV1):
+            return TelemetryV1(
+                t0=body.t0, t_ms=body.t_ms[:10], signals={k: v[:10] for k, v in body.signals.items()}
+            )
+        return body
+
+    assert box.regate(fewer) == (1, 1)  # the waiting one rewritten, the delivered one forgotten
+    assert [p.seq for p in box.pending()] == [waiting]
+
+
 def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(
-    tmp_path, database_url: str, db, broker, ingest_group, vehicle_prefix: str
+    tmp_path: Path,
+    database_url: str,
+    db: Any,
+    broker: BrokerAddress,
+    ingest_group: str | None,
+    vehicle_prefix: str,
 ) -> None:
     import signal
     import subprocess
