@@ -252,13 +252,13 @@ def _who(who: Any, client: Client) -> bool:
     if isinstance(arg, tuple):
         assert arg[0] == "re" and len(arg) == 2
         return re.search(arg[1], value) is not None
-    return value == arg
+    return bool(value == arg)
 
 
 def _topic(pattern: Any, topic: str, client: Client) -> bool:
     if isinstance(pattern, tuple):
         assert pattern[0] == "eq" and len(pattern) == 2
-        return topic == pattern[1]
+        return bool(topic == pattern[1])
     placeholders = set(re.findall(r"\$\{[^}]*\}", pattern))
     assert placeholders <= {"${clientid}", "${username}"}, f"unsupported placeholder in {pattern!r}"
     rendered = pattern.replace("${clientid}", client.clientid).replace("${username}", client.username)
@@ -308,7 +308,8 @@ def emqx_conf() -> dict[str, Any]:
 
 
 def compose() -> dict[str, Any]:
-    return yaml.safe_load((EMQX / "docker-compose.yml").read_text())
+    data: dict[str, Any] = yaml.safe_load((EMQX / "docker-compose.yml").read_text())
+    return data
 
 
 def expectations() -> list[tuple[Client, str, str, str]]:
@@ -326,15 +327,15 @@ def expectations() -> list[tuple[Client, str, str, str]]:
             (Client("ingest", CAR_A), "publish", uplink_topic(CAR_A, kind), "deny"),
             (Client("downlink", CAR_A), "publish", uplink_topic(CAR_A, kind), "deny"),
         ]
-    for kind in DownlinkKind:
+    for down in DownlinkKind:
         out += [
-            (a, "subscribe", downlink_topic(CAR_A, kind), "allow"),
-            (a, "subscribe", downlink_topic(CAR_B, kind), "deny"),
-            (a, "publish", downlink_topic(CAR_A, kind), "deny"),
-            (a, "publish", downlink_topic(CAR_B, kind), "deny"),
-            (DOWNLINK, "publish", downlink_topic(CAR_A, kind), "allow"),
-            (INGEST, "publish", downlink_topic(CAR_A, kind), "deny"),
-            (car("downlink"), "publish", downlink_topic(CAR_A, kind), "deny"),
+            (a, "subscribe", downlink_topic(CAR_A, down), "allow"),
+            (a, "subscribe", downlink_topic(CAR_B, down), "deny"),
+            (a, "publish", downlink_topic(CAR_A, down), "deny"),
+            (a, "publish", downlink_topic(CAR_B, down), "deny"),
+            (DOWNLINK, "publish", downlink_topic(CAR_A, down), "allow"),
+            (INGEST, "publish", downlink_topic(CAR_A, down), "deny"),
+            (car("downlink"), "publish", downlink_topic(CAR_A, down), "deny"),
         ]
     out += [
         (a, "subscribe", downlink_filter(CAR_A), "allow"),
@@ -472,28 +473,37 @@ def test_limits_match_mosquitto_and_the_ingest() -> None:
     }
 
 
+def _main_compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    return data
+
+
+def _secret_file(compose_dir: Path, spec: dict[str, Any], name: str) -> Path:
+    """Where a compose file's secret ``name`` comes from on the host."""
+    return (compose_dir / spec["secrets"][name]["file"]).resolve()
+
+
 def test_compose_is_a_two_node_cluster_around_the_same_stack() -> None:
-    services = compose()["services"]
+    ours_spec, main_spec = compose(), _main_compose()
+    services, main = ours_spec["services"], main_spec["services"]
     conf = emqx_conf()
     nodes = {name: s for name, s in services.items() if s.get("image", "").startswith("emqx/emqx:5.")}
     assert len(nodes) == 2
     names = {s["environment"]["EMQX_NODE__NAME"] for s in nodes.values()}
-    assert (
-        set(conf["cluster"]["static"]["seeds"]) == names and conf["cluster"]["discovery_strategy"] == "static"
-    )
+    assert set(conf["cluster"]["static"]["seeds"]) == names
+    assert conf["cluster"]["discovery_strategy"] == "static"
     for s in nodes.values():
         host = s["environment"]["EMQX_NODE__NAME"].split("@")[1]
         assert host in s["networks"]["default"]["aliases"] and "emqx" in s["networks"]["default"]["aliases"]
         for mount in s["volumes"]:
             source = mount.split(":")[0]
-            assert not source.startswith("./") or (EMQX / source).exists() or source == "./certs", source
-    # the rest of the stack is deploy/docker-compose.yml's, only the broker differs
-    main = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+            assert not source.startswith("./") or (EMQX / source).exists(), source
+    # the rest of the stack is deploy/docker-compose.yml's: only the broker and its identities differ
     internal_port = conf["listeners"]["tcp"]["internal"]["bind"].rsplit(":", 1)[1]
     users = {"ingest": "ingest", "migrate": "ingest", "api": "downlink"}
     for name in ("timescaledb", "migrate", "ingest", "api"):
         ours, theirs = dict(services[name]), dict(main[name])
-        for key in ("environment", "depends_on"):
+        for key in ("environment", "depends_on", "secrets"):
             ours.pop(key, None), theirs.pop(key, None)
         if "build" in ours:
             assert ours.pop("build") == {"context": "../..", "dockerfile": theirs.pop("build")["dockerfile"]}
@@ -501,13 +511,32 @@ def test_compose_is_a_two_node_cluster_around_the_same_stack() -> None:
         env, their_env = services[name]["environment"], main[name]["environment"]
         assert set(env) == set(their_env), name
         for var, value in env.items():
-            if var != "DRIVESIGHT_MQTT_URL":
+            if not var.startswith("DRIVESIGHT_MQTT_"):
                 assert value == their_env[var], (name, var)
         if name in users:
-            url = env["DRIVESIGHT_MQTT_URL"]
-            assert re.fullmatch(
-                rf"mqtt://{users[name]}:\$\{{[A-Z_:?a-zA-Z ]+\}}@emqx:{internal_port}", url
-            ), url
+            assert env["DRIVESIGHT_MQTT_URL"] == f"mqtt://{users[name]}@emqx:{internal_port}", name
+            secret = env["DRIVESIGHT_MQTT_PASSWORD_FILE"].removeprefix("/run/secrets/")
+            assert secret in services[name].get("secrets", []) or name == "migrate", name
+            # the same password file as the Mosquitto stack's for this identity
+            assert _secret_file(EMQX, ours_spec, secret) == _secret_file(DEPLOY, main_spec, secret)
+
+
+def test_the_broker_uses_the_vehicle_ca_and_server_certificate_of_the_mosquitto_stack() -> None:
+    ours_spec, main_spec = compose(), _main_compose()
+    ssl = emqx_conf()["listeners"]["ssl"]["default"]["ssl_options"]
+    main_mounts = {
+        v.split(":")[1]: (DEPLOY / v.split(":")[0]).resolve()
+        for v in main_spec["services"]["mosquitto"]["volumes"]
+    }
+    main_files = {Path(target).name: source for target, source in main_mounts.items()}
+    for node in ("emqx1", "emqx2"):
+        service = ours_spec["services"][node]
+        mounts = {v.split(":")[1]: (EMQX / v.split(":")[0]).resolve() for v in service["volumes"]}
+        assert mounts[ssl["cacertfile"]] == main_files["vehicle-ca.crt"]
+        assert mounts[ssl["certfile"]] == main_files["server.crt"]
+        key = ssl["keyfile"].removeprefix("/run/secrets/")
+        assert key in service["secrets"]
+        assert _secret_file(EMQX, ours_spec, key) == _secret_file(DEPLOY, main_spec, key)
 
 
 def test_compose_uses_real_settings_and_commands() -> None:
@@ -524,7 +553,7 @@ def test_compose_uses_real_settings_and_commands() -> None:
 
 def test_the_user_script_creates_the_acl_identities() -> None:
     script = (EMQX / "create-users.sh").read_text()
-    created = set(re.findall(r'"(\w+) \$\w+_PASSWORD"', script))
+    created = set(re.findall(r"^create (\w+) ", script, re.M))
     named = {arg for rule in load_acl() if len(rule) == 4 for arg in _usernames(rule[1])}
     assert created == named == {"ingest", "downlink"}
 

@@ -1,18 +1,25 @@
 #!/bin/sh
 # Creates, or updates the password of, the cloud services' broker users in EMQX's built-in database
-# (the password authenticator of emqx.conf), through the EMQX REST API. Run once by the emqx-users service of
-# docker-compose.yml; safe to run again (an existing user gets the password given now).
+# (the password authenticator of emqx.conf), through the EMQX REST API. Run by the emqx-users service of
+# docker-compose.yml on every start, so a changed password file takes effect; safe to run again.
 #
 # Environment: EMQX_API (http://HOST:18083/api/v5), DASHBOARD_PASSWORD (the dashboard's admin password),
-# INGEST_PASSWORD and DOWNLINK_PASSWORD. Passwords: letters and digits, at least 16 (openssl rand -hex 24).
+# INGEST_PASSWORD_FILE and DOWNLINK_PASSWORD_FILE (deploy/secrets/mqtt-ingest.password and
+# mqtt-downlink.password, mounted as compose secrets). Passwords: 16 characters or more, no '"' or '\'.
 set -eu
 
 die() { echo "create-users.sh: $*" >&2; exit 1; }
 
-for name in DASHBOARD_PASSWORD INGEST_PASSWORD DOWNLINK_PASSWORD; do
-    eval "value=\${$name:-}"
-    printf '%s' "$value" | grep -Eq '^[A-Za-z0-9]{16,}$' || die "$name: use 16 or more letters and digits"
-done
+check() {  # NAME VALUE: long enough, and safe inside the JSON strings below
+    [ ${#2} -ge 16 ] || die "$1: use 16 characters or more (there is no login throttling)"
+    case "$2" in *'"'* | *'\'*) die "$1: no '\"' or '\\' please" ;; esac
+}
+
+check DASHBOARD_PASSWORD "${DASHBOARD_PASSWORD:-}"
+ingest_password=$(cat "${INGEST_PASSWORD_FILE:?}") || die "cannot read $INGEST_PASSWORD_FILE"
+downlink_password=$(cat "${DOWNLINK_PASSWORD_FILE:?}") || die "cannot read $DOWNLINK_PASSWORD_FILE"
+check INGEST_PASSWORD_FILE "$ingest_password"
+check DOWNLINK_PASSWORD_FILE "$downlink_password"
 
 token=$(curl -sS -f -X POST "$EMQX_API/login" -H 'Content-Type: application/json' \
     -d "{\"username\":\"admin\",\"password\":\"$DASHBOARD_PASSWORD\"}" \
@@ -20,19 +27,20 @@ token=$(curl -sS -f -X POST "$EMQX_API/login" -H 'Content-Type: application/json
 [ -n "$token" ] || die "login to $EMQX_API failed"
 
 users="$EMQX_API/authentication/password_based%3Abuilt_in_database/users"
-for entry in "ingest $INGEST_PASSWORD" "downlink $DOWNLINK_PASSWORD"; do
-    user=${entry%% *}
-    password=${entry#* }
+create() {  # USER PASSWORD
     code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$users" \
         -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-        -d "{\"user_id\":\"$user\",\"password\":\"$password\"}")
+        -d "{\"user_id\":\"$1\",\"password\":\"$2\"}")
     case "$code" in
-        200|201) echo "created broker user $user" ;;
+        200|201) echo "created broker user $1" ;;
         409)
-            curl -sS -f -o /dev/null -X PUT "$users/$user" \
+            curl -sS -f -o /dev/null -X PUT "$users/$1" \
                 -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-                -d "{\"password\":\"$password\"}" || die "updating $user failed"
-            echo "updated the password of broker user $user" ;;
-        *) die "creating $user: HTTP $code" ;;
+                -d "{\"password\":\"$2\"}" || die "updating $1 failed"
+            echo "set the password of broker user $1" ;;
+        *) die "creating $1: HTTP $code" ;;
     esac
-done
+}
+
+create ingest "$ingest_password"
+create downlink "$downlink_password"
