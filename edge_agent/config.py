@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .detectors import VehicleClass
-from .protocol import ConsentState
+from .protocol import MAX_PAYLOAD_BYTES, ConsentState
 
 
 class EdgeSettings(BaseSettings):
@@ -23,13 +23,22 @@ class EdgeSettings(BaseSettings):
 
     vehicle_id: str | None = None
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    #: the broker ties a car's client id to its certificate (one identity per car): the vehicle id by default
+    mqtt_client_id: str | None = None
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     #: keep the MQTT session across reconnects, so the broker holds pushes and config while the car is away
     persistent_session: bool = True
     state_dir: Path = Path(".drivesight/edge")
+    #: the outbox's bound on disk: database file, write-ahead log and WAL index together
     outbox_max_mb: float = Field(default=64.0, gt=0)
+    #: no message larger than this is sent (larger batches are split; an indivisible one is dropped and
+    #: counted): the contract's limit, which is below the broker's (deploy/mosquitto: 256 KiB)
+    max_message_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=MAX_PAYLOAD_BYTES)
+    #: acknowledged messages are kept and sent again after a reconnect for this long, in case the broker
+    #: dies before its next autosave (deploy/mosquitto: at most 10 s); 0 forgets them at the PUBACK
+    resend_window_s: float = Field(default=60.0, ge=0)
     vehicle_class: VehicleClass = VehicleClass.CAR
     speed_limit_kmh: float | None = Field(default=120.0, gt=0)
     timezone: str = "UTC"

@@ -513,10 +513,10 @@ class Outbox:
         with self._lock:
             return int(self._db.execute(f"SELECT count(*) FROM outbox WHERE {_WAITING}").fetchone()[0])
 
-    def delivered(self) -> int:
-        """How many acknowledged messages are kept for the resend window."""
+    def delivered(self) -> list[int]:
+        """The ``seq`` of every acknowledged message kept for the resend window, in order."""
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM delivered").fetchone()[0])
+            return [int(r[0]) for r in self._db.execute("SELECT seq FROM delivered ORDER BY seq")]
 
     @property
     def stored_bytes(self) -> int:

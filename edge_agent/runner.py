@@ -62,6 +62,7 @@ def run_vehicle(
         settings.state_dir / f"{vehicle_id}.outbox.db",
         vehicle_id,
         max_bytes=int(settings.outbox_max_mb * 2**20),
+        max_message_bytes=settings.max_message_bytes,
     )
     telemetry = (
         TelemetrySettings(period_s=settings.telemetry_period_s, batch_s=settings.telemetry_batch_s)
@@ -95,6 +96,8 @@ def run_vehicle(
     uplink = MqttUplink(
         outbox,
         BrokerAddress.parse(settings.mqtt_url),
+        client_id=settings.mqtt_client_id or vehicle_id,
+        resend_window_s=settings.resend_window_s,
         ca_file=settings.ca_file,
         cert_file=settings.cert_file,
         key_file=settings.key_file,

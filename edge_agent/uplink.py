@@ -1,8 +1,20 @@
-"""MQTT uplink: drains the outbox to the broker with QoS 1 and deletes a message only after its PUBACK.
+"""MQTT uplink: drains the outbox to the broker with QoS 1; a message is forgotten only well after its PUBACK.
 
 A pump thread keeps up to ``inflight`` messages in flight, in ``seq`` order. When the connection drops, the
 in-flight window is forgotten and, once paho has reconnected (with backoff), everything still in the
 outbox is published again from the oldest; the cloud drops the duplicates by ``(vehicle_id, seq)``.
+
+A PUBACK means the broker holds the message in memory, not on disk: Mosquitto saves its state every
+``autosave_interval`` seconds, so a broker killed in between forgets messages it acknowledged. The outbox
+therefore keeps acknowledged messages for ``resend_window_s`` (which must exceed the broker's autosave
+interval) and they are published again after every reconnect. The window is measured on the broker's own
+signs of life: a message acknowledged at ``t`` is forgotten only once a later PUBACK arrived after
+``t + resend_window_s``, which proves that the broker was up through its autosave; a broker that died
+silently (noticed only after the keep-alive) proves nothing, so its messages stay.
+
+Every reconnect resends, whatever CONNACK's ``session_present`` says: that flag speaks of this client's
+session, and a broker restored from an older autosave still has the session (saved earlier) while the
+messages acknowledged after that save are gone. The cost is at most one window of duplicates per reconnect.
 
 paho calls ``on_publish`` while holding its own lock, so the callback only records the acknowledged
 message id and wakes the pump; the outbox is touched from the pump thread alone.
@@ -21,12 +33,16 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .outbox import Outbox
+from .outbox import EXPIRE_BATCH, Outbox
 from .protocol import BrokerAddress, StatusV1, downlink_filter, encode, uplink_topic
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
+#: Longer than the broker's autosave interval (deploy/mosquitto: at most 10 s), with a wide margin.
+DEFAULT_RESEND_WINDOW_S = 60.0
+#: How often the pump looks for delivered messages past the window (a transaction each time).
+EXPIRY_PERIOD_S = 0.5
 
 
 class MqttUplink:
@@ -44,6 +60,7 @@ class MqttUplink:
         cert_file: str | None = None,
         key_file: str | None = None,
         persistent_session: bool = False,
+        resend_window_s: float = DEFAULT_RESEND_WINDOW_S,
         on_downlink: Callable[[str, bytes], None] | None = None,
         status_fields: Callable[[], dict[str, Any]] = dict,
         clock: Callable[[], float] = time.monotonic,
@@ -52,6 +69,7 @@ class MqttUplink:
         self.vehicle_id = outbox.vehicle_id
         self.broker = broker
         self.inflight_limit = inflight
+        self.resend_window_s = resend_window_s
         self.boot_id = uuid.uuid4().hex[:16]
         self._clock = clock
         self._connected = threading.Event()
@@ -61,14 +79,22 @@ class MqttUplink:
         self._ack_lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> seq, pump thread only
         self._session = 0
+        self._last_puback = -float("inf")  # on self._clock: the broker's latest sign of life
+        self._next_expiry = -float("inf")  # on self._clock, pump thread only
         self.published = 0
         self.acknowledged = 0
+        #: acknowledged messages published again after reconnects
+        self.resent = 0
+        #: CONNACK's flag on the latest connection (logged and kept for diagnosis; resending ignores it)
+        self.session_present: bool | None = None
         self._on_downlink = on_downlink
         self._status_fields = status_fields  # consent, model versions, ... for each status message
         # A persistent session lets the broker keep downlink messages (pushes, config) while the car is away.
+        # The client id is the vehicle id: the broker ties it to the car's certificate (one identity each).
+        self.client_id = client_id or self.vehicle_id
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"edge-{self.vehicle_id}",
+            client_id=self.client_id,
             clean_session=not persistent_session,
             protocol=mqtt.MQTTv311,
         )
@@ -84,7 +110,7 @@ class MqttUplink:
         will = StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id, last_will=True)
         client.will_set(
             uplink_topic(self.vehicle_id, "status"),
-            encode(self.vehicle_id, outbox.reserve_seq(), will),
+            encode(self.vehicle_id, outbox.reserve_seq(), will, max_bytes=outbox.max_message_bytes),
             qos=1,
         )
         client.on_connect = self._on_connect
@@ -106,6 +132,7 @@ class MqttUplink:
         if getattr(reason, "is_failure", False):
             log.warning("%s: broker refused connection: %s", self.vehicle_id, reason)
             return
+        self.session_present = bool(getattr(flags, "session_present", False))
         with self._ack_lock:
             self._acked_mids.clear()
             self._session += 1
@@ -131,6 +158,7 @@ class MqttUplink:
     ) -> None:
         with self._ack_lock:
             self._acked_mids.add(mid)
+            self._last_puback = self._clock()
         self._wake.set()
 
     # pump thread --------------------------------------------------------------------------------
@@ -143,17 +171,36 @@ class MqttUplink:
                 self._inflight.clear()
                 continue
             with self._ack_lock:
-                if self._session != session:
-                    session = self._session
-                    self._inflight.clear()
+                new_session = self._session != session
+                session = self._session
                 mids, self._acked_mids = self._acked_mids, set()
+                last_puback = self._last_puback
+            if new_session:
+                self._inflight.clear()
+                self._resend_delivered()
             # every mid published so far was recorded by the previous _fill_window, so a mid not in the
             # window belongs to an earlier connection and is stale
             acked = [self._inflight.pop(m) for m in mids if m in self._inflight]
             if acked:
-                self.outbox.ack(acked)
+                retain = self._clock() if self.resend_window_s > 0 else None
+                self.outbox.ack(acked, retain_at=retain)
                 self.acknowledged += len(acked)
+            if self.resend_window_s > 0 and (now := self._clock()) >= self._next_expiry:
+                self._next_expiry = now + EXPIRY_PERIOD_S
+                # a full batch may mean more are due: the next batch, each in a transaction of its own
+                while self.outbox.expire_delivered(last_puback - self.resend_window_s) == EXPIRE_BATCH:
+                    pass
             self._fill_window()
+
+    def _resend_delivered(self) -> None:
+        """Queue again what the broker acknowledged within the window: it may have died before saving it."""
+        count = self.outbox.resend_delivered()
+        self.resent += count
+        if count:
+            log.info(
+                "%s: reconnected (session present: %s); resending %d acknowledged messages",
+                self.vehicle_id, self.session_present, count,
+            )  # fmt: skip
 
     def _fill_window(self) -> None:
         room = self.inflight_limit - len(self._inflight)
@@ -161,6 +208,9 @@ class MqttUplink:
             return
         after = max(self._inflight.values(), default=-1)
         for item in self.outbox.pending(after_seq=after, limit=room):
+            if len(item.payload) > self.outbox.max_message_bytes:
+                self.outbox.refuse(item.seq)  # the broker would drop it; never sent, counted as dropped
+                continue
             info = self._client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # connection lost meanwhile; the next session republishes from the outbox
@@ -200,12 +250,18 @@ class MqttUplink:
         """Tell the pump that new messages are in the outbox."""
         self._wake.set()
 
+    @property
+    def connections(self) -> int:
+        """How many times the broker accepted the connection so far."""
+        with self._ack_lock:
+            return self._session
+
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected; False on timeout."""
         return self._connected.wait(timeout)
 
     def flush(self, timeout: float) -> bool:
-        """Block until the outbox is empty (everything acknowledged); False on timeout."""
+        """Block until nothing waits to be published (everything acknowledged); False on timeout."""
         deadline = self._clock() + timeout
         while self._clock() < deadline:
             if self.outbox.depth() == 0:
