@@ -91,11 +91,20 @@ BROKER_KEYS = (
 )  # fmt: skip
 #: the four of them PrivateBroker(deploy_limits=True) takes from deploy/ itself
 HELPER_KEYS = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "message_size_limit")
-#: when each fault happens, as a share of the driving time
+#: when each fault happens: a share of the driving time plus seconds. The first broker and ingest kills come
+#: alone; the other two broker kills come 1 s into another outage, when the broker holds the most that it
+#: has acknowledged and not delivered: during the database's (the ingest holds its batches unacknowledged)
+#: and during an ingest worker's (the broker queues that worker's share for its persistent session)
 SCHEDULE = (
-    (0.10, "link_cut"), (0.20, "broker_kill"), (0.33, "ingest_kill"), (0.45, "db_restart"),
-    (0.55, "link_restore"), (0.62, "broker_kill"), (0.72, "ingest_kill"), (0.85, "broker_kill"),
-)  # fmt: skip
+    (0.10, 0.0, "link_cut"),
+    (0.20, 0.0, "broker_kill"),
+    (0.33, 0.0, "ingest_kill"),
+    (0.45, 0.0, "db_restart"),
+    (0.45, 1.0, "broker_kill"),
+    (0.55, 0.0, "link_restore"),
+    (0.72, 0.0, "ingest_kill"),
+    (0.72, 1.0, "broker_kill"),
+)
 
 
 def log(message: str) -> None:
@@ -826,10 +835,11 @@ class Soak:
         log(f"{len(self.cars)} cars driving from {first_day} ({days} simulated days available)")
 
     # faults ------------------------------------------------------------------------------------------------
-    def inject(self, what: str) -> None:
-        """One fault of the schedule."""
+    def inject(self, what: str) -> list[tuple[float, str]]:
+        """One fault, or the end of one; returns what is due later (each service is back ``--down-s`` after
+        it was killed, whatever else happens meanwhile)."""
         assert self.broker is not None and self.ingest is not None and self.offline is not None
-        down = self.args.down_s
+        back = self.now() + self.args.down_s
         if what == "broker_kill":
             assert self.broker.process is not None
             db_file = self.broker.dir / "mosquitto.db"
@@ -838,7 +848,8 @@ class Soak:
             self.broker.process.wait(10)
             self.counts["broker_kills"] += 1
             self.note(what, f"#{self.counts['broker_kills']} (last persisted {saved})")
-            time.sleep(down)
+            return [(back, "broker_up")]
+        if what == "broker_up":
             self.broker.start()
             self.broker_up.append((round(self.now(), 2), f"broker_kill #{self.counts['broker_kills']}"))
         elif what == "ingest_kill":
@@ -846,13 +857,15 @@ class Soak:
             self.ingest.kill(i)
             self.counts["ingest_kills"] += 1
             self.note(what, f"#{self.counts['ingest_kills']} (worker {i})")
-            time.sleep(down)
-            self.ingest.start(i)
+            return [(back, f"ingest_up {i}")]
+        elif what.startswith("ingest_up"):
+            self.ingest.start(int(what.split()[1]))
         elif what == "db_restart":
             self.pg.crash()
             self.counts["db_restarts"] += 1
             self.note(what, f"#{self.counts['db_restarts']} (immediate stop, recovery on start)")
-            time.sleep(down)
+            return [(back, "db_up")]
+        elif what == "db_up":
             self.pg.start()
         elif what == "link_cut":
             self.recorder.offline.add(self.offline.vehicle)
@@ -866,24 +879,23 @@ class Soak:
             self.offline.link.restore()
             self.offline.restored.set()
             self.note(what, self.offline.vehicle)
+        return []
 
     def run_faults(self) -> None:
-        """Drive for ``--minutes`` with the faults at their shares of it; report progress every 5 s."""
+        """Drive for ``--minutes`` with the faults at their times; report progress every 5 s."""
         duration = self.args.minutes * 60
-        pending = list(SCHEDULE)
+        due = sorted((share * duration + offset, what) for share, offset, what in SCHEDULE)
         last_report = 0.0
         assert self.ingest is not None
-        while self.now() < duration:
-            if pending and self.now() >= pending[0][0] * duration:
-                self.inject(pending.pop(0)[1])
+        while self.now() < duration or due:
+            while due and self.now() >= due[0][0]:
+                due = sorted(due[1:] + self.inject(due[0][1]))
             self.ingest.supervise(self.now())
             if self.now() - last_report >= 5:
                 last_report = self.now()
                 log(f"t={self.now():.0f}s produced {len(self.recorder.messages)} messages, "
                     f"stored {self.ledger_count()}")  # fmt: skip
-            time.sleep(0.1)
-        for _at, what in pending:  # a schedule squeezed by slow restarts still runs in full
-            self.inject(what)
+            time.sleep(0.05)
 
     def ledger_count(self) -> int | str:
         """Messages in the ledger (or why it cannot be read now)."""
