@@ -79,7 +79,9 @@ class Inputs:
         59, "assumption: AAA Foundation, New American Driving Survey 2019-2020"
     )
     trips_per_day: float = _input(2.5, "assumption: AAA Foundation, New American Driving Survey 2019-2020")
-    peak_hour_share: float = _input(0.12, "assumption: K factor, 8-12% of daily traffic in the peak hour")
+    peak_hour_share: float = _input(
+        0.12, "assumption: K factor, 7-12% of daily traffic in the peak hour (top of the range)"
+    )
     headroom: float = _input(2.0, "assumption: capacity for twice the peak (catching up after an outage)")
     connected_share: float = _input(1.0, "assumption: every car keeps its broker session connected")
     broker_connections_per_node: float = _input(
