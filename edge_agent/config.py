@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .detectors import VehicleClass
+from .outbox_budget import DEFAULT_PAGE_SIZE, DiskBudget
 from .protocol import MAX_PAYLOAD_BYTES, ConsentState
 
 
@@ -58,6 +59,12 @@ class EdgeSettings(BaseSettings):
     can_interface: str = "socketcan"
     can_channel: str = "can0"
     obd_port: str | None = None
+
+    @model_validator(mode="after")
+    def _outbox_bound_holds_its_messages(self) -> EdgeSettings:
+        # refused here, with the settings' other errors, rather than when the outbox opens
+        DiskBudget.plan(int(self.outbox_max_mb * 2**20), DEFAULT_PAGE_SIZE, self.max_message_bytes)
+        return self
 
     def default_consent(self) -> ConsentState:
         """The consent configured here, used until the owner's own choice is stored."""

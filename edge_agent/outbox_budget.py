@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: SQLite's page size unless the database says otherwise.
+DEFAULT_PAGE_SIZE = 4096
 #: SQLite's WAL file header; each frame carries a 24-byte header before its page.
 WAL_HEADER = 32
 FRAME_HEADER = 24
