@@ -90,7 +90,8 @@ CREATE TRIGGER IF NOT EXISTS outbox_forget AFTER DELETE ON outbox
 """
 
 #: Messages waiting to be published: never acknowledged, or acknowledged and due to be sent again.
-_WAITING = "seq NOT IN (SELECT seq FROM delivered WHERE resend = 0)"
+#: (A lookup per row by primary key: the delivered table may hold a whole window of a busy simulator.)
+_WAITING = "NOT EXISTS (SELECT 1 FROM delivered d WHERE d.seq = outbox.seq AND d.resend = 0)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,9 @@ class MqttUplink:
         self._acked_mids: set[int] = set()
         self._ack_lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> seq, pump thread only
+        # the last seq published in this connection (pump thread only): messages go out in seq order, so
+        # the next ones follow it; reading from it skips the delivered messages kept at the outbox's front
+        self._cursor = -1
         self._session = 0
         self._last_puback = -float("inf")  # on self._clock: the broker's latest sign of life
         self._next_expiry = -float("inf")  # on self._clock, pump thread only
@@ -177,6 +180,7 @@ class MqttUplink:
                 last_puback = self._last_puback
             if new_session:
                 self._inflight.clear()
+                self._cursor = -1
                 self._resend_delivered()
             # every mid published so far was recorded by the previous _fill_window, so a mid not in the
             # window belongs to an earlier connection and is stale
@@ -206,8 +210,7 @@ class MqttUplink:
         room = self.inflight_limit - len(self._inflight)
         if room <= 0:
             return
-        after = max(self._inflight.values(), default=-1)
-        for item in self.outbox.pending(after_seq=after, limit=room):
+        for item in self.outbox.pending(after_seq=self._cursor, limit=room):
             if len(item.payload) > self.outbox.max_message_bytes:
                 self.outbox.refuse(item.seq)  # the broker would drop it; never sent, counted as dropped
                 continue
@@ -215,6 +218,7 @@ class MqttUplink:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # connection lost meanwhile; the next session republishes from the outbox
             self._inflight[info.mid] = item.seq
+            self._cursor = item.seq
             self.published += 1
         with self._ack_lock:
             if self._acked_mids:  # PUBACKs that came before their mid was recorded: next round
