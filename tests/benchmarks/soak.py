@@ -128,7 +128,9 @@ class Produced:
     stored_at: float  # seconds since the soak started
     units: list[tuple[object, ...]]
     offline: bool = False
-    acked_at: float | None = None
+    acked_at: float | None = None  # the first PUBACK
+    last_acked_at: float | None = None  # the latest (a resent message is acknowledged again)
+    acks: int = 0
 
 
 def units_of(vehicle: str, seq: int, body: Body) -> list[tuple[object, ...]]:
@@ -167,7 +169,8 @@ class Recorder:
             vehicle, seq, str(body.KIND), self.now(), units_of(vehicle, seq, body), vehicle in self.offline
         )
         with self._lock:
-            item.acked_at = self._early_acks.pop((vehicle, seq), None)
+            item.acked_at = item.last_acked_at = self._early_acks.pop((vehicle, seq), None)
+            item.acks = int(item.acked_at is not None)
             self.messages[(vehicle, seq)] = item
 
     def acknowledged(self, vehicle: str, seqs: list[int]) -> None:
@@ -178,8 +181,11 @@ class Recorder:
                 item = self.messages.get((vehicle, seq))
                 if item is None:
                     self._early_acks.setdefault((vehicle, seq), now)
-                elif item.acked_at is None:
+                    continue
+                if item.acked_at is None:
                     item.acked_at = now
+                item.last_acked_at = now
+                item.acks += 1
 
     def will(self, vehicle: str, seq: int) -> None:
         """A seq taken for the MQTT last will (published by the broker, not through the outbox)."""
@@ -667,8 +673,8 @@ def cause_of(item: Produced, timeline: Timeline) -> tuple[str, str]:
     A message acknowledged by a restarted broker before any ingest worker subscribed again went nowhere (no
     session the broker knew of to queue it for); otherwise the first fault after the acknowledgement (or
     after it was stored, when it was never acknowledged) is named."""
-    if item.acked_at is not None:
-        ack = item.acked_at
+    if item.last_acked_at is not None:
+        ack = item.last_acked_at
         up = max((u for u in timeline.broker_up if u[0] <= ack), default=None)
         if up is not None:
             sub = timeline.resubscribed_after(up[0])
@@ -728,11 +734,20 @@ def account(
     lost = [(p, n) for p, n in missing if (p.vehicle, p.seq) not in in_outbox]
     causes = Counter(f"{p.kind}: {cause_of(p, timeline)[0]}" for p, _n in lost)
     examples = [
-        {"vehicle": p.vehicle, "seq": p.seq, "kind": p.kind, "units": n, "stored_at_s": round(p.stored_at, 2),
-         "acked_at_s": None if p.acked_at is None else round(p.acked_at, 2), "offline_day": p.offline,
-         "in_ledger": (p.vehicle, p.seq) in stored.ledger, "cause": cause_of(p, timeline)[1]}
+        {
+            "vehicle": p.vehicle,
+            "seq": p.seq,
+            "kind": p.kind,
+            "units": n,
+            "stored_at_s": round(p.stored_at, 2),
+            "acked_at_s": None if p.acked_at is None else round(p.acked_at, 2),
+            "last_acked_at_s": None if p.last_acked_at is None else round(p.last_acked_at, 2),
+            "offline_day": p.offline,
+            "in_ledger": (p.vehicle, p.seq) in stored.ledger,
+            "cause": cause_of(p, timeline)[1],
+        }
         for p, n in sorted(lost, key=lambda x: x[0].stored_at)[:20]
-    ]  # fmt: skip
+    ]
     return {
         "streams": streams,
         "lost": sum(s["lost"] for s in streams.values()),
@@ -972,6 +987,10 @@ class Soak:
             "produced_messages": len(produced),
             "stored_messages": sum((p.vehicle, p.seq) in stored.ledger for p in produced),
             "wills_stored": sum(w in stored.ledger for w in self.recorder.wills),
+            # acknowledged by the broker more than once: published again after a reconnect (the ledger
+            # stores each once); the broker's PUBACKs in all, counted by the outboxes
+            "messages_acked_again": sum(p.acks > 1 for p in produced),
+            "pubacks": sum(p.acks for p in produced),
             "edge_dropped": dict(dropped),
             "dead_letters": stored.dead_letters,
             "implausible_samples_dropped": stored.dropped_samples,
