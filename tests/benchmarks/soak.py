@@ -6,9 +6,9 @@ Everything runs on loopback, in processes and directories of the soak's own, rem
 - PostgreSQL: a private cluster (``initdb``/``pg_ctl`` of PostgreSQL 15) on a spare port in a temporary
   directory, migrated with the project's migrations; never the shared server on 5432;
 - Mosquitto: a private broker on a spare port (``tests.helpers.PrivateBroker``) with the persistence and queue
-  directives of deploy/mosquitto/mosquitto.conf, read at start (``max_queued_*``, ``max_inflight_*``,
-  ``message_size_limit``, ``autosave_*``, ``persistent_client_expiration``, ``queue_qos0_messages``); its
-  listener, TLS and authentication are replaced by a password-less loopback listener;
+  directives of deploy/mosquitto/mosquitto.conf, read at start (``BROKER_KEYS``: ``autosave_*``,
+  ``max_queued_*``, ``max_inflight_*``, size limits, ...); its listeners, TLS, authentication and plugins are
+  replaced by a password-less loopback listener, and it logs connections and subscriptions to a file;
 - the ingest: ``--workers`` real ``drivesight-cloud ingest`` processes on one shared subscription, each with
   its own persistent session; one that exits by itself is restarted (as systemd would) and counted;
 - the fleet: ``--vehicles`` cars as threads of this process, each running the in-car loop
@@ -16,22 +16,31 @@ Everything runs on loopback, in processes and directories of the soak's own, rem
   ``--pace`` blocks (one minute of 10 Hz driving) per second. Every message a car's outbox stores is recorded
   when it is stored (the outbox class the runner uses is wrapped, nothing else is changed).
 
-Faults, spread over the ``--minutes`` of driving: the broker is killed with SIGKILL three times, an ingest
-worker twice (the two workers in turn), PostgreSQL is stopped in immediate mode (a crash: recovery on start)
-once; each comes back after ``--down-s``. One car loses its link (a relay in front of the broker drops its
-connection and refuses new ones) for a simulated day: it drives 24 h of trips at full speed with its outbox's
-clock moved on by the day, stays parked until the link is back, reconnects (paho's backoff) and drains.
+Faults, spread over the ``--minutes`` of driving (``SCHEDULE``), each service back ``--down-s`` after its
+kill: the broker is killed with SIGKILL three times (once alone, once 1 s into the database's outage, once
+1 s after an ingest worker was killed: when it holds the most it acknowledged and did not deliver); an ingest
+worker twice (the two in turn); PostgreSQL is stopped in immediate mode once (a crash: recovery on start).
+One car loses its link (a relay in front of the broker drops its connection and refuses new ones) for a
+simulated day: it drives 24 h of trips at full speed with its outbox's clock moved on by the day, stays
+parked until the link is back, reconnects (paho's backoff) and drains.
 
 After the driving the cars flush and stop, and the soak waits (bounded by ``--drain-timeout``) until the
 database holds every message the cars produced or nothing has arrived for ``--settle-s``. It prints one JSON
-line: per stream (telemetry samples, events, trips, DTCs, status messages) what was produced and what is
-stored; ``lost`` (units whose message no car holds any more and the database does not have), ``undelivered``
-(units whose message still waits in an outbox), ``duplicated`` (a telemetry sample, event, DTC or trip stored
-more than once, under one seq or another; a status seq twice), ``unexpected`` (stored, never produced);
-``lost_messages``/``undelivered_messages``; the faults with their times; for every missing message its
-stream, when it was stored and acknowledged and the next fault after the acknowledgement
-(``lost_by_cause``, ``lost_examples``); durations and the settings. Progress goes to stderr. The exit status
-is 1 when anything was lost, undelivered, duplicated or unexpected.
+line with, per stream (``telemetry`` samples, ``events``, ``trip``, ``dtc``, ``status`` messages), what was
+produced and what is stored, and in all:
+
+- ``lost``: units (samples, events, ...) the database lacks whose message no car holds any more;
+  ``undelivered``: units the database lacks whose message a car still holds (never acknowledged, or
+  acknowledged and kept for the resend window: sent again only after a reconnect or at the next start);
+- ``duplicated``: a telemetry sample, event, DTC or trip stored more than once (under one seq or another);
+  ``unexpected``: stored and never produced;
+- ``*_by_cause`` and ``*_examples`` for every missing message: its stream, when it was stored and
+  acknowledged, and why: acknowledged by a restarted broker before any ingest worker had subscribed again
+  (from the broker's log), or the first fault after its last acknowledgement;
+- the faults and broker restarts with their times, the offline car's day, PUBACKs (``messages_acked_again``:
+  published again after a reconnect), dead letters, durations and the settings.
+
+Progress goes to stderr. The exit status is 1 when anything was lost, undelivered, duplicated or unexpected.
 
     python tests/benchmarks/soak.py --minutes 5 --vehicles 10       # the full soak
     python tests/benchmarks/soak.py --minutes 0.7 --vehicles 4      # CI smoke size (about a minute)
@@ -731,9 +740,32 @@ def account(
             missing.append((item, gone))
             where = "undelivered" if (item.vehicle, item.seq) in in_outbox else "lost"
             streams[item.kind][where] += gone
-    lost = [(p, n) for p, n in missing if (p.vehicle, p.seq) not in in_outbox]
-    causes = Counter(f"{p.kind}: {cause_of(p, timeline)[0]}" for p, _n in lost)
-    examples = [
+    held = {(p.vehicle, p.seq) for p, _n in missing if (p.vehicle, p.seq) in in_outbox}
+    lost = [(p, n) for p, n in missing if (p.vehicle, p.seq) not in held]
+    undelivered = [(p, n) for p, n in missing if (p.vehicle, p.seq) in held]
+    return {
+        "streams": streams,
+        "lost": sum(s["lost"] for s in streams.values()),
+        "undelivered": sum(s["undelivered"] for s in streams.values()),
+        "duplicated": sum(s["duplicated"] for s in streams.values()),
+        "unexpected": sum(s["unexpected"] for s in streams.values()),
+        "lost_messages": len(lost),
+        "undelivered_messages": len(undelivered),
+        "lost_by_cause": by_cause(lost, timeline),
+        "undelivered_by_cause": by_cause(undelivered, timeline),
+        "lost_examples": examples(lost, stored, timeline),
+        "undelivered_examples": examples(undelivered, stored, timeline),
+    }
+
+
+def by_cause(missing: list[tuple[Produced, int]], timeline: Timeline) -> dict[str, int]:
+    """Missing messages counted by stream and cause."""
+    return dict(Counter(f"{p.kind}: {cause_of(p, timeline)[0]}" for p, _n in missing).most_common())
+
+
+def examples(missing: list[tuple[Produced, int]], stored: Stored, timeline: Timeline) -> list[dict[str, Any]]:
+    """The first 20 missing messages with their times and the cause's detail."""
+    return [
         {
             "vehicle": p.vehicle,
             "seq": p.seq,
@@ -742,23 +774,13 @@ def account(
             "stored_at_s": round(p.stored_at, 2),
             "acked_at_s": None if p.acked_at is None else round(p.acked_at, 2),
             "last_acked_at_s": None if p.last_acked_at is None else round(p.last_acked_at, 2),
+            "acks": p.acks,
             "offline_day": p.offline,
             "in_ledger": (p.vehicle, p.seq) in stored.ledger,
             "cause": cause_of(p, timeline)[1],
         }
-        for p, n in sorted(lost, key=lambda x: x[0].stored_at)[:20]
+        for p, n in sorted(missing, key=lambda x: x[0].stored_at)[:20]
     ]
-    return {
-        "streams": streams,
-        "lost": sum(s["lost"] for s in streams.values()),
-        "undelivered": sum(s["undelivered"] for s in streams.values()),
-        "duplicated": sum(s["duplicated"] for s in streams.values()),
-        "unexpected": sum(s["unexpected"] for s in streams.values()),
-        "lost_messages": len(lost),
-        "undelivered_messages": len(missing) - len(lost),
-        "lost_by_cause": dict(causes.most_common()),
-        "lost_examples": examples,
-    }
 
 
 # --- the soak -----------------------------------------------------------------------------------------------
@@ -1090,6 +1112,7 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="bound on the final wait")
     parser.add_argument("--settle-s", type=float, default=20.0, help="end the wait after this long idle")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--keep", action="store_true", help="keep the logs (broker, ingest, PostgreSQL)")
     args = parser.parse_args()
     if args.vehicles < 2 or args.workers < 2:
         parser.error("the soak needs at least 2 vehicles (one goes offline) and 2 ingest workers")
@@ -1112,7 +1135,12 @@ def main() -> int:
             result = soak.report(drain_s, drained)
     finally:
         soak.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            for data in (tmp / "pg" / "data", tmp / "cars"):
+                shutil.rmtree(data, ignore_errors=True)
+            log(f"logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     log(f"lost {result['lost']}, undelivered {result['undelivered']}, duplicated {result['duplicated']}, "
         f"unexpected {result['unexpected']} in {result['produced_messages']} messages")  # fmt: skip
     print(json.dumps(result))
