@@ -35,8 +35,9 @@ class EdgeSettings(BaseSettings):
     #: the outbox's bound on disk: database file, write-ahead log and WAL index together
     outbox_max_mb: float = Field(default=64.0, gt=0)
     #: no message larger than this is sent (larger batches are split; an indivisible one is dropped and
-    #: counted): the contract's limit, which is below the broker's (deploy/mosquitto: 256 KiB)
-    max_message_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=MAX_PAYLOAD_BYTES)
+    #: counted): the contract's limit, which is below the broker's (deploy/mosquitto: 256 KiB); at least
+    #: 4 KiB, so that a status or a trip summary always fits
+    max_message_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=4096, le=MAX_PAYLOAD_BYTES)
     #: acknowledged messages are kept and sent again after a reconnect for this long, in case the broker
     #: dies before its next autosave (deploy/mosquitto: at most 10 s); 0 forgets them at the PUBACK
     resend_window_s: float = Field(default=60.0, ge=0)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .outbox import EXPIRE_BATCH, Outbox
+from .outbox import EXPIRE_BATCH, MessageTooLarge, Outbox, OutboxFull
 from .protocol import BrokerAddress, StatusV1, downlink_filter, encode, uplink_topic
 
 log = logging.getLogger(__name__)
@@ -235,16 +235,22 @@ class MqttUplink:
     def send_status(self, state: Literal["online", "offline"]) -> None:
         """Queue a status message with the current consent and what the outbox has had to drop."""
         dropped = {kind: n for kind, (n, _bytes) in self.outbox.dropped().items()}
-        self.outbox.enqueue(
-            StatusV1(
-                state=state,
-                agent_version=AGENT_VERSION,
-                boot_id=self.boot_id,
-                outbox_depth=self.outbox.depth(),
-                dropped=dropped,
-                **self._status_fields(),
-            )
+        status = StatusV1(
+            state=state,
+            agent_version=AGENT_VERSION,
+            boot_id=self.boot_id,
+            outbox_depth=self.outbox.depth(),
+            dropped=dropped,
+            **self._status_fields(),
         )
+        # a status is worth less than the trips and events it would push out: losing one is counted, not fatal
+        try:
+            self.outbox.enqueue(status)
+        except OutboxFull as exc:
+            log.warning("%s: status not sent: %s", self.vehicle_id, exc)
+        except MessageTooLarge as exc:
+            log.error("%s: status not sent: %s", self.vehicle_id, exc)
+            self.outbox.record_drop(exc.kind, exc.size)
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Block until the downlink subscription is in place; False on timeout."""

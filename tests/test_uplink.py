@@ -331,3 +331,31 @@ def test_a_stored_message_over_the_limit_is_never_published(tmp_path: Path) -> N
         uplink.stop(graceful=False)
         collector.close()
         broker.stop()
+
+
+def test_a_status_that_finds_the_outbox_full_of_trips_is_counted_not_fatal(tmp_path: Path) -> None:
+    from edge_agent.outbox import OutboxFull
+    from edge_agent.protocol import StatusV1
+    from tests.outbox_child import trip
+
+    broker = Broker(tmp_path)
+    broker.start()
+    outbox = Outbox(tmp_path / "car.db", "car1", max_bytes=320 * 1024, max_message_bytes=16384)
+    models = {f"model_{i:02d}_{'x' * 50}": "v" * 64 for i in range(64)}  # a status of about 9 KB
+    i = 0
+    while True:  # trips, until a status of that size no longer fits (it may not push a trip out)
+        outbox.enqueue(trip(i))
+        i += 1
+        try:
+            outbox.ack([outbox.enqueue(StatusV1(state="online", agent_version="t", models=models))])
+        except OutboxFull:
+            break
+    address = BrokerAddress("127.0.0.1", broker.port)
+    uplink = MqttUplink(outbox, address, status_fields=lambda: {"models": models})
+    try:
+        uplink.start()  # queues the "online" status: refused and counted, not raised
+        assert outbox.dropped()["status"][0] == 2
+        assert uplink.flush(30)  # and the trips go out
+    finally:
+        uplink.stop(graceful=False)
+        broker.stop()
