@@ -35,10 +35,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from .outbox import EXPIRE_BATCH, MessageTooLarge, Outbox, OutboxFull
 from .protocol import BrokerAddress, StatusV1, downlink_filter, encode, uplink_topic
+from .protocol.conventions import package_version
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
 #: Longer than the broker's autosave interval (deploy/mosquitto: at most 10 s), with a wide margin.
 DEFAULT_RESEND_WINDOW_S = 60.0
 #: How often the pump looks for delivered messages past the window (a transaction each time).
@@ -110,7 +110,9 @@ class MqttUplink:
             )
         client.max_inflight_messages_set(inflight)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
-        will = StatusV1(state="offline", agent_version=AGENT_VERSION, boot_id=self.boot_id, last_will=True)
+        will = StatusV1(
+            state="offline", agent_version=package_version(), boot_id=self.boot_id, last_will=True
+        )
         client.will_set(
             uplink_topic(self.vehicle_id, "status"),
             encode(self.vehicle_id, outbox.reserve_seq(), will, max_bytes=outbox.max_message_bytes),
@@ -237,7 +239,7 @@ class MqttUplink:
         dropped = {kind: n for kind, (n, _bytes) in self.outbox.dropped().items()}
         status = StatusV1(
             state=state,
-            agent_version=AGENT_VERSION,
+            agent_version=package_version(),
             boot_id=self.boot_id,
             outbox_depth=self.outbox.depth(),
             dropped=dropped,
