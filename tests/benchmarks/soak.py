@@ -268,13 +268,15 @@ def deploy_persistence() -> str | None:
     return m.group(1) if m else None
 
 
-#: the broker logs (to a file) connections and subscriptions, to tell when the ingest subscribed again
+#: the broker logs (to a file) connections, subscriptions and (debug) every PUBLISH it receives: whether a
+#: car's message reached a restarted broker before any ingest worker had subscribed again
 BROKER_LOG = """log_dest file {path}
 log_type error
 log_type warning
 log_type notice
 log_type information
 log_type subscribe
+log_type debug
 connection_messages true
 log_timestamp true
 """
@@ -289,12 +291,69 @@ def start_broker(directory: Path) -> PrivateBroker:
     return broker
 
 
-def ingest_subscriptions(log_file: Path) -> list[float]:
-    """Wall-clock seconds (whole: mosquitto's log resolution) at which an ingest worker subscribed."""
-    if not log_file.exists():
-        return []
-    pattern = re.compile(r"^(\d+): soak-ingest-\d+ \d \$share/", re.MULTILINE)
-    return [float(m.group(1)) for m in pattern.finditer(log_file.read_text(errors="replace"))]
+class BrokerLog:
+    """Follows the broker's log file as it is written (every 10 ms): on the soak's clock, when an ingest
+    worker subscribed and when a car connected; and in the broker's own order, per life of the broker, the
+    PUBLISHes it received from each car before the first ingest worker subscribed (messages it acknowledged
+    and had no subscriber to route to, unless it restored the ingest's sessions from its persistence file).
+    Mosquitto's timestamps are whole seconds: too coarse to order a PUBLISH against a SUBSCRIBE."""
+
+    STARTED = re.compile(r"^\d+: mosquitto version \S+ starting")
+    SUBSCRIBED = re.compile(r"^\d+: soak-ingest-\d+ \d \$share/")
+    CONNECTED = re.compile(r"^\d+: New client connected from \S+ as (\S+) ")
+    PUBLISHED = re.compile(r"^\d+: Received PUBLISH from \S+ \(d\d, q\d, r\d, m\d+, 'ds/v1/([^/']+)/")
+
+    def __init__(self, path: Path, now: Callable[[], float]) -> None:
+        self.path = path
+        self.now = now
+        self.subscribed: list[float] = []
+        self.cars_connected: list[float] = []
+        #: per life of the broker (0: the first start), the PUBLISHes per vehicle before a subscriber
+        self.unrouted: list[Counter[str]] = []
+        self._subscriber = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="broker-log", daemon=True)
+
+    def start(self) -> None:
+        """Follow the file from its start (it may not exist yet)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Read what is left and stop following."""
+        self._stop.set()
+        self._thread.join(5)
+
+    def _line(self, line: str, now: float) -> None:
+        if self.STARTED.match(line):
+            self.unrouted.append(Counter())
+            self._subscriber = False
+        elif self.SUBSCRIBED.match(line):
+            self.subscribed.append(now)
+            self._subscriber = True
+        elif (m := self.PUBLISHED.match(line)) and not self._subscriber and self.unrouted:
+            self.unrouted[-1][m.group(1)] += 1
+        elif (m := self.CONNECTED.match(line)) and not m.group(1).startswith("soak-ingest-"):
+            self.cars_connected.append(now)
+
+    def _follow(self) -> None:
+        offset, partial = 0, ""
+        while True:
+            stopping = self._stop.wait(0.01)
+            try:
+                with self.path.open("rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                offset += len(data)
+                now = self.now()
+                lines = (partial + data.decode(errors="replace")).split("\n")
+                partial = lines.pop()
+                for line in lines:
+                    self._line(line, now)
+            if stopping:
+                return
 
 
 class PrivatePostgres:
@@ -440,6 +499,8 @@ class LinkCut:
 
     def restore(self) -> None:
         """Listen (again) on the relay's port."""
+        if self._server is not None:
+            return
         server = socket.create_server(("127.0.0.1", self.port))
         server.settimeout(0.2)
         self._server = server
@@ -483,6 +544,9 @@ class LinkCut:
         """Drop the car's connection and stop listening: its reconnects are refused."""
         server, self._server = self._server, None
         if server is not None:
+            # shutdown first: a close alone leaves the socket listening while accept() still waits on it
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
             server.close()
         with self._lock:
             conns = list(self._conns)
@@ -664,16 +728,31 @@ class Fault:
 
 @dataclass
 class Timeline:
-    """When the faults happened, when the broker was up again and when an ingest worker subscribed (soak
-    seconds; the subscriptions come from the broker's log, to the whole second)."""
+    """When the faults happened, when the broker was up again, when an ingest worker subscribed and when a
+    car connected (soak seconds; the last two as the broker's log said them, within ~10 ms)."""
 
     faults: list[Fault]
     broker_up: list[tuple[float, str]]  # (when, after which kill)
     subscribed: list[float]
+    cars_connected: list[float] = field(default_factory=list)
+    #: per life of the broker, the PUBLISHes per vehicle it received before an ingest worker subscribed
+    unrouted: list[Counter[str]] = field(default_factory=list)
+
+    def unrouted_after(self, restart: int) -> Counter[str]:
+        """The PUBLISHes received before a subscriber by the broker after its ``restart``-th restart."""
+        return self.unrouted[restart + 1] if restart + 1 < len(self.unrouted) else Counter()
 
     def resubscribed_after(self, up: float) -> float | None:
         """The first ingest subscription to the broker started at ``up`` (None: none logged)."""
-        return min((u for u in self.subscribed if u >= math.floor(up) - 1e-9), default=None)
+        return min((u for u in self.subscribed if u >= up), default=None)
+
+    def car_connected_after(self, up: float) -> float | None:
+        """The first car's connection to the broker started at ``up``."""
+        return min((u for u in self.cars_connected if u >= up), default=None)
+
+
+#: how closely the soak can order a PUBACK (seen by the car) and a SUBSCRIBE (seen in the broker's log)
+ORDER_MARGIN_S = 0.05
 
 
 def cause_of(item: Produced, timeline: Timeline) -> tuple[str, str]:
@@ -684,14 +763,26 @@ def cause_of(item: Produced, timeline: Timeline) -> tuple[str, str]:
     after it was stored, when it was never acknowledged) is named."""
     if item.last_acked_at is not None:
         ack = item.last_acked_at
-        up = max((u for u in timeline.broker_up if u[0] <= ack), default=None)
-        if up is not None:
-            sub = timeline.resubscribed_after(up[0])
-            if sub is None or ack < sub + 1:  # the log's whole seconds: within the second counts as before
-                when = "never" if sub is None else f"~{sub - up[0]:.0f} s after the restart"
+        ups = [i for i, (at, _kill) in enumerate(timeline.broker_up) if at <= ack]
+        if ups:
+            up, kill = timeline.broker_up[ups[-1]]
+            sub = timeline.resubscribed_after(up)
+            early = timeline.unrouted_after(ups[-1])[item.vehicle]
+            detail = (
+                f"acked {ack - up:.2f} s after the broker's restart; an ingest worker subscribed "
+                + ("never" if sub is None else f"{sub - up:.2f} s after it")
+                + f"; the broker's log has {early} PUBLISHes from this car before that SUBSCRIBE"
+            )
+            # the log's order is the broker's; the clocks only tell the PUBACK from the SUBSCRIBE to ~10 ms
+            if sub is None or ack < sub or (early and ack < sub + 10 * ORDER_MARGIN_S):
                 return (
-                    f"acked by the broker restarted after {up[1]} before any ingest worker subscribed again",
-                    f"acked {ack - up[0]:.1f} s after the restart; an ingest worker subscribed {when}",
+                    f"acked by the broker restarted after {kill} before any ingest worker subscribed again",
+                    detail,
+                )
+            if ack < sub + ORDER_MARGIN_S:
+                return (
+                    f"acked by the broker restarted after {kill} as an ingest worker subscribed again",
+                    detail,
                 )
         since, state = ack, "acked by the broker"
     else:
@@ -793,7 +884,7 @@ class Soak:
         self.started = time.monotonic()
         self.recorder = Recorder(self.started)
         self.faults: list[Fault] = []
-        self.wall_started = time.time()
+        self.broker_log: BrokerLog | None = None
         self.broker_up: list[tuple[float, str]] = []  # (soak seconds, after which kill)
         self.counts = Counter[str]()
         self.pg = PrivatePostgres(tmp / "pg")
@@ -825,6 +916,8 @@ class Soak:
         log(f"private PostgreSQL on port {self.pg.port}, {len(applied)} migrations applied")
         broker_dir = self.tmp / "broker"
         broker_dir.mkdir()
+        self.broker_log = BrokerLog(broker_dir / "broker.log", self.now)
+        self.broker_log.start()
         self.broker = start_broker(broker_dir)
         log(f"private mosquitto on port {self.broker.port}: {deploy_broker_directives()}")
         logs = self.tmp / "logs"
@@ -989,8 +1082,15 @@ class Soak:
         stored = read_stored(self.db_url, self.recorder.wills)
         in_outbox = {(c.spec.vehicle_id, s) for c in self.cars for s in still_in_outbox(c)}
         assert self.broker is not None
-        logged = ingest_subscriptions(self.broker.dir / "broker.log")
-        timeline = Timeline(self.faults, self.broker_up, [t - self.wall_started for t in logged])
+        assert self.broker_log is not None
+        self.broker_log.stop()
+        timeline = Timeline(
+            self.faults,
+            self.broker_up,
+            self.broker_log.subscribed,
+            self.broker_log.cars_connected,
+            self.broker_log.unrouted,
+        )
         result = account(produced, stored, in_outbox, timeline)
         assert self.offline is not None and self.ingest is not None
         restore = next((f for f in self.faults if f.what == "link_restore"), None)
@@ -1039,10 +1139,12 @@ class Soak:
                 {
                     "up_at_s": up,
                     "after": kill,
-                    "ingest_subscribed_after_s": None if sub is None else round(sub - up),
+                    "ingest_subscribed_after_s": None if sub is None else round(sub - up, 2),
+                    "first_car_after_s": None if car is None else round(car - up, 2),
+                    "publishes_before_ingest_subscribed": sum(timeline.unrouted_after(i).values()),
                 }
-                for up, kill in self.broker_up
-                for sub in [timeline.resubscribed_after(up)]
+                for i, (up, kill) in enumerate(self.broker_up)
+                for sub, car in [(timeline.resubscribed_after(up), timeline.car_connected_after(up))]
             ],
             "drained": drained,
             "soak_s": round(self.args.minutes * 60, 1),
@@ -1071,6 +1173,8 @@ class Soak:
         for car in self.cars:
             if car.thread is not None and car.thread.is_alive():
                 car.thread.join(15)
+        if self.broker_log is not None:
+            self.broker_log.stop()
         steps: list[Callable[[], None]] = [self.pg.cleanup]
         if self.ingest is not None:
             steps.insert(0, self.ingest.stop)
