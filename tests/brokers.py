@@ -227,13 +227,14 @@ class DeployBroker:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
     # identities ------------------------------------------------------------------------------------
-    def provision(self, *args: str, password: str | None = None) -> None:
+    def provision(self, *args: str, password: str | None = None, **env_vars: str) -> None:
         """Run deploy/mosquitto/provision.sh against this broker (``password`` goes to its stdin)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "MQTT_ADMIN_HOST": "127.0.0.1",
             "MQTT_ADMIN_PORT": str(self.internal_port),
             "MQTT_ADMIN_PASSWORD_FILE": str(self.admin_password_file),
+            **env_vars,
         }
         done = subprocess.run(
             ["sh", str(PROVISION), *args], input=(password + "\n") if password is not None else "",
@@ -248,6 +249,16 @@ class DeployBroker:
         self.provision("service", role, user, password=password)
         self._passwords[user] = password
         return password
+
+    def provision_cloud(self) -> None:
+        """``provision.sh cloud`` as compose runs it: init, then ingest and downlink with new passwords."""
+        env: dict[str, str] = {}
+        for user in ("ingest", "downlink"):
+            self._passwords[user] = secrets.token_urlsafe(24)
+            path = self.dir / f"{user}.password"
+            path.write_text(self._passwords[user] + "\n")
+            env[f"MQTT_{user.upper()}_PASSWORD_FILE"] = str(path)
+        self.provision("cloud", **env)
 
     def add_vehicle(self, vin: str, *, password: bool = False) -> str | None:
         """A car known to the broker; its password in the password variant."""

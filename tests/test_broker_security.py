@@ -43,9 +43,7 @@ class Fleet:
         prefix = f"t{uuid.uuid4().hex[:6]}-"
         self.a, self.b, self.p = prefix + "A", prefix + "B", prefix + "P"
         self.unknown = prefix + "U"  # signed by the vehicle CA but never provisioned
-        broker.provision("init")
-        broker.add_service("ingest", "ingest")
-        broker.add_service("downlink", "downlink")
+        broker.provision_cloud()
         broker.add_vehicle(self.a)
         broker.add_vehicle(self.b)
         broker.add_vehicle(self.p, password=True)
@@ -342,9 +340,9 @@ def test_password_variant_forces_the_client_id_to_the_vehicle_id(fleet: Fleet) -
 def test_provisioning_again_keeps_identities_and_rotates_a_service_password(fleet: Fleet) -> None:
     broker = fleet.broker
     old = broker.password("downlink")
-    broker.provision("init")
+    broker.provision_cloud()  # what compose's mqtt-identities does on every start
     broker.add_vehicle(fleet.a)
-    new = broker.add_service("downlink", "downlink")
+    new = broker.password("downlink")
     with pytest.raises(BrokerRefused):
         connect(BrokerAddress("127.0.0.1", broker.internal_port, False, "downlink", old)).disconnect()
     client = connect(BrokerAddress("127.0.0.1", broker.internal_port, False, "downlink", new))

@@ -5,6 +5,8 @@
 #   provision.sh service ingest|downlink USER read USER's password from stdin; ingest: may read every
 #                                             uplink, only through $share/ingest; downlink: may publish to
 #                                             every car's ds/v1/+/down/+ (pushes, configuration, models)
+#   provision.sh cloud                        init, then the services ingest and downlink with the passwords
+#                                             in MQTT_INGEST_PASSWORD_FILE and MQTT_DOWNLINK_PASSWORD_FILE
 #   provision.sh vehicle VIN                  a car that connects with its certificate (CN = VIN): it may
 #                                             publish on ds/v1/VIN/+ and subscribe to ds/v1/VIN/down/+ only
 #   provision.sh vehicle VIN --password       the same car for the password variant: password from stdin
@@ -82,6 +84,11 @@ case "$cmd" in
             must addRoleACL downlink publishClientSend 'ds/v1/+/down/+' allow
         fi
         ;;
+    cloud)
+        sh "$0" init
+        sh "$0" service ingest ingest <"${MQTT_INGEST_PASSWORD_FILE:?set MQTT_INGEST_PASSWORD_FILE}"
+        sh "$0" service downlink downlink <"${MQTT_DOWNLINK_PASSWORD_FILE:?set MQTT_DOWNLINK_PASSWORD_FILE}"
+        ;;
     service)
         [ $# -eq 2 ] || die "usage: provision.sh service ingest|downlink USER"
         case "$1" in ingest|downlink) ;; *) die "unknown service role $1" ;; esac
@@ -125,7 +132,7 @@ case "$cmd" in
         must deleteRole "vehicle-$1"
         ;;
     *)
-        sed -n '2,18p' "$0" >&2
+        sed -n '2,20p' "$0" >&2
         exit 2
         ;;
 esac
