@@ -13,14 +13,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from edge_agent.protocol import MODEL_CHUNK_BYTES, BrokerAddress, ModelChunkV1
+from edge_agent.protocol import MODEL_CHUNK_BYTES, ModelChunkV1
 from edge_agent.protocol.manifest import read_manifest, signed_message
 
 from .config import CloudSettings
-from .downlink import DownlinkPublisher
+from .downlink import DownlinkPublisher, connect
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +94,13 @@ def publish(
         log.error("no target vehicles: give --vehicle ID (repeatable), --online or --segment NAME")
         return 2
     messages = list(chunks(directory, signing_key_pem=key.read_bytes() if key else None))
-    broker = BrokerAddress.parse(settings.require_mqtt_url())
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    if broker.username:
-        client.username_pw_set(broker.username, broker.password)
-    if broker.tls:
-        client.tls_set(ca_certs=settings.mqtt_ca_file)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
+    # the downlink identity: password from DRIVESIGHT_MQTT_PASSWORD_FILE or a client certificate
+    client = connect(
+        settings.broker_address(),
+        ca_file=settings.mqtt_ca_file,
+        cert_file=settings.mqtt_cert_file,
+        key_file=settings.mqtt_key_file,
+    )
     try:
         publisher = DownlinkPublisher(client)
         for vehicle in dict.fromkeys(targets):

@@ -351,3 +351,25 @@ def test_provisioning_again_keeps_identities_and_rotates_a_service_password(flee
     car = fleet.car(fleet.a)
     assert car.subscribe(f"ds/v1/{fleet.a}/down/+")[0].value == 1
     assert car.subscribe(f"ds/v1/{fleet.b}/down/+")[0].value == NOT_AUTHORIZED
+
+
+def test_the_model_publisher_reaches_a_car_as_the_downlink_identity(
+    tmp_path: Path, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``drivesight-cloud models publish`` with its settings as compose gives them (password from a file)."""
+    from cloud.model_rollout import publish
+
+    password_file = tmp_path / "downlink.password"
+    password_file.write_text(fleet.broker.password("downlink") + "\n")
+    monkeypatch.setenv("DRIVESIGHT_MQTT_URL", f"mqtt://downlink@127.0.0.1:{fleet.broker.internal_port}")
+    monkeypatch.setenv("DRIVESIGHT_MQTT_PASSWORD_FILE", str(password_file))
+    car = fleet.car(fleet.a)
+    assert car.subscribe(f"ds/v1/{fleet.a}/down/+")[0].value == 1
+    artifacts = Path(__file__).resolve().parent.parent / "models" / "artifacts" / "driving_style"
+    assert publish("driving_style", artifacts, [fleet.a], online=False, key=None) == 0
+    assert car.wait(lambda: len(car.messages) >= 1)
+    assert {m.topic for m in car.messages} == {downlink_topic(fleet.a, "model")}
+    # the ingest's password is not the downlink's: the same command as another identity is refused
+    password_file.write_text(fleet.broker.password("ingest"))
+    with pytest.raises(BrokerRefused):
+        publish("driving_style", artifacts, [fleet.a], online=False, key=None)
