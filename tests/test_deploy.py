@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from cloud import cli as cloud_cli
 from cloud.config import CloudSettings
 from edge_agent import cli as edge_cli
 from edge_agent.config import EdgeSettings
-from simulators.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
-def test_compose_uses_real_settings_and_commands() -> None:
-    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+def check_compose_services(compose: dict[str, Any]) -> None:
+    """Every DRIVESIGHT_* variable of a compose file is a cloud setting, and every service built from
+    deploy/Dockerfile runs a command its entry point (``drivesight-cloud``) knows."""
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", (DEPLOY / "Dockerfile").read_text(), flags=re.MULTILINE)
+    assert entrypoint is not None and json.loads(entrypoint.group(1)) == ["drivesight-cloud"]
     fields = {f"DRIVESIGHT_{name.upper()}" for name in CloudSettings.model_fields}
-    parser = build_parser()
+    parser = cloud_cli.build_parser()
+    built = 0
     for name, service in compose["services"].items():
         for var in service.get("environment", {}):
             if var.startswith("DRIVESIGHT_"):
                 assert var in fields, f"{name}: {var} is not a CloudSettings field"
         if "command" in service and "build" in service:
             parser.parse_args(service["command"])  # raises SystemExit on an unknown command
+            built += 1
+    assert built >= 3  # migrate, ingest, api
+
+
+def test_compose_uses_real_settings_and_commands() -> None:
+    check_compose_services(yaml.safe_load((DEPLOY / "docker-compose.yml").read_text()))
 
 
 def test_broker_config_does_not_drop_queued_messages() -> None:

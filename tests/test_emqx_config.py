@@ -30,7 +30,7 @@ from edge_agent.protocol import (
     uplink_filter,
     uplink_topic,
 )
-from simulators.cli import build_parser
+from tests.test_deploy import check_compose_services
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 EMQX = DEPLOY / "emqx"
@@ -540,14 +540,7 @@ def test_the_broker_uses_the_vehicle_ca_and_server_certificate_of_the_mosquitto_
 
 
 def test_compose_uses_real_settings_and_commands() -> None:
-    fields = {f"DRIVESIGHT_{name.upper()}" for name in CloudSettings.model_fields}
-    parser = build_parser()
-    for name, service in compose()["services"].items():
-        for var in service.get("environment", {}):
-            if var.startswith("DRIVESIGHT_"):
-                assert var in fields, f"{name}: {var} is not a CloudSettings field"
-        if "command" in service and "build" in service:
-            parser.parse_args(service["command"])
+    check_compose_services(compose())
     assert compose()["services"]["ingest"]["environment"]["DRIVESIGHT_INGEST_GROUP"] == GROUP
 
 

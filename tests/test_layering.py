@@ -149,3 +149,65 @@ def test_a_car_install_runs_without_cloud_or_simulator_code(tmp_path: Path) -> N
     document = json.loads(replay.stdout)
     assert len(document["trips"]) == 1
     assert "harsh_brake" in {e["kind"] for e in document["events"]}
+
+
+CLOUD_IMPORT_CHECK = """
+import importlib, json, pkgutil, sys
+import cloud
+for info in pkgutil.walk_packages(cloud.__path__, "cloud."):
+    importlib.import_module(info.name)
+loaded = {m.split(".")[0] for m in sys.modules}
+print(json.dumps(sorted(loaded & {"simulators", "models", "pgserver", "amqtt"})))
+"""
+
+
+@pytest.mark.slow
+def test_the_cloud_image_install_runs_without_simulators(tmp_path: Path, admin_database_url: str) -> None:
+    """What deploy/Dockerfile copies and installs (``.[cloud]``) runs every cloud module and migrates a
+    database, with no simulator code in the image."""
+    from tests.helpers import scratch_database
+
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    copied = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    source = tmp_path / "image"
+    source.mkdir()
+    for names in copied:
+        for name in names:
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(ROOT / name, source / name)
+    assert not (source / "simulators").exists(), "the cloud image must not carry the simulators"
+    extra = dockerfile.split("pip install --no-cache-dir '.[", 1)[1].split("]", 1)[0]
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python, cloud_cli = env_dir / "bin" / "python", env_dir / "bin" / "drivesight-cloud"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{source}[{extra}]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIVESIGHT_", "PYTHON"))}
+    imported = subprocess.run(
+        [str(python), "-c", CLOUD_IMPORT_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean_env,
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert json.loads(imported.stdout) == []
+    with scratch_database(admin_database_url, "drivesight_image") as url:
+        migrated = subprocess.run(
+            [str(cloud_cli), "db", "migrate", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**clean_env, "DRIVESIGHT_DATABASE_URL": url},
+        )
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    assert json.loads(migrated.stdout)["applied"]
