@@ -39,9 +39,16 @@ def count(conn: psycopg.Connection[tuple[object, ...]], sql: str, *params: objec
 
 
 def deploy_queue_limits() -> str:
-    """The queue and in-flight limits of deploy/mosquitto/mosquitto.conf, as config lines."""
+    """The queue, in-flight, packet-size and autosave settings of deploy/mosquitto/mosquitto.conf, as config
+    lines."""
     text = DEPLOY_MOSQUITTO_CONF.read_text()
-    keys = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "message_size_limit")
+    keys = (
+        "max_queued_messages",
+        "max_queued_bytes",
+        "max_inflight_messages",
+        "max_packet_size",
+        "autosave_interval",
+    )
     return "".join(f"{m.group(0)}\n" for k in keys if (m := re.search(rf"^{k}\s+\S+", text, re.MULTILINE)))
 
 
