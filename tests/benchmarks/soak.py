@@ -268,24 +268,24 @@ def deploy_persistence() -> str | None:
     return m.group(1) if m else None
 
 
-#: the broker logs (to a file) connections, subscriptions and (debug) every PUBLISH it receives: whether a
-#: car's message reached a restarted broker before any ingest worker had subscribed again
+#: the broker logs (to a file) connections and subscriptions; with ``--broker-debug-log`` also every PUBLISH
+#: it receives (whether a car's message reached a restarted broker before any ingest worker had subscribed
+#: again, in the broker's own order), which slows the broker down enough to change the race it observes
 BROKER_LOG = """log_dest file {path}
 log_type error
 log_type warning
 log_type notice
 log_type information
 log_type subscribe
-log_type debug
 connection_messages true
 log_timestamp true
 """
 
 
-def start_broker(directory: Path) -> PrivateBroker:
+def start_broker(directory: Path, *, debug_log: bool = False) -> PrivateBroker:
     """A private mosquitto with deploy/'s persistence and queue directives on a loopback listener."""
     extra = "".join(f"{k} {v}\n" for k, v in deploy_broker_directives().items() if k not in HELPER_KEYS)
-    extra += BROKER_LOG.format(path=directory / "broker.log")
+    extra += BROKER_LOG.format(path=directory / "broker.log") + ("log_type debug\n" if debug_log else "")
     broker = PrivateBroker(directory, extra + "allow_anonymous true", deploy_limits=True)
     broker.start()
     return broker
@@ -294,8 +294,8 @@ def start_broker(directory: Path) -> PrivateBroker:
 class BrokerLog:
     """Follows the broker's log file as it is written (every 10 ms): on the soak's clock, when an ingest
     worker subscribed and when a car connected; and in the broker's own order, per life of the broker, the
-    PUBLISHes it received from each car before the first ingest worker subscribed (messages it acknowledged
-    and had no subscriber to route to, unless it restored the ingest's sessions from its persistence file).
+    PUBLISHes it received from each car before the first ingest worker subscribed (with ``log_type debug``:
+    messages it acknowledged and had no subscriber to route to, unless it restored the ingest's sessions).
     Mosquitto's timestamps are whole seconds: too coarse to order a PUBLISH against a SUBSCRIBE."""
 
     STARTED = re.compile(r"^\d+: mosquitto version \S+ starting")
@@ -918,7 +918,7 @@ class Soak:
         broker_dir.mkdir()
         self.broker_log = BrokerLog(broker_dir / "broker.log", self.now)
         self.broker_log.start()
-        self.broker = start_broker(broker_dir)
+        self.broker = start_broker(broker_dir, debug_log=self.args.broker_debug_log)
         log(f"private mosquitto on port {self.broker.port}: {deploy_broker_directives()}")
         logs = self.tmp / "logs"
         logs.mkdir()
@@ -1141,7 +1141,9 @@ class Soak:
                     "after": kill,
                     "ingest_subscribed_after_s": None if sub is None else round(sub - up, 2),
                     "first_car_after_s": None if car is None else round(car - up, 2),
-                    "publishes_before_ingest_subscribed": sum(timeline.unrouted_after(i).values()),
+                    "publishes_before_ingest_subscribed": sum(timeline.unrouted_after(i).values())
+                    if self.args.broker_debug_log
+                    else None,
                 }
                 for i, (up, kill) in enumerate(self.broker_up)
                 for sub, car in [(timeline.resubscribed_after(up), timeline.car_connected_after(up))]
@@ -1159,6 +1161,7 @@ class Soak:
                 "drain_timeout_s": self.args.drain_timeout,
                 "settle_s": self.args.settle_s,
                 "seed": self.args.seed,
+                "broker_debug_log": self.args.broker_debug_log,
                 "broker_from_deploy": deploy_broker_directives(),
                 "deploy_persistence": deploy_persistence(),
                 "commit": git_head(),
@@ -1217,6 +1220,11 @@ def main() -> int:
     parser.add_argument("--settle-s", type=float, default=20.0, help="end the wait after this long idle")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--keep", action="store_true", help="keep the logs (broker, ingest, PostgreSQL)")
+    parser.add_argument(
+        "--broker-debug-log",
+        action="store_true",
+        help="log every PUBLISH (counts those a restarted broker got before a subscriber; slows it down)",
+    )
     args = parser.parse_args()
     if args.vehicles < 2 or args.workers < 2:
         parser.error("the soak needs at least 2 vehicles (one goes offline) and 2 ingest workers")
