@@ -85,7 +85,7 @@ from edge_agent.protocol import Body, DtcV1, EventsV1, TelemetryV1, TripSummaryV
 from edge_agent.signals import SignalBlock, iter_blocks
 from simulators.fleet import BLOCK_SAMPLES, build_fleet
 from simulators.vehicle import VehicleSpec, initial_state, simulate_day
-from tests.helpers import DEPLOY_MOSQUITTO_CONF, PrivateBroker
+from tests.helpers import DEPLOY_MOSQUITTO_CONF, PrivateBroker, deploy_queue_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -98,8 +98,6 @@ BROKER_KEYS = (
     "max_queued_bytes", "max_inflight_messages", "max_inflight_bytes", "message_size_limit",
     "max_packet_size", "queue_qos0_messages",
 )  # fmt: skip
-#: the four of them PrivateBroker(deploy_limits=True) takes from deploy/ itself
-HELPER_KEYS = ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "message_size_limit")
 #: when each fault happens: a share of the driving time plus seconds. The first broker and ingest kills come
 #: alone; the other two broker kills come 1 s into another outage, when the broker holds the most that it
 #: has acknowledged and not delivered: during the database's (the ingest holds its batches unacknowledged)
@@ -284,7 +282,9 @@ log_timestamp true
 
 def start_broker(directory: Path, *, debug_log: bool = False) -> PrivateBroker:
     """A private mosquitto with deploy/'s persistence and queue directives on a loopback listener."""
-    extra = "".join(f"{k} {v}\n" for k, v in deploy_broker_directives().items() if k not in HELPER_KEYS)
+    # PrivateBroker(deploy_limits=True) writes some of them itself (deploy_queue_limits): not twice
+    taken = {line.split()[0] for line in deploy_queue_limits().splitlines() if line.strip()}
+    extra = "".join(f"{k} {v}\n" for k, v in deploy_broker_directives().items() if k not in taken)
     extra += BROKER_LOG.format(path=directory / "broker.log") + ("log_type debug\n" if debug_log else "")
     broker = PrivateBroker(directory, extra + "allow_anonymous true", deploy_limits=True)
     broker.start()
