@@ -947,7 +947,6 @@ class Soak:
         link.restore()
         self.offline = OfflineDay(specs[0].vehicle_id, link)
         self.recorder.clocks[specs[0].vehicle_id] = self.offline.clock
-        RecordingOutbox.recorder = self.recorder
         for i, (spec, stream) in enumerate(zip(specs, streams, strict=True)):
             url = f"mqtt://127.0.0.1:{link.port}" if i == 0 else self.broker.url
             car = Car(spec, self.tmp / "cars" / spec.vehicle_id, url)
@@ -1014,10 +1013,11 @@ class Soak:
     def run_faults(self) -> None:
         """Drive for ``--minutes`` with the faults at their times; report progress every 5 s."""
         duration = self.args.minutes * 60
-        due = sorted((share * duration + offset, what) for share, offset, what in SCHEDULE)
+        began = self.now()  # the cars have just started
+        due = sorted((began + share * duration + offset, what) for share, offset, what in SCHEDULE)
         last_report = 0.0
         assert self.ingest is not None
-        while self.now() < duration or due:
+        while self.now() < began + duration or due:
             while due and self.now() >= due[0][0]:
                 due = sorted(due[1:] + self.inject(due[0][1]))
             self.ingest.supervise(self.now())
@@ -1093,6 +1093,7 @@ class Soak:
         )
         result = account(produced, stored, in_outbox, timeline)
         assert self.offline is not None and self.ingest is not None
+        cut = next((f for f in self.faults if f.what == "link_cut"), None)
         restore = next((f for f in self.faults if f.what == "link_restore"), None)
         mine = [p for p in produced if p.offline]
         back = sorted(
@@ -1127,8 +1128,8 @@ class Soak:
                 "simulated_s": DAY_S,
                 "messages": len(mine),
                 "day_driven_in_s": None
-                if self.offline.day_driven_at is None or not self.faults
-                else round(self.offline.day_driven_at - self.faults[0].at_s, 1),
+                if self.offline.day_driven_at is None or cut is None
+                else round(self.offline.day_driven_at - cut.at_s, 1),
                 "first_ack_after_restore_s": round(back[0] - restore.at_s, 1) if back and restore else None,
                 "stored_after_restore_s": round((max(received) - restore.wall).total_seconds(), 1)
                 if received and restore
