@@ -12,7 +12,9 @@ its ground truth:
 - a category preference vector (Dirichlet) that drives which content items the customer's online accounts
   view, comment on and collect;
 - online accounts on the site and the app carry the customer's name, phone and email as people type them
-  (case, spaces, phone formats), some without phone and email, plus prospects who are nobody's customer.
+  (case, spaces, phone formats), some without phone and email, plus prospects who are nobody's customer;
+- consent per customer and scope, as the dealer recorded it at the purchase (:data:`CONSENT_RATES`), drawn
+  from a generator of its own so that every other draw stays what it was before consent was simulated.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ _GIVEN = (
     "chao",
 )
 
+#: the share of customers granting each consent scope (cloud/privacy/consent.py): marketing most, not all
+CONSENT_RATES = {"marketing": 0.85, "profiling": 0.9, "location": 0.75, "rd": 0.9}
+
 #: the persona each ground-truth tag stands for
 PERSONA_TAGS: dict[str, PersonaName] = {
     "eco": PersonaName.CALM_COMMUTER,
@@ -114,6 +119,8 @@ class Population:
     truth: dict[str, np.ndarray] = field(default_factory=dict)
     first_day: date = date(2026, 8, 1)
     days: int = 60
+    #: one row per customer and scope: customer_id, scope, granted, at, source
+    consent: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _persona_params(personas: np.ndarray) -> dict[str, np.ndarray]:
@@ -328,6 +335,7 @@ def simulate_population(
         "resolved": rng.random(len(complainers)) < 0.7,
     }
     truth.update(account_truth)
+    consent = _consent(people["customer_id"], vehicles["purchased_at"], np.random.default_rng([seed, 14]))
     return Population(
         people,
         vehicles,
@@ -341,7 +349,26 @@ def simulate_population(
         truth,
         first_day,
         days,
+        consent,
     )
+
+
+def _consent(
+    customer_ids: np.ndarray, purchased: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Each customer's choice per scope, recorded by the dealer at 10:00 UTC on the day of the purchase."""
+    n = len(customer_ids)
+    scopes = np.array(list(CONSENT_RATES))
+    rates = np.array(list(CONSENT_RATES.values()))
+    granted = rng.random((n, len(scopes))) < rates
+    at = purchased.astype("datetime64[s]") + np.timedelta64(10 * 3600, "s")
+    return {
+        "customer_id": np.repeat(customer_ids, len(scopes)),
+        "scope": np.tile(scopes, n),
+        "granted": np.where(granted.ravel(), "true", "false"),
+        "at": np.char.add(np.repeat(at, len(scopes)).astype(str), "Z"),
+        "source": np.full(n * len(scopes), "dealer"),
+    }
 
 
 def _typed_name(name: np.ndarray, rng: np.random.Generator) -> np.ndarray:

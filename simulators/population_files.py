@@ -17,6 +17,7 @@ from .population import AIR_CONDITIONING, CATEGORIES, CHILD_LOCK, REAR_SEAT, Pop
 IMPORT_ORDER = (
     "dealers",
     "customers",
+    "consent",
     "vehicles",
     "service_visits",
     "complaints",
@@ -46,6 +47,7 @@ def write_population_files(pop: Population, directory: Path) -> dict[str, Path]:
     files: dict[str, dict[str, Any]] = {
         "dealers": {k: pop.dealers[k] for k in ("dealer_id", "name", "region")},
         "customers": {k: c[k] for k in CustomerRow.model_fields if k in c},
+        "consent": pop.consent,
         "vehicles": dict(pop.vehicles),
         "service_visits": pop.service_visits,
         "complaints": {**pop.complaints, "resolved": np.where(pop.complaints["resolved"], "true", "false")},

@@ -196,6 +196,24 @@ class InteractionRow(_Row):
         return value
 
 
+class ConsentRow(_Row):
+    """consent: a person's grant or withdrawal of a scope (cloud/privacy/consent.py), as a CRM or the app
+    logged it; cars report their own and are not imported."""
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    scope: str = Field(pattern=r"^(marketing|profiling|location|rd)$")
+    granted: bool
+    at: datetime
+    source: str | None = Field(default=None, pattern=r"^(app|dealer|import)$")  # empty: import
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the time with its UTC offset, e.g. 2026-08-01T10:00:00Z")
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """One kind of import: its row model, staging columns, reference checks and upsert."""
@@ -333,6 +351,18 @@ KINDS: dict[str, Kind] = {
         " SELECT item_id, c.key, c.value::real FROM staging, jsonb_each_text(categories) c",
         lambda r: (r.item_id, r.kind, r.title, json.dumps(r.categories)),
     ),
+    "consent": Kind(
+        ConsentRow,
+        "consent_events",
+        ("customer_id", "scope", "granted", "at", "source"),
+        (("customer_id", "customers", "customer_id"),),
+        # events: one already recorded (same person, scope, decision, time and source) is not added again
+        "INSERT INTO consent_events (customer_id, scope, granted, at, source)"
+        " SELECT DISTINCT s.customer_id, s.scope, s.granted, s.at, s.source FROM staging s"
+        " WHERE NOT EXISTS (SELECT 1 FROM consent_events e WHERE e.customer_id = s.customer_id"
+        " AND e.scope = s.scope AND e.granted = s.granted AND e.at = s.at AND e.source = s.source)",
+        lambda r: (r.customer_id, r.scope, r.granted, r.at, r.source or "import"),
+    ),
     "interactions": Kind(
         InteractionRow,
         "interactions",
@@ -342,6 +372,10 @@ KINDS: dict[str, Kind] = {
         " FROM staging ORDER BY line ON CONFLICT DO NOTHING",
     ),
 }
+
+
+#: kinds whose lines are events (a line twice is stored once), not entities with a key
+_EVENT_TABLES = ("interactions", "consent_events")
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -425,8 +459,8 @@ def import_file(conn: psycopg.Connection[tuple[object, ...]], kind_name: str, pa
             ).fetchall()
             errors += [(int(str(line)), f"{column} {value!r} is not in {table}") for line, value in missing]
         if (
-            kind.table != "interactions"
-        ):  # an event logged twice is stored once; an entity twice is a conflict
+            kind.table not in _EVENT_TABLES
+        ):  # an event logged twice is stored once; an entity twice: a conflict
             duplicates = cur.execute(
                 f"SELECT min(line), {kind.columns[0]} FROM staging"
                 f" GROUP BY {kind.columns[0]} HAVING count(*) > 1"
