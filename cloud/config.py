@@ -6,7 +6,7 @@ import dataclasses
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent.protocol import BrokerAddress
@@ -47,6 +47,13 @@ class CloudSettings(BaseSettings):
     retention_file: Path | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    #: the erasure ledger's HMAC-SHA256 key (cloud/privacy/ledger.py), or a file holding it: erased ids are
+    #: kept only as keyed hashes, so a restore must run with the key the ledger was written under
+    privacy_ledger_key: SecretStr | None = None
+    privacy_ledger_key_file: Path | None = None
+    #: the ledger's copy outside the database (JSON lines, appended before an erasure commits): what a restore
+    #: of a backup older than an erasure re-applies
+    privacy_ledger_file: Path | None = None
 
     def require_database_url(self) -> str:
         """The database URL, or a clear error naming the variable to set."""
@@ -55,6 +62,26 @@ class CloudSettings(BaseSettings):
                 "DRIVESIGHT_DATABASE_URL is not set (e.g. postgresql://user@host:5432/drivesight)"
             )
         return self.database_url
+
+    def ledger_key(self) -> bytes:
+        """The erasure ledger's key, or a clear error naming the variables to set (at least 16 bytes)."""
+        if self.privacy_ledger_key is not None and self.privacy_ledger_key_file is not None:
+            raise SystemExit("set DRIVESIGHT_PRIVACY_LEDGER_KEY or _LEDGER_KEY_FILE, not both")
+        if self.privacy_ledger_key_file is not None:
+            try:
+                key = self.privacy_ledger_key_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise SystemExit(f"cannot read DRIVESIGHT_PRIVACY_LEDGER_KEY_FILE: {exc}") from exc
+        elif self.privacy_ledger_key is not None:
+            key = self.privacy_ledger_key.get_secret_value().encode()
+        else:
+            raise SystemExit(
+                "erasure needs the ledger key: set DRIVESIGHT_PRIVACY_LEDGER_KEY_FILE (or _KEY), e.g. from"
+                " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if len(key) < 16:
+            raise SystemExit("the erasure ledger key must be at least 16 bytes")
+        return key
 
     def require_mqtt_url(self) -> str:
         """The broker URL, or a clear error naming the variable to set."""
