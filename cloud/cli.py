@@ -22,6 +22,8 @@ from pathlib import Path
 
 from edge_agent.protocol.conventions import configure_logging, package_version
 
+from .access import cli as access_cli
+
 log = logging.getLogger(__name__)
 
 MODEL_NAMES = ("driving_style", "vehicle_health", "churn_risk")
@@ -122,6 +124,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     )
     publish.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the model with")
     publish.set_defaults(handler=_models_publish)
+    access_cli.register(sub)
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)

@@ -1,0 +1,1 @@
+"""Privacy: the audit log; consent per person, export and erasure."""
