@@ -80,6 +80,10 @@ def test_cause_names_a_restarted_broker_that_had_no_subscriber_yet() -> None:
         cause_of(_telemetry(3, [3], acked_at=8.0), timeline)[0] == "acked by the broker, then broker_kill #1"
     )
     assert cause_of(_telemetry(4, [4]), timeline)[0] == "never acked, then broker_kill #1"
+    down = Timeline([kill], [], [], outages=[(7.0, 9.5, "ingest worker 1 was down")])
+    assert cause_of(_telemetry(8, [8], acked_at=8.0), down)[0] == (
+        "acked by the broker while ingest worker 1 was down, then broker_kill #1"
+    )
 
 
 @pytest.fixture

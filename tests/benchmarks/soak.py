@@ -737,6 +737,8 @@ class Timeline:
     cars_connected: list[float] = field(default_factory=list)
     #: per life of the broker, the PUBLISHes per vehicle it received before an ingest worker subscribed
     unrouted: list[Counter[str]] = field(default_factory=list)
+    #: (from, to, what): an ingest worker or the database down
+    outages: list[tuple[float, float, str]] = field(default_factory=list)
 
     def unrouted_after(self, restart: int) -> Counter[str]:
         """The PUBLISHes received before a subscriber by the broker after its ``restart``-th restart."""
@@ -785,6 +787,10 @@ def cause_of(item: Produced, timeline: Timeline) -> tuple[str, str]:
                     detail,
                 )
         since, state = ack, "acked by the broker"
+        # an outage in effect at the PUBACK: what the broker then held for longer than usual
+        during = [what for start, end, what in timeline.outages if start <= ack < end]
+        if during:
+            state += " while " + " and ".join(during)
     else:
         since, state = item.stored_at, "never acked"
     relevant = [
@@ -886,6 +892,8 @@ class Soak:
         self.faults: list[Fault] = []
         self.broker_log: BrokerLog | None = None
         self.broker_up: list[tuple[float, str]] = []  # (soak seconds, after which kill)
+        self.outages: list[tuple[float, float, str]] = []  # an ingest worker's or the database's
+        self._down: dict[str, float] = {}
         self.counts = Counter[str]()
         self.pg = PrivatePostgres(tmp / "pg")
         self.broker: PrivateBroker | None = None
@@ -986,16 +994,21 @@ class Soak:
             self.ingest.kill(i)
             self.counts["ingest_kills"] += 1
             self.note(what, f"#{self.counts['ingest_kills']} (worker {i})")
+            self._down[f"ingest worker {i} was down"] = self.now()
             return [(back, f"ingest_up {i}")]
         elif what.startswith("ingest_up"):
-            self.ingest.start(int(what.split()[1]))
+            i = int(what.split()[1])
+            self.ingest.start(i)
+            self._back_up(f"ingest worker {i} was down")
         elif what == "db_restart":
             self.pg.crash()
             self.counts["db_restarts"] += 1
             self.note(what, f"#{self.counts['db_restarts']} (immediate stop, recovery on start)")
+            self._down["the database was down"] = self.now()
             return [(back, "db_up")]
         elif what == "db_up":
             self.pg.start()
+            self._back_up("the database was down")
         elif what == "link_cut":
             self.recorder.offline.add(self.offline.vehicle)
             self.offline.link.cut()
@@ -1009,6 +1022,10 @@ class Soak:
             self.offline.restored.set()
             self.note(what, self.offline.vehicle)
         return []
+
+    def _back_up(self, outage: str) -> None:
+        # until its restart (an ingest worker subscribes about a second later: its share queues meanwhile)
+        self.outages.append((self._down.pop(outage), self.now(), outage))
 
     def run_faults(self) -> None:
         """Drive for ``--minutes`` with the faults at their times; report progress every 5 s."""
@@ -1090,6 +1107,7 @@ class Soak:
             self.broker_log.subscribed,
             self.broker_log.cars_connected,
             self.broker_log.unrouted,
+            self.outages,
         )
         result = account(produced, stored, in_outbox, timeline)
         assert self.offline is not None and self.ingest is not None
