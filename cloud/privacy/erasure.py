@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -415,3 +415,13 @@ def reapply_ledger(
             },
         )
     return result
+
+
+def ledger_reapplier(
+    ledger_key: bytes, ledger_file: Path | None
+) -> Callable[[psycopg.Connection[Any]], ReapplyResult]:
+    """What a restore runs when the archive is in (cloud/db/backup.py's ``after_restore``): the ledger's table
+    and file re-applied. The file is read and the key checked now, before anything is restored."""
+    extra = ledger.read_file(ledger_file) if ledger_file is not None else []
+    ledger.check_keys(extra, ledger_key)
+    return lambda conn: reapply_ledger(conn, ledger_key, extra)
