@@ -47,6 +47,14 @@ class CloudSettings(BaseSettings):
     retention_file: Path | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    #: requests a second per API key (a token bucket per key and API process: with N worker processes a key
+    #: gets up to N times this), and how many may come at once
+    api_rate_per_s: float = Field(default=50.0, gt=0, le=1_000_000)
+    api_rate_burst: int = Field(default=100, ge=1, le=10_000_000)
+    #: how long an API process trusts a key it verified: a revoked key stops working within this time
+    api_key_cache_s: float = Field(default=2.0, ge=0, le=5)
+    #: R&D insight groups with fewer vehicles than this are left out of API answers (not only flagged)
+    api_min_group_size: int = Field(default=5, ge=2, le=10_000)
     #: the erasure ledger's HMAC-SHA256 key (cloud/privacy/ledger.py), or a file holding it: erased ids are
     #: kept only as keyed hashes, so a restore must run with the key the ledger was written under
     privacy_ledger_key: SecretStr | None = None

@@ -23,6 +23,7 @@ import httpx
 import psycopg
 import uvicorn
 
+from cloud.access.keys import create_key, revoke_key
 from cloud.api.app import create_app
 from cloud.config import CloudSettings
 from cloud.db.migrate import migrate
@@ -177,7 +178,7 @@ def run_demo(
                 advance = progress.phase("ingest -> PostgreSQL (messages)", total=fleet.messages_acknowledged)
                 stored = _wait_stored(database_url, prefix, fleet.messages_acknowledged, 120, advance)
                 refresh_rollups(database_url)  # what `cloud db maintain` does hourly: the demo shows rollups
-                api_checked = _check_api(api_url, specs[: min(5, len(specs))])
+                api_checked = _check_api(api_url, database_url, specs[: min(5, len(specs))])
                 summary = _summarize(database_url, prefix, since, specs, trips)
         finally:
             worker.stop()
@@ -202,15 +203,30 @@ def _redact(url: str) -> str:
     return url
 
 
-def _check_api(api_url: str, specs: list[Any]) -> int:
-    """Read trips back through the HTTP API; return how many came back."""
+def _check_api(api_url: str, database_url: str, specs: list[Any]) -> int:
+    """Read trips back through the HTTP API with a fleet key of the demo's own (revoked after); return how
+    many came back."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key = create_key(conn, name="drivesight demo", scopes=["fleet:read"], expires_days=1)
     total = 0
-    with httpx.Client(base_url=api_url, timeout=10) as client:
-        client.get("/healthz").raise_for_status()
-        for spec in specs:
-            response = client.get(f"/v1/vehicles/{spec.vehicle_id}/trips", params={"limit": 1000})
-            response.raise_for_status()
-            total += len(response.json())
+    try:
+        headers = {"Authorization": f"Bearer {key.key}"}
+        with httpx.Client(base_url=api_url, timeout=10, headers=headers) as client:
+            client.get("/healthz").raise_for_status()
+            for spec in specs:
+                cursor = None
+                while True:
+                    params = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
+                    response = client.get(f"/v1/vehicles/{spec.vehicle_id}/trips", params=params)
+                    response.raise_for_status()
+                    page = response.json()
+                    total += len(page["items"])
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        break
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            revoke_key(conn, key.id)
     return total
 
 

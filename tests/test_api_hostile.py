@@ -20,19 +20,27 @@ from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
 from cloud.api.deps import Conn
+from cloud.api.pagination import encode_cursor
+from cloud.privacy import consent
+from tests.test_api import auth
 
 HUGE = "a" * 100_000
 WINDOW = "since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z"
 
 
-def _raw_get(app: FastAPI, target: str, *, raw_path: bool = True) -> tuple[int, Any]:
-    """GET ``target`` (path and query as sent on the wire) from a started app: status and JSON body."""
+def _raw_get(
+    app: FastAPI, target: str, *, raw_path: bool = True, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, Any]:
+    """GET ``target`` (path and query as sent on the wire) from a started app with its admin key (or
+    ``headers``): status and JSON body."""
     path, _, query = target.partition("?")
     scope: dict[str, Any] = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
         # as uvicorn does: path percent-decoded (bad UTF-8 replaced), raw_path and query_string as received
         "path": unquote(path), "raw_path": path.encode("latin-1"), "query_string": query.encode("latin-1"),
-        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1),
+        "root_path": "", "headers": [(b"host", b"testserver"), *(app.state.test_headers if headers is None
+                                                                else headers)],
+        "client": ("127.0.0.1", 1),
         "server": ("testserver", 80), "state": {},
     }  # fmt: skip
     if not raw_path:
@@ -69,6 +77,8 @@ def app(database_url: str, db: psycopg.Connection) -> Iterator[FastAPI]:
         " ON CONFLICT DO NOTHING"
     )
     application = create_app(database_url)
+    key = auth(database_url)["Authorization"].encode()
+    application.state.test_headers = [(b"authorization", key)]
     with TestClient(application):  # runs the lifespan: the pool
         yield application
 
@@ -79,22 +89,31 @@ ODD_URLS = [
     "/v1/vehicles/a%00b/latest",
     "/v1/vehicles/x/trips/T%00/events",
     "/v1/customers/c%00/portrait",
-    "/v1/vehicles?after=%00",
-    "/v1/vehicles?after=a%00b",
+    "/v1/vehicles?cursor=%00",
+    "/v1/vehicles?cursor=a%00b",
     "/v1/vehicles?a%00=1",
-    "/v1/vehicles?after=\x00",
+    "/v1/vehicles?cursor=\x00",
     "/v1/vehicles/x/trips?since=2026-01-01T00:00:00%00Z",
     f"/v1/insights?{WINDOW}&by=model%00",
     "/%00",
     # percent-escapes that are not UTF-8
     "/v1/vehicles/%ff/trips",
     "/v1/customers/%ff/portrait",
-    "/v1/vehicles?after=%ff",
+    "/v1/vehicles?cursor=%ff",
     "/v1/vehicles/x/trips/%c3%28/events",
     # huge values
     f"/v1/vehicles/{HUGE}/trips",
     f"/v1/customers/{HUGE}/portrait",
-    f"/v1/vehicles?after={HUGE}",
+    f"/v1/vehicles?cursor={HUGE}",
+    f"/v1/vehicles?cursor={'a' * 600}",
+    "/v1/vehicles?cursor=bm90IGpzb24",
+    "/v1/vehicles?cursor=WyJ0cmlwcyIsIngiLCJ5Il0",
+    "/v1/vehicles/x/trips?cursor=WyJ0cmlwcyIsIm5vdCBhIHRpbWUiLCJ5Il0",
+    "/v1/vehicles/x/trips?cursor=WyJ0cmlwcyIsIjIwMjYtMDEtMDFUMDA6MDA6MDAiLCJ5Il0",
+    f"/v1/insights?{WINDOW}&cursor=WyJpbnNpZ2h0cyIsLTFd",
+    f"/v1/insights?{WINDOW}&by=",
+    f"/v1/insights?{WINDOW}&by=model,",
+    f"/v1/insights?{WINDOW}&by=vehicle_id",
     f"/v1/insights?{WINDOW}&by={HUGE}",
     f"/v1/vehicles?limit={10**30}",
     f"/v1/vehicles/x/trips?limit={10**30}",
@@ -121,7 +140,7 @@ ODD_URLS = [
 def test_odd_url_is_4xx(app: FastAPI, target: str) -> None:
     status, body = _raw_get(app, target)
     assert 400 <= status < 500, (status, body)
-    assert isinstance(body["detail"], str | list)
+    assert set(body) == {"detail", "code", "errors"} and isinstance(body["detail"], str), body
 
 
 @pytest.mark.parametrize(
@@ -138,12 +157,12 @@ def test_extreme_but_valid_window_is_answered(app: FastAPI, target: str) -> None
     status, body = _raw_get(app, target)
     assert status == 200, body
     if target.startswith("/v1/vehicles/x/trips"):
-        assert "T1" in [t["trip_id"] for t in body]
+        assert "T1" in [t["trip_id"] for t in body["items"]]
 
 
 def test_guard_checks_a_path_without_raw_path(app: FastAPI) -> None:
     # raw_path is optional in ASGI; a server that leaves it out must not let a NUL through
-    for target in ("/v1/vehicles/a%00/latest", "/v1/vehicles?after=%00", "/v1/vehicles/%ff/latest"):
+    for target in ("/v1/vehicles/a%00/latest", "/v1/vehicles?cursor=%00", "/v1/vehicles/%ff/latest"):
         status, body = _raw_get(app, target, raw_path=False)
         assert 400 <= status < 500, (target, status, body)
     assert _raw_get(app, "/v1/vehicles/x/trips", raw_path=False)[0] == 200
@@ -167,20 +186,22 @@ def stored_non_finite(db: psycopg.Connection, vehicle_prefix: str) -> str:
     """A vehicle (with status, model, customer) whose trip, event, latest values, tags hold NaN/Infinity."""
     v = vehicle_prefix + "nan"
     db.execute("INSERT INTO customers (customer_id) VALUES (%s)", (v,))
-    db.execute(
-        "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, status, model, powertrain, customer_id)"
-        " VALUES (%s, now(), now(), 'online', %s, 'ev', %s)",
-        (v, v + "-model", v),
-    )
-    db.execute(
-        "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
-        " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, samples, start_lat, odometer_km,"
-        " energy_used_kwh, safety_score, feature_usage, driving_style_probabilities, event_counts) VALUES"
-        " (%s, 'T1', 1, '2031-05-01T08:00Z', '2031-05-01T08:10Z', 'NaN', 'Infinity', '-Infinity', 'NaN',"
-        " 'Infinity', 'NaN', 'NaN', 10, 'NaN', 'Infinity', 'NaN', 'NaN',"
-        ' \'{"Vehicle.Body.Horn.IsActive": {"count": 1}}\', \'{"calm": 1}\', \'{"harsh_brake": 2}\')',
-        (v,),
-    )
+    # four more cars of the model, so that its R&D insight group is large enough to be shown
+    for vehicle in (v, *(f"{v}-{i}" for i in range(2, 6))):
+        db.execute(
+            "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, status, model, powertrain, customer_id)"
+            " VALUES (%s, now(), now(), 'online', %s, 'ev', %s)",
+            (vehicle, v + "-model", v),
+        )
+        db.execute(
+            "INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,"
+            " moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, samples, start_lat, odometer_km,"
+            " energy_used_kwh, safety_score, feature_usage, driving_style_probabilities, event_counts) VALUES"
+            " (%s, 'T1', 1, '2031-05-01T08:00Z', '2031-05-01T08:10Z', 'NaN', 'Infinity', '-Infinity', 'NaN',"
+            " 'Infinity', 'NaN', 'NaN', 10, 'NaN', 'Infinity', 'NaN', 'NaN',"
+            ' \'{"Vehicle.Body.Horn.IsActive": {"count": 1}}\', \'{"calm": 1}\', \'{"harsh_brake": 2}\')',
+            (vehicle,),
+        )
     db.execute(
         "INSERT INTO driving_events (vehicle_id, seq, idx, trip_id, kind, started_at, ended_at, peak,"
         " peak_unit, lat, lon) VALUES (%s, 2, 0, 'T1', 'harsh_brake', '2031-05-01T08:01Z',"
@@ -200,6 +221,7 @@ def stored_non_finite(db: psycopg.Connection, vehicle_prefix: str) -> str:
     db.execute(
         "INSERT INTO customer_preferences (customer_id, category, score) VALUES (%s, 'ev', 'NaN')", (v,)
     )
+    consent.record(db, v, "marketing", True, "app")
     return v
 
 
@@ -210,14 +232,16 @@ def _is_null(value: object) -> bool:
 
 def test_non_finite_values_are_null(database_url: str, stored_non_finite: str) -> None:
     v = stored_non_finite
-    with TestClient(create_app(database_url), raise_server_exceptions=False) as api:
-        vehicles = api.get("/v1/vehicles", params={"after": v[:-1]})
+    with TestClient(
+        create_app(database_url), raise_server_exceptions=False, headers=auth(database_url)
+    ) as api:
+        vehicles = api.get("/v1/vehicles", params={"cursor": encode_cursor("vehicles", v[:-1])})
         assert vehicles.status_code == 200, vehicles.text
-        assert {"vehicle_id": v, "status": "online"}.items() <= vehicles.json()[0].items()
+        assert {"vehicle_id": v, "status": "online"}.items() <= vehicles.json()["items"][0].items()
 
         trips = api.get(f"/v1/vehicles/{v}/trips")
         assert trips.status_code == 200, trips.text
-        (trip,) = trips.json()
+        (trip,) = trips.json()["items"]
         for key in ("distance_km", "duration_s", "moving_s", "idle_s", "max_speed_kmh", "avg_speed_kmh"):
             assert _is_null(trip[key]), key
         for key in ("night_share", "start_lat", "odometer_km", "energy_used_kwh", "safety_score"):
@@ -226,7 +250,7 @@ def test_non_finite_values_are_null(database_url: str, stored_non_finite: str) -
 
         events = api.get(f"/v1/vehicles/{v}/trips/T1/events")
         assert events.status_code == 200, events.text
-        assert [(e["peak"], e["lat"], e["lon"]) for e in events.json()] == [(None, None, None)]
+        assert [(e["peak"], e["lat"], e["lon"]) for e in events.json()["items"]] == [(None, None, None)]
 
         latest = api.get(f"/v1/vehicles/{v}/latest")
         assert latest.status_code == 200, latest.text
@@ -247,11 +271,11 @@ def test_non_finite_values_are_null(database_url: str, stored_non_finite: str) -
             params={"since": "2031-05-01T00:00:00Z", "until": "2031-05-02T00:00:00Z", "min_vehicles": 1},
         )
         assert insights.status_code == 200, insights.text
-        (group,) = [g for g in insights.json() if g["model"] == v + "-model"]
+        (group,) = [g for g in insights.json()["items"] if g["model"] == v + "-model"]
         assert _is_null(group["distance_km"])
         assert _is_null(group["harsh_per_100km"]["rate"])
         assert group["harsh_per_100km"]["ci95"] == [None, None]
-        assert group["harsh_per_100km"]["events"] == 2
+        assert group["harsh_per_100km"]["events"] == 10
         assert [group["efficiency"][p] for p in ("p10", "p50", "p90")] == [None, None, None]
 
 

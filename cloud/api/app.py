@@ -5,45 +5,59 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import psycopg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
-from starlette.responses import Response
 
+from cloud.config import CloudSettings
 from edge_agent.protocol.conventions import package_version
 
+from . import errors
 from .analytics_routes import router as analytics_router
-from .guard import REFUSALS, RequestGuard, SafeJSONResponse
-from .routes import router
+from .auth import AUTH_REFUSALS, Access, install_openapi
+from .guard import REFUSALS, RequestGuard
+from .responses import SafeJSONResponse
+from .routes import health_router, router
+
+DESCRIPTION = """\
+Vehicles, trips and events for fleet teams, portraits and segments for marketing, aggregate insights for
+product R&D. Every route but `/healthz` needs an API key (`drivesight cloud keys create`) sent as
+`Authorization: Bearer <key>`, with the scope the route names. Every error answer has one body:
+`{"detail": str, "code": str, "errors": [...]}`. Lists come a page at a time: `limit`, and `cursor` set to
+the previous page's `next_cursor`.
+"""
 
 
-def _data_error(_request: Request, exc: Exception) -> Response:
-    # a value the database refuses (class 22: a NUL in text, a datetime or number out of its range) is the
-    # client's input, not the server's fault
-    return SafeJSONResponse({"detail": f"the database refused a value: {exc}"}, status_code=422)
-
-
-def create_app(database_url: str, *, pool_size: int = 8) -> FastAPI:
-    """An app whose routes read from the database at ``database_url`` through a connection pool."""
+def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings | None = None) -> FastAPI:
+    """An app whose routes read from the database at ``database_url`` through a connection pool; API limits
+    (rate per key, key cache, minimum group size) from ``settings`` (default: the environment)."""
+    settings = settings or CloudSettings()
+    access = Access(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False)
         pool.open(wait=True, timeout=30)
         app.state.pool = pool
+        access.open(database_url)
         try:
             yield
         finally:
+            access.close()
             pool.close()
 
     app = FastAPI(
         title="drivesight",
         version=package_version(),
+        description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
     )
-    app.include_router(router, responses=REFUSALS)
-    app.include_router(analytics_router, responses=REFUSALS)
-    app.add_exception_handler(psycopg.errors.DataError, _data_error)
+    app.state.settings = settings
+    app.state.access = access
+    app.include_router(health_router, responses=REFUSALS)
+    app.include_router(router, responses=REFUSALS | AUTH_REFUSALS)
+    app.include_router(analytics_router, responses=REFUSALS | AUTH_REFUSALS)
+    errors.install(app)
+    install_openapi(app)
     app.add_middleware(RequestGuard)
     return app

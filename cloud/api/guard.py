@@ -1,4 +1,4 @@
-"""Request guard and safe JSON: odd URLs get a 4xx before any route runs, stored NaN/Infinity become null.
+"""Request guard: odd URLs get a 4xx before any route runs.
 
 PostgreSQL text cannot hold NUL, so a NUL in a path or query parameter made psycopg raise (a 500); an invalid
 UTF-8 escape was silently turned into U+FFFD and looked up as if it were an id; a URL of any length went
@@ -7,44 +7,23 @@ through. The guard refuses all three at the edge, on the raw bytes, so no route 
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import documented, error_response
 
 #: the answers every route may give to odd input, for the OpenAPI document
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a NUL character or invalid UTF-8 in the path or query string"},
-    414: {"description": "a path or query string over 8 KiB"},
-    422: {"description": "a parameter out of its bounds, or a value the database cannot take"},
+    400: documented("a NUL character or invalid UTF-8 in the path or query string"),
+    414: documented("a path or query string over 8 KiB"),
+    422: documented("a parameter out of its bounds or unparseable, or a value the database cannot take"),
 }
 
 #: longest raw path and longest raw query string accepted (the ids and timestamps the routes take are short)
 MAX_PATH_BYTES = 8192
 MAX_QUERY_BYTES = 8192
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-class SafeJSONResponse(JSONResponse):
-    """JSON whose non-finite floats (NaN, Infinity: real and double precision columns hold them) are null."""
-
-    def render(self, content: Any) -> bytes:
-        """The content as compact UTF-8 JSON, NaN and Infinity replaced by null."""
-        return json.dumps(
-            _finite(content), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-        ).encode("utf-8")
 
 
 def url_problem(raw_path: bytes, query_string: bytes) -> tuple[int, str] | None:
@@ -80,6 +59,6 @@ class RequestGuard:
             problem = url_problem(raw_path, scope.get("query_string", b""))
             if problem is not None:
                 status, detail = problem
-                await SafeJSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+                await error_response(status, detail)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

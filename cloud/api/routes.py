@@ -1,26 +1,31 @@
-"""Routes: health, vehicles, trips, events and latest values."""
+"""Routes: health, vehicles, trips, events and latest values (scope ``fleet:read``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 
 from cloud.db.telemetry import COLUMNS
-from edge_agent.protocol import VEHICLE_ID_RE
+from edge_agent.protocol import VEHICLE_ID_RE, vss
 
+from .auth import Principal, require
 from .deps import Conn
+from .errors import ApiError, documented
+from .least_data import LOCATION_PREFIX, coarse, coarse_row, fine_location
+from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor, paginate
 from .schemas import EventOut, Health, LatestOut, TripOut, VehicleOut
 
 router = APIRouter()
-_NOT_FOUND: dict[int | str, dict[str, object]] = {
-    404: {"description": "no such vehicle (or no telemetry yet)"}
-}
+#: the one route without a key (liveness probes have none)
+health_router = APIRouter()
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("no such vehicle (or no telemetry yet)")}
 
 #: a vehicle id as the contract allows it; nothing else can be stored, so it is refused (422), not looked up
 VehicleId = Annotated[str, Path(pattern=VEHICLE_ID_RE.pattern)]
 TripId = Annotated[str, Path(min_length=1, max_length=64)]
+Fleet = Annotated[Principal, require("fleet:read")]
 
 _TRIP_COLUMNS = (
     "trip_id, started_at, ended_at, distance_km, duration_s, moving_s, idle_s, max_speed_kmh, avg_speed_kmh,"
@@ -28,11 +33,16 @@ _TRIP_COLUMNS = (
     " soc_used_pct, fuel_used_l, energy_used_kwh, safety_score, eco_score, feature_usage, dtcs,"
     " driving_style, driving_style_probabilities"
 )
+_TRIP_POSITION = ("start_lat", "start_lon", "end_lat", "end_lon")
 
 
-@router.get("/healthz", response_model=Health)
+@health_router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: documented("the database does not answer")},
+)
 def health(request: Request) -> Health:
-    """Liveness; 503 when the database does not answer."""
+    """Liveness; 503 when the database does not answer. The one route that needs no key."""
     try:
         with request.app.state.pool.connection(timeout=2) as conn:
             conn.execute("SELECT 1")
@@ -46,66 +56,124 @@ def _require_vehicle(conn: Conn, vehicle_id: str) -> None:
         raise HTTPException(status_code=404, detail=f"vehicle {vehicle_id!r} not found")
 
 
-@router.get("/v1/vehicles", response_model=list[VehicleOut])
-def list_vehicles(
-    conn: Conn,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[str | None, Query(description="page: vehicle ids after this one")] = None,
-) -> list[VehicleOut]:
-    """Vehicles the cloud has heard from, by id."""
+def _aware(since: datetime | None, until: datetime | None) -> None:
+    # without an offset the database would read the time in its own session time zone, whatever that is
+    if (since is not None and since.tzinfo is None) or (until is not None and until.tzinfo is None):
+        raise ApiError(422, "give since and until with a UTC offset")
+
+
+def _iso(value: object) -> str:
+    assert isinstance(value, datetime)
+    return value.isoformat()
+
+
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ApiError(422, "cursor is not a next_cursor of this list", code="invalid_cursor") from exc
+    if value.tzinfo is None:
+        raise ApiError(422, "cursor is not a next_cursor of this list", code="invalid_cursor")
+    return value
+
+
+@router.get("/v1/vehicles", response_model=Page[VehicleOut])
+def list_vehicles(_: Fleet, conn: Conn, limit: Limit = 100, cursor: Cursor = None) -> Page[VehicleOut]:
+    """Vehicles the cloud has heard from, by id, a page at a time."""
+    after = decode_cursor(cursor, "vehicles", (str,))[0] if cursor else None
     rows = conn.execute(
         "SELECT vehicle_id, first_seen, last_seen, status, agent_version FROM vehicles"
         " WHERE %(after)s::text IS NULL OR vehicle_id > %(after)s ORDER BY vehicle_id LIMIT %(limit)s",
-        {"after": after, "limit": limit},
+        {"after": after, "limit": limit + 1},
     ).fetchall()
-    return [VehicleOut.model_validate(r) for r in rows]
+    rows, next_cursor = paginate(rows, limit, lambda r: encode_cursor("vehicles", r["vehicle_id"]))
+    return Page(items=[VehicleOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/v1/vehicles/{vehicle_id}/trips", response_model=list[TripOut], responses=_NOT_FOUND)
+@router.get("/v1/vehicles/{vehicle_id}/trips", response_model=Page[TripOut], responses=_NOT_FOUND)
 def list_trips(
+    principal: Fleet,
     conn: Conn,
     vehicle_id: VehicleId,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[TripOut]:
-    """A vehicle's trips, newest first, optionally within [since, until)."""
-    # without an offset the database would read the time in its own session time zone, whatever that is
-    if (since is not None and since.tzinfo is None) or (until is not None and until.tzinfo is None):
-        raise HTTPException(status_code=422, detail="give since and until with a UTC offset")
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[TripOut]:
+    """A vehicle's trips, newest first, optionally within [since, until); positions per the key's scope."""
+    _aware(since, until)
+    before: tuple[datetime, str] | None = None
+    if cursor:
+        at, trip_id = decode_cursor(cursor, "trips", (str, str))
+        before = (_time(at), trip_id)
     _require_vehicle(conn, vehicle_id)
     rows = conn.execute(
         f"SELECT {_TRIP_COLUMNS} FROM trips WHERE vehicle_id = %(v)s"
         " AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s)"
         " AND (%(until)s::timestamptz IS NULL OR started_at < %(until)s)"
-        " ORDER BY started_at DESC LIMIT %(limit)s",
-        {"v": vehicle_id, "since": since, "until": until, "limit": limit},
-    ).fetchall()
-    return [TripOut.model_validate(r) for r in rows]
+        " AND (%(b_at)s::timestamptz IS NULL OR (started_at, trip_id) < (%(b_at)s, %(b_id)s::text))"
+        " ORDER BY started_at DESC, trip_id DESC LIMIT %(limit)s",
+        {
+            "v": vehicle_id, "since": since, "until": until, "limit": limit + 1,
+            "b_at": before[0] if before else None, "b_id": before[1] if before else None,
+        },
+    ).fetchall()  # fmt: skip
+    rows, next_cursor = paginate(
+        rows, limit, lambda r: encode_cursor("trips", _iso(r["started_at"]), r["trip_id"])
+    )
+    items = [TripOut.model_validate(coarse_row(r, _TRIP_POSITION, principal)) for r in rows]
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get(
-    "/v1/vehicles/{vehicle_id}/trips/{trip_id}/events", response_model=list[EventOut], responses=_NOT_FOUND
+    "/v1/vehicles/{vehicle_id}/trips/{trip_id}/events", response_model=Page[EventOut], responses=_NOT_FOUND
 )
-def list_trip_events(conn: Conn, vehicle_id: VehicleId, trip_id: TripId) -> list[EventOut]:
-    """The driving events of one trip, in time order."""
+def list_trip_events(
+    principal: Fleet,
+    conn: Conn,
+    vehicle_id: VehicleId,
+    trip_id: TripId,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[EventOut]:
+    """The driving events of one trip, in time order; positions per the key's scope."""
+    after: tuple[datetime, int, int] | None = None
+    if cursor:
+        at, seq, idx = decode_cursor(cursor, "events", (str, int, int))
+        after = (_time(at), seq, idx)
     _require_vehicle(conn, vehicle_id)
     rows = conn.execute(
         "SELECT trip_id, kind, started_at, ended_at, extract(epoch FROM ended_at - started_at) AS duration_s,"
-        " peak, peak_unit, lat, lon FROM driving_events"
-        " WHERE vehicle_id = %s AND trip_id = %s ORDER BY started_at",
-        (vehicle_id, trip_id),
-    ).fetchall()
-    return [EventOut.model_validate(r) for r in rows]
+        " peak, peak_unit, lat, lon, seq, idx FROM driving_events"
+        " WHERE vehicle_id = %(v)s AND trip_id = %(t)s"
+        " AND (%(a_at)s::timestamptz IS NULL OR (started_at, seq, idx) > (%(a_at)s, %(a_seq)s::bigint,"
+        " %(a_idx)s::int)) ORDER BY started_at, seq, idx LIMIT %(limit)s",
+        {
+            "v": vehicle_id, "t": trip_id, "limit": limit + 1, "a_at": after and after[0],
+            "a_seq": after and after[1], "a_idx": after and after[2],
+        },
+    ).fetchall()  # fmt: skip
+    rows, next_cursor = paginate(
+        rows, limit, lambda r: encode_cursor("events", _iso(r["started_at"]), r["seq"], r["idx"])
+    )
+    items = [EventOut.model_validate(coarse_row(r, ("lat", "lon"), principal)) for r in rows]
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/v1/vehicles/{vehicle_id}/latest", response_model=LatestOut, responses=_NOT_FOUND)
-def latest_values(conn: Conn, vehicle_id: VehicleId) -> LatestOut:
-    """The newest value of each signal the vehicle has sent (404 when it has sent no telemetry)."""
+def latest_values(principal: Fleet, conn: Conn, vehicle_id: VehicleId) -> LatestOut:
+    """The newest value of each signal the vehicle has sent (404 when it has sent no telemetry); the position
+    per the key's scope."""
     _require_vehicle(conn, vehicle_id)
     row = conn.execute("SELECT * FROM telemetry_latest WHERE vehicle_id = %s", (vehicle_id,)).fetchone()
     if row is None:
         raise HTTPException(status_code=404, detail=f"vehicle {vehicle_id!r} has sent no telemetry yet")
     signals = {signal: row[column] for signal, (column, _kind) in COLUMNS.items() if row[column] is not None}
     signals.update(row["extra"] or {})  # type: ignore[call-overload]
+    if not fine_location(principal):
+        signals = {
+            name: coarse(value) if name in (vss.LATITUDE, vss.LONGITUDE) else value  # type: ignore[arg-type]
+            for name, value in signals.items()
+            if name in (vss.LATITUDE, vss.LONGITUDE) or not name.startswith(LOCATION_PREFIX)
+        }
     return LatestOut(vehicle_id=vehicle_id, time=row["time"], signals=signals)
