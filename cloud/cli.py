@@ -23,6 +23,7 @@ from pathlib import Path
 from edge_agent.protocol.conventions import configure_logging, package_version
 
 from .access import cli as access_cli
+from .privacy import cli as privacy_cli
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     maintain.add_argument("--retention-days", type=int, help="keep raw telemetry this many days (overrides)")
     maintain.add_argument("--json", action="store_true", help="one JSON document on stdout")
     maintain.set_defaults(handler=_maintain)
+    privacy_cli.register_db(db_sub)
     analytics = sub.add_parser("analytics", help="portraits, segments and R&D insights")
     an_sub = analytics.add_subparsers(dest="analytics_command", required=True)
     imp = an_sub.add_parser(
@@ -125,6 +127,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     publish.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the model with")
     publish.set_defaults(handler=_models_publish)
     access_cli.register(sub)
+    privacy_cli.register(sub)
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)

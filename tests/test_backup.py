@@ -3,6 +3,10 @@ erased (the ledger is re-applied) and every other table as it was."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -138,3 +142,69 @@ def test_timescaledb_round_trip(
             assert restored.dialect == "timescaledb"
             with psycopg.connect(target) as conn:
                 assert holding(conn, a) == {}
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIVESIGHT_")}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "drivesight-cloud"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**clean, **env},
+    )
+
+
+def test_the_commands_back_up_erase_and_restore(
+    fresh_database: str, admin_database_url: str, tmp_path: Path
+) -> None:
+    a, b = build_world(fresh_database, tmp_path)
+    env = {
+        "DRIVESIGHT_DATABASE_URL": fresh_database,
+        "DRIVESIGHT_PRIVACY_LEDGER_KEY": KEY.decode(),
+        "DRIVESIGHT_PRIVACY_LEDGER_FILE": str(tmp_path / "ledger.jsonl"),
+    }
+    archive = tmp_path / "cli.dump"
+    done = _cli("db", "backup", str(archive), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bytes"] == archive.stat().st_size
+    exported = _cli("privacy", "export", a.customer_id, "--json", env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["customer"]["customer_id"] == a.customer_id
+    shown = _cli(
+        "privacy", "consent", a.customer_id, "--withdraw", "marketing", "--source", "app", "--json", env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["current"]["marketing"] is False
+    requested = _cli("privacy", "erase", a.customer_id, "--json", env=env)
+    assert requested.returncode == 0, requested.stderr
+    request = json.loads(requested.stdout)
+    confirm = ("privacy", "confirm", str(request["request_id"]), "--token", request["token"], "--json")
+    erased = _cli(*confirm, env=env)
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["rows"]["customers"] == 1
+    again = _cli(*confirm, env=env)
+    assert (again.returncode, again.stdout) == (3, "") and "was confirmed at" in again.stderr
+    for refused in (
+        ("privacy", "export", "nobody-here", "--json"),
+        ("privacy", "erase", "nobody-here", "--json"),
+        ("privacy", "consent", b.customer_id, "--grant", "ads", "--json"),
+    ):
+        result = _cli(*refused, env=env)
+        assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr
+        assert "not found" in result.stderr or "unknown consent scope" in result.stderr
+    with scratch_database(admin_database_url, "drivesight_restore") as target:
+        restored = _cli(
+            "db", "restore", str(archive), "--json", env={**env, "DRIVESIGHT_DATABASE_URL": target}
+        )
+        assert restored.returncode == 0, restored.stderr
+        assert json.loads(restored.stdout)["ledger"]["customers"] == 1
+        with psycopg.connect(target) as conn:
+            assert holding(conn, a) == {}
+        refused_again = _cli(
+            "db", "restore", str(archive), "--json", env={**env, "DRIVESIGHT_DATABASE_URL": target}
+        )
+        assert (refused_again.returncode, refused_again.stdout) == (2, "")
+        assert "restore into an empty database" in refused_again.stderr
+    no_key = _cli("db", "restore", str(archive), env={"DRIVESIGHT_DATABASE_URL": fresh_database})
+    assert no_key.returncode != 0 and "DRIVESIGHT_PRIVACY_LEDGER_KEY" in no_key.stderr

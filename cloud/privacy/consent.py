@@ -29,6 +29,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from . import audit
+
 
 class Scope(StrEnum):
     """What a person may allow."""
@@ -159,3 +161,51 @@ def history(conn: psycopg.Connection[Any], customer_id: str) -> list[ConsentEven
         .fetchall()
     )
     return [ConsentEvent(*r) for r in rows]
+
+
+def change(
+    conn: psycopg.Connection[Any],
+    customer_id: str,
+    scope: str,
+    granted: bool,
+    source: str,
+    *,
+    at: datetime | None = None,
+    key_id: int | None = None,
+) -> ConsentEvent:
+    """:func:`record` and its audit row in one transaction (what the API and the CLI call)."""
+    with conn.transaction():
+        event = record(conn, customer_id, scope, granted, source, at=at, key_id=key_id)
+        audit.record(
+            conn,
+            key_id=key_id,
+            action="privacy.consent.record",
+            subject=audit.personal_subject("customer", customer_id),
+            outcome="ok",
+            detail={"scope": scope, "granted": granted, "source": source, "event_id": event.event_id},
+        )
+    return event
+
+
+def read(
+    conn: psycopg.Connection[Any], customer_id: str, *, key_id: int | None
+) -> tuple[dict[str, bool], list[ConsentEvent]]:
+    """The current consent and the history of ``customer_id``, audited as a read of personal data; an unknown
+    customer raises ConsentError (audited too)."""
+    with conn.transaction():
+        found = (
+            conn.cursor(row_factory=tuple_row)
+            .execute("SELECT 1 FROM customers WHERE customer_id = %s", (customer_id,))
+            .fetchone()
+            is not None
+        )
+        audit.record(
+            conn,
+            key_id=key_id,
+            action="privacy.consent.read",
+            subject=audit.personal_subject("customer", customer_id),
+            outcome="ok" if found else "not_found",
+        )
+        if found:
+            return current(conn, customer_id), history(conn, customer_id)
+    raise ConsentError(f"customer {customer_id!r} not found")
