@@ -179,3 +179,73 @@ def test_simulated_customers_carry_consent(fresh_database: str, tmp_path: Path) 
     # consent has a generator of its own: the population's other draws are what they were
     again = simulate_population(400, seed=5, days=3)
     assert (again.consent["granted"] == pop.consent["granted"]).all()
+
+
+def test_consent_routes(
+    database_url: str, db: psycopg.Connection[tuple[object, ...]], vehicle_prefix: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud.access.keys import create_key
+    from cloud.api.app import create_app
+    from cloud.privacy.audit import personal_subject
+
+    customer = _customer(db, vehicle_prefix)
+    admin = {"Authorization": f"Bearer {create_key(db, name='dpo', scopes=['privacy:admin']).key}"}
+    marketing = {"Authorization": f"Bearer {create_key(db, name='mk', scopes=['marketing:write']).key}"}
+    path = f"/v1/privacy/customers/{customer}/consent"
+    with TestClient(create_app(database_url)) as api:
+        empty = api.get(path, headers=admin)
+        assert empty.status_code == 200
+        assert empty.json() == {
+            "customer_id": customer,
+            "current": dict.fromkeys(consent.SCOPES, False),
+            "history": [],
+        }
+        made = api.post(path, json={"scope": "rd", "granted": True, "source": "import"}, headers=admin)
+        assert made.status_code == 201, made.text
+        # marketing records what it collected in the app or at a dealer, nothing else, and reads nothing here
+        mine = f"/v1/customers/{customer}/consent"
+        ok = api.post(mine, json={"scope": "marketing", "granted": True, "source": "app"}, headers=marketing)
+        assert ok.status_code == 201, ok.text
+        assert (
+            api.post(
+                mine, json={"scope": "marketing", "granted": True, "source": "import"}, headers=marketing
+            ).status_code
+            == 422
+        )
+        assert (
+            api.post(
+                path, json={"scope": "rd", "granted": True, "source": "app"}, headers=marketing
+            ).status_code
+            == 403
+        )
+        assert api.get(path, headers=marketing).status_code == 403
+        bad = api.post(path, json={"scope": "ads", "granted": True, "source": "app"}, headers=admin)
+        assert bad.status_code == 422
+        car = api.post(path, json={"scope": "rd", "granted": True, "source": "car"}, headers=admin)
+        assert car.status_code == 422
+        naive = api.post(
+            path,
+            json={"scope": "rd", "granted": True, "source": "app", "at": "2026-01-01T00:00:00"},
+            headers=admin,
+        )
+        assert naive.status_code == 422
+        unknown = api.get(f"/v1/privacy/customers/{vehicle_prefix}nobody/consent", headers=admin)
+        assert unknown.status_code == 404
+        after = api.get(path, headers=admin).json()
+        assert after["current"] == {"marketing": True, "profiling": False, "location": False, "rd": True}
+        assert [(e["scope"], e["source"]) for e in after["history"]] == [
+            ("rd", "import"),
+            ("marketing", "app"),
+        ]
+    audited = db.execute(
+        "SELECT action, outcome FROM audit_log WHERE subject = %s ORDER BY id",
+        (personal_subject("customer", customer),),
+    ).fetchall()
+    assert audited == [
+        ("privacy.consent.read", "ok"),
+        ("privacy.consent.record", "ok"),
+        ("privacy.consent.record", "ok"),
+        ("privacy.consent.read", "ok"),
+    ]

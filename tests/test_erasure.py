@@ -284,3 +284,65 @@ def test_a_new_table_fails_the_check_until_classified_and_erased(world: tuple[st
         assert holding(conn, a) == {
             "loyalty_points": 1
         }  # what the erasure does not know about, the search finds
+
+
+def test_erasure_through_the_api_needs_a_second_key(
+    world: tuple[str, Person, Person], tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud.access.keys import create_key
+    from cloud.api.app import create_app
+    from cloud.config import CloudSettings
+
+    url, a, b = world
+    with psycopg.connect(url, autocommit=True) as conn:
+        first, second, marketing = (
+            create_key(conn, name=name, scopes=[scope]).key
+            for name, scope in (
+                ("dpo", "privacy:admin"),
+                ("dpo 2", "privacy:admin"),
+                ("mk", "marketing:read"),
+            )
+        )
+    settings = CloudSettings(privacy_ledger_key=KEY.decode(), privacy_ledger_file=tmp_path / "ledger.jsonl")
+
+    def auth(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    with TestClient(create_app(url, settings=settings)) as api:
+        unknown = api.post("/v1/privacy/customers/nobody-here/erasure", headers=auth(first))
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+        assert (
+            api.post(f"/v1/privacy/customers/{a.customer_id}/erasure", headers=auth(marketing)).status_code
+            == 403
+        )
+        made = api.post(f"/v1/privacy/customers/{a.customer_id}/erasure", headers=auth(first))
+        assert made.status_code == 201, made.text
+        request = made.json()
+        confirm = request["confirm"]
+        same = api.post(confirm, json={"token": request["token"]}, headers=auth(first))
+        assert (same.status_code, same.json()["code"]) == (403, "same_key")
+        wrong = api.post(confirm, json={"token": "not-it"}, headers=auth(second))
+        assert (wrong.status_code, wrong.json()["code"]) == (403, "wrong_token")
+        assert api.post(confirm, json={}, headers=auth(second)).status_code == 422
+        done = api.post(confirm, json={"token": request["token"]}, headers=auth(second))
+        assert done.status_code == 200, done.text
+        assert done.json()["rows"]["customers"] == 1
+        again = api.post(confirm, json={"token": request["token"]}, headers=auth(second))
+        assert (again.status_code, again.json()["code"]) == (409, "already_confirmed")
+        assert (
+            api.post(
+                "/v1/privacy/erasures/999999/confirm", json={"token": "x"}, headers=auth(second)
+            ).status_code
+            == 404
+        )
+    with psycopg.connect(url) as conn:
+        assert holding(conn, a) == {}
+        assert holding(conn, b) != {}
+        assert len(ledger.read_file(tmp_path / "ledger.jsonl")) == 1
+    # without a ledger key the service cannot erase: it says so
+    with TestClient(create_app(url, settings=CloudSettings())) as api:
+        made = api.post(f"/v1/privacy/customers/{b.customer_id}/erasure", headers=auth(first)).json()
+        refused = api.post(made["confirm"], json={"token": made["token"]}, headers=auth(second))
+        assert refused.status_code == 503 and "DRIVESIGHT_PRIVACY_LEDGER_KEY" in refused.json()["detail"]

@@ -105,3 +105,30 @@ def test_an_unknown_customer_is_not_found_and_audited(database_url: str) -> None
             (audit.personal_subject("customer", "nobody-here"),),
         ).fetchone()
         assert row == ("not_found",)
+
+
+def test_the_export_route(fresh_database: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud.access.keys import create_key
+    from cloud.api.app import create_app
+
+    a, _b = build_world(fresh_database, tmp_path)
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        admin = create_key(conn, name="dpo", scopes=["privacy:admin"]).key
+        reader = create_key(conn, name="mk", scopes=["marketing:read"]).key
+    with TestClient(create_app(fresh_database)) as api:
+        response = api.get(
+            f"/v1/privacy/customers/{a.customer_id}/export", headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        assert doc["customer"]["customer_id"] == a.customer_id and len(doc["vehicles"]) == 2
+        unknown = api.get(
+            "/v1/privacy/customers/nobody-here/export", headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+        refused = api.get(
+            f"/v1/privacy/customers/{a.customer_id}/export", headers={"Authorization": f"Bearer {reader}"}
+        )
+        assert refused.status_code == 403
