@@ -89,20 +89,50 @@ def world(database_url: str) -> World:
     return w
 
 
-def samples(w: World) -> dict[tuple[str, str], str]:
-    """(method, route path) -> a request target that succeeds with the right scope. Every route must be
-    here: the matrix fails on a route it has no sample for."""
+@dataclass(frozen=True)
+class Sample:
+    """A request a route answers with ``status`` once the key has its scope (a 404 from a missing row
+    shows as well as a 200 that the key got past the scope check: its code is not insufficient_scope)."""
+
+    target: str
+    body: dict[str, Any] | None = None
+    status: int = 200
+
+
+def samples(w: World) -> dict[tuple[str, str], Sample]:
+    """(method, route path) -> a sample request. Every route must be here: the matrix fails on a route it
+    has no sample for."""
+    consent_body = {"scope": "marketing", "granted": True, "source": "app"}
     return {
-        ("GET", "/v1/vehicles"): "/v1/vehicles",
-        ("GET", "/v1/vehicles/{vehicle_id}/trips"): f"/v1/vehicles/{w.vehicle}/trips",
-        (
-            "GET",
-            "/v1/vehicles/{vehicle_id}/trips/{trip_id}/events",
-        ): f"/v1/vehicles/{w.vehicle}/trips/T1/events",
-        ("GET", "/v1/vehicles/{vehicle_id}/latest"): f"/v1/vehicles/{w.vehicle}/latest",
-        ("GET", "/v1/customers/{customer_id}/portrait"): f"/v1/customers/{w.customer}/portrait",
-        ("GET", "/v1/segments"): "/v1/segments",
-        ("GET", "/v1/insights"): f"/v1/insights?since={WINDOW['since']}&until={WINDOW['until']}",
+        ("GET", "/v1/vehicles"): Sample("/v1/vehicles"),
+        ("GET", "/v1/vehicles/{vehicle_id}/trips"): Sample(f"/v1/vehicles/{w.vehicle}/trips"),
+        ("GET", "/v1/vehicles/{vehicle_id}/trips/{trip_id}/events"): Sample(
+            f"/v1/vehicles/{w.vehicle}/trips/T1/events"
+        ),
+        ("GET", "/v1/vehicles/{vehicle_id}/latest"): Sample(f"/v1/vehicles/{w.vehicle}/latest"),
+        ("GET", "/v1/customers/{customer_id}/portrait"): Sample(f"/v1/customers/{w.customer}/portrait"),
+        ("GET", "/v1/segments"): Sample("/v1/segments"),
+        ("GET", "/v1/insights"): Sample(f"/v1/insights?since={WINDOW['since']}&until={WINDOW['until']}"),
+        ("POST", "/v1/customers/{customer_id}/consent"): Sample(
+            f"/v1/customers/{w.customer}/consent", consent_body, 201
+        ),
+        ("GET", "/v1/privacy/customers/{customer_id}/export"): Sample(
+            f"/v1/privacy/customers/{w.customer}/export"
+        ),
+        ("GET", "/v1/privacy/customers/{customer_id}/consent"): Sample(
+            f"/v1/privacy/customers/{w.customer}/consent"
+        ),
+        ("POST", "/v1/privacy/customers/{customer_id}/consent"): Sample(
+            f"/v1/privacy/customers/{w.customer}/consent", consent_body, 201
+        ),
+        # an erasure is requested of a customer nobody has (404 past the scope check), and confirmed for a
+        # request that does not exist: the matrix must not erase the customer the other routes read
+        ("POST", "/v1/privacy/customers/{customer_id}/erasure"): Sample(
+            "/v1/privacy/customers/nobody-here/erasure", None, 404
+        ),
+        ("POST", "/v1/privacy/erasures/{request_id}/confirm"): Sample(
+            "/v1/privacy/erasures/999999999/confirm", {"token": "x"}, 404
+        ),
     }
 
 
@@ -166,22 +196,25 @@ def test_openapi_declares_the_scheme_scopes_and_error_bodies(database_url: str) 
 def test_scope_matrix(database_url: str, world: World, scope: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         key = create_key(conn, name=f"matrix {scope}", scopes=[scope]).key
-    app = create_app(database_url)
+    # with a ledger key, so that an erasure confirmation gets past its configuration check
+    app = create_app(database_url, settings=CloudSettings(privacy_ledger_key="k" * 32))
     targets = samples(world)
     with TestClient(app, raise_server_exceptions=False) as api:
         for method, route in _routes(app):
             if route.path == "/healthz":
                 continue
-            target = targets.get((method, route.path))
-            assert target is not None, f"{method} {route.path} has no sample in the scope matrix: add one"
-            needed = route.scope
-            response = api.request(method, target, headers={"Authorization": f"Bearer {key}"})
-            expected = 200 if scope in (needed, "admin") else 403
-            assert response.status_code == expected, (scope, method, target, response.text)
-            if expected == 403:
-                assert response.json()["code"] == "insufficient_scope"
-            anonymous = api.request(method, target)
-            assert anonymous.status_code == 401, (method, target)
+            sample = targets.get((method, route.path))
+            assert sample is not None, f"{method} {route.path} has no sample in the scope matrix: add one"
+            response = api.request(
+                method, sample.target, json=sample.body, headers={"Authorization": f"Bearer {key}"}
+            )
+            expected = sample.status if scope in (route.scope, "admin") else 403
+            assert response.status_code == expected, (scope, method, sample.target, response.text)
+            if expected >= 400:
+                wanted = "insufficient_scope" if expected == 403 else "not_found"
+                assert response.json()["code"] == wanted, response.text
+            anonymous = api.request(method, sample.target, json=sample.body)
+            assert anonymous.status_code == 401, (method, sample.target)
             assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
 
 

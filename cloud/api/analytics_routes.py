@@ -20,6 +20,7 @@ from cloud.privacy.consent import allows
 from .auth import Principal, require
 from .deps import Conn
 from .errors import ApiError, documented
+from .guard import NO_NUL
 from .least_data import suppress_small_groups
 from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor, paginate
 from .schemas import PortraitOut, SegmentOut
@@ -59,7 +60,7 @@ def _portrait_refused(conn: Conn, principal: Principal, customer_id: str, outcom
 def portrait(
     principal: Annotated[Principal, require("marketing:read")],
     conn: Conn,
-    customer_id: Annotated[str, Path(min_length=1, max_length=64)],
+    customer_id: Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)],
 ) -> PortraitOut:
     """Features, tags with scores and evidence, cluster, category preferences and segments of one customer
     whose consent allows marketing (404 otherwise, alike for an unknown customer)."""

@@ -21,6 +21,9 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     422: documented("a parameter out of its bounds or unparseable, or a value the database cannot take"),
 }
 
+#: the pattern of free-text parameters: PostgreSQL text cannot hold NUL (the guard refuses it, 400)
+NO_NUL = r"^[^\x00]+$"
+
 #: longest raw path and longest raw query string accepted (the ids and timestamps the routes take are short)
 MAX_PATH_BYTES = 8192
 MAX_QUERY_BYTES = 8192

@@ -26,7 +26,13 @@ MAX_CURSOR = 512
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page (1-1000)")]
 Cursor = Annotated[
     str | None,
-    Query(max_length=MAX_CURSOR, description="`next_cursor` of the previous page; omit for the first page"),
+    Query(
+        max_length=MAX_CURSOR,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="`next_cursor` of the previous page, as it came (base64url); omit (or empty) for the first"
+        " page."
+        " Anything else is refused (422, code `invalid_cursor`).",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from edge_agent.protocol import VEHICLE_ID_RE, vss
 from .auth import Principal, require
 from .deps import Conn
 from .errors import ApiError, documented
+from .guard import NO_NUL
 from .least_data import LOCATION_PREFIX, coarse, coarse_row, fine_location
 from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor, paginate
 from .schemas import EventOut, Health, LatestOut, TripOut, VehicleOut
@@ -24,7 +25,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: documented("no such vehicle 
 
 #: a vehicle id as the contract allows it; nothing else can be stored, so it is refused (422), not looked up
 VehicleId = Annotated[str, Path(pattern=VEHICLE_ID_RE.pattern)]
-TripId = Annotated[str, Path(min_length=1, max_length=64)]
+TripId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 Fleet = Annotated[Principal, require("fleet:read")]
 
 _TRIP_COLUMNS = (
