@@ -172,3 +172,11 @@ def test_latest_values_by_vss_name(database_url: str, db: psycopg.Connection, ve
             "signals": {"Vehicle.Speed": 52.5, "Vehicle.Body.Horn.IsActive": 1.0},
         }
         assert api.get("/v1/vehicles/nobody-here/latest").status_code == 404
+
+
+def test_405_names_every_method_of_the_path(database_url: str) -> None:
+    # Starlette's 405 named only the first route matching the path; this path has a GET and a POST route
+    with client(database_url) as api:
+        response = api.put("/v1/privacy/customers/c1/consent")
+    assert response.status_code == 405 and response.json()["code"] == "method_not_allowed"
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["Allow"].split(",")}

@@ -130,6 +130,8 @@ ODD_URLS = [
     "/v1/vehicles/x/trips?since=1e400",
     "/v1/vehicles/x/trips?since=2026-01-01T00:00:00",
     "/v1/vehicles/x/trips?until=2026-01-01",
+    "/v1/vehicles/x/trips?until=0.5",  # pydantic alone reads a number as seconds since 1970
+    "/v1/insights?since=0&until=1700000000",
     "/v1/insights?since=2026-01-01&until=2027-01-01",
     "/v1/insights?since=99999-01-01T00:00:00Z&until=2027-01-01T00:00:00Z",
     f"/v1/insights?{WINDOW}&min_vehicles=0",

@@ -7,7 +7,6 @@ fewer vehicles than ``DRIVESIGHT_API_MIN_GROUP_SIZE`` are left out, and so are f
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -23,6 +22,7 @@ from .errors import ApiError, documented
 from .guard import NO_NUL
 from .least_data import suppress_small_groups
 from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor, paginate
+from .params import UtcTime
 from .schemas import PortraitOut, SegmentOut
 
 router = APIRouter()
@@ -137,8 +137,8 @@ def get_insights(
     _: Annotated[Principal, require("rd:read")],
     request: Request,
     conn: Conn,
-    since: datetime,
-    until: datetime,
+    since: UtcTime,
+    until: UtcTime,
     by: Annotated[
         str,
         Query(
@@ -158,8 +158,6 @@ def get_insights(
     Aggregates only: a group with fewer vehicles than the server's minimum group size is left out (counted in
     ``suppressed_groups``), and so is a fault code seen on fewer vehicles. The cursor is an offset into the
     groups of the same query."""
-    if since.tzinfo is None or until.tzinfo is None:
-        raise ApiError(422, "give since and until with a UTC offset")
     offset = decode_cursor(cursor, "insights", (int,))[0] if cursor else 0
     if offset < 0:
         raise ApiError(422, "cursor is not a next_cursor of this list", code="invalid_cursor")

@@ -81,10 +81,31 @@ def error_response(
     return SafeJSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
-def _http_error(_request: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str:
+    # Starlette's 405 names the methods of the first route that matched the path only; a path served by two
+    # routes (GET and POST) must name both
+    try:
+        from fastapi.routing import iter_route_contexts
+
+        routes: list[Any] = list(iter_route_contexts(request.app.routes))
+    except ImportError:  # older FastAPI: included routes are in app.routes
+        routes = list(request.app.routes)
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = exc.code if isinstance(exc, ApiError) else None
-    return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return error_response(exc.status_code, str(exc.detail), code=code, headers=headers or None)
 
 
 def _validation_error(_request: Request, exc: Exception) -> Response:

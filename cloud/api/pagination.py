@@ -29,9 +29,8 @@ Cursor = Annotated[
     Query(
         max_length=MAX_CURSOR,
         pattern=r"^[A-Za-z0-9_-]*$",
-        description="`next_cursor` of the previous page, as it came (base64url); omit (or empty) for the first"
-        " page."
-        " Anything else is refused (422, code `invalid_cursor`).",
+        description="`next_cursor` of the previous page, as it came (base64url); omit (or empty) for the"
+        " first page. Anything else is refused (422, code `invalid_cursor`).",
     ),
 ]
 
