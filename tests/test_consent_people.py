@@ -249,3 +249,39 @@ def test_consent_routes(
         ("privacy.consent.record", "ok"),
         ("privacy.consent.read", "ok"),
     ]
+
+
+def test_the_migration_backfills_what_the_trigger_would_have_recorded(fresh_database: str) -> None:
+    from cloud.db.migrate import shipped_migrations
+
+    sql_text = next(m.sql for m in shipped_migrations() if m.version == "0014")
+    start = sql_text.index(
+        "INSERT INTO consent_events", sql_text.index("-- consent the cars reported before")
+    )
+    backfill = sql_text[start : sql_text.index(";", start)]
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        customer = _customer(conn, "bf", "bf-car1", "bf-car2")
+        reports = [
+            ("bf-car1", 0, (True, False, True)),
+            ("bf-car1", 1, (True, False, True)),
+            ("bf-car1", 2, (True, True, False)),
+            ("bf-car2", 1, (False, False, False)),
+            ("bf-car2", 3, (False, False, False)),
+        ]
+        for seq, (vehicle_id, hours, (telemetry, location, profiling)) in enumerate(reports, start=1):
+            message = _status(
+                vehicle_id,
+                seq,
+                T0 + timedelta(hours=hours),
+                telemetry=telemetry,
+                location=location,
+                profiling=profiling,
+            )
+            store_batch(conn, [message])
+        query = "SELECT scope, granted, at, vehicle_id FROM consent_events ORDER BY at, vehicle_id, scope"
+        by_trigger = conn.execute(query).fetchall()
+        assert len(by_trigger) == 3 + 2 + 3  # car1: first report, then location and profiling; car2: first
+        conn.execute("DELETE FROM consent_events")
+        conn.execute(backfill.encode())
+        assert conn.execute(query).fetchall() == by_trigger
+        assert consent.current(conn, customer)["location"] is True

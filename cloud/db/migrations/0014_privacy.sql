@@ -50,14 +50,20 @@ $$;
 CREATE TRIGGER consent_history_feeds_people AFTER INSERT ON consent_history
     FOR EACH ROW EXECUTE FUNCTION consent_events_from_car();
 
--- consent the cars reported before this migration, for the cars that have an owner
+-- consent the cars reported before this migration, for the cars that have an owner: as the trigger would
+-- have recorded it (a car's every status repeats its consent; only changes per car and scope become events)
 INSERT INTO consent_events (customer_id, scope, granted, at, source, vehicle_id)
-SELECT v.customer_id, m.scope, m.granted, h.at, 'car', h.vehicle_id
-FROM consent_history h
-JOIN vehicles v USING (vehicle_id)
-CROSS JOIN LATERAL (VALUES ('rd', h.telemetry), ('location', h.location), ('profiling', h.profiling))
-    AS m (scope, granted)
-WHERE v.customer_id IS NOT NULL;
+SELECT customer_id, scope, granted, at, 'car', vehicle_id
+FROM (
+    SELECT v.customer_id, m.scope, m.granted, h.at, h.vehicle_id,
+           lag(m.granted) OVER (PARTITION BY h.vehicle_id, m.scope ORDER BY h.at) AS before
+    FROM consent_history h
+    JOIN vehicles v USING (vehicle_id)
+    CROSS JOIN LATERAL (VALUES ('rd', h.telemetry), ('location', h.location), ('profiling', h.profiling))
+        AS m (scope, granted)
+    WHERE v.customer_id IS NOT NULL
+) reported
+WHERE before IS DISTINCT FROM granted;
 
 -- an erasure is requested, then confirmed with a token (only its SHA-256 is kept) before it expires; once
 -- confirmed (or when the customer is gone), the request keeps no customer id
