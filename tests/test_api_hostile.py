@@ -303,3 +303,16 @@ def test_every_route_documents_its_refusals() -> None:
             assert {"400", "414", "422"} <= set(operation["responses"]), path
             if "{vehicle_id}" in path or "{customer_id}" in path:
                 assert "404" in operation["responses"], path
+
+
+def test_an_unexpected_error_is_500_in_the_error_shape(database_url: str) -> None:
+    app = create_app(database_url)
+
+    @app.get("/test/broken")
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as api:
+        response = api.get("/test/broken")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error", "code": "internal_error", "errors": []}
