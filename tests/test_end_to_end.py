@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.access.keys import create_key
 from cloud.api.app import create_app
 from cloud.ingest.worker import IngestWorker
 from edge_agent.agent import TelemetrySettings
@@ -90,7 +91,8 @@ def test_every_trip_and_event_arrives_exactly_once(
         recorder.close()
         worker.stop()
 
-    with TestClient(create_app(database_url)) as api:
+    key = create_key(db, name="end to end", scopes=["fleet:read"]).key
+    with TestClient(create_app(database_url), headers={"Authorization": f"Bearer {key}"}) as api:
         for spec in specs:
             _check_vehicle(api, spec.vehicle_id, trips[spec.vehicle_id])
     for spec in specs:
@@ -105,7 +107,8 @@ def _check_vehicle(api: TestClient, vehicle_id: str, truth: list[SimulatedTrip])
     """The API returns each simulated trip once, with its harsh events, feature usage and fault codes."""
     response = api.get(f"/v1/vehicles/{vehicle_id}/trips", params={"limit": 1000})
     assert response.status_code == 200
-    stored = sorted(response.json(), key=lambda t: t["started_at"])
+    assert response.json()["next_cursor"] is None
+    stored = sorted(response.json()["items"], key=lambda t: t["started_at"])
     assert len(stored) == len(truth), vehicle_id
     for got, want in zip(stored, truth, strict=True):
         assert got["trip_id"] == f"T{round(want.start * 1000)}"
@@ -115,7 +118,9 @@ def _check_vehicle(api: TestClient, vehicle_id: str, truth: list[SimulatedTrip])
         for name, (activations, _seconds) in want.features.items():
             assert got["feature_usage"][name]["activations"] == activations
         assert got["dtcs"] == [code for _t, code in want.dtcs]
-        events = api.get(f"/v1/vehicles/{vehicle_id}/trips/{got['trip_id']}/events").json()
+        page = api.get(f"/v1/vehicles/{vehicle_id}/trips/{got['trip_id']}/events", params={"limit": 1000})
+        assert page.json()["next_cursor"] is None
+        events = page.json()["items"]
         harsh = sorted((e for e in events if e["kind"] in HARSH), key=lambda e: e["started_at"])
         assert len(harsh) == sum(got["event_counts"].get(k, 0) for k in HARSH)
         assert len(harsh) == len(want.events)  # the simulator's ground truth is its harsh events
