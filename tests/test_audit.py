@@ -20,9 +20,9 @@ def _append(conn: psycopg.Connection, n: int, action: str = "test.read") -> None
         record(conn, key_id=i, action=action, subject=f"s{i}", outcome="ok", detail={"i": i, "x": 1.5})
 
 
-def _cli_verify(url: str) -> tuple[int, dict[str, Any]]:
+def _cli_verify(url: str, *args: str) -> tuple[int, dict[str, Any]]:
     result = subprocess.run(
-        [sys.executable, "-m", "cloud.cli", "audit", "verify", "--json"],
+        [sys.executable, "-m", "cloud.cli", "audit", "verify", "--json", *args],
         env={**os.environ, "DRIVESIGHT_DATABASE_URL": url},
         capture_output=True,
         text=True,
@@ -39,7 +39,11 @@ def test_rows_chain_and_commit_with_the_callers_transaction(fresh_database: str)
         conn.commit()
         report = verify(conn)
     assert report.ok and report.rows == 2 and report.last_id == 2
-    assert _cli_verify(fresh_database) == (0, {"ok": True, "rows": 2, "last_id": 2, "problems": []})
+    code, doc = _cli_verify(fresh_database)
+    assert code == 0 and doc["head_hash"] == report.head_hash and len(bytes.fromhex(report.head_hash)) == 32
+    assert {k: doc[k] for k in ("ok", "rows", "last_id", "problems")} == {
+        "ok": True, "rows": 2, "last_id": 2, "problems": []
+    }  # fmt: skip
 
 
 def test_the_log_refuses_update_delete_and_truncate(fresh_database: str) -> None:
@@ -110,6 +114,35 @@ def test_a_removed_tail_is_reported(fresh_database: str) -> None:
         _append(conn, 4)
         _bypass(conn, "DELETE FROM audit_log WHERE id = 4")
         assert [p.kind for p in verify(conn).problems] == ["tail_missing"]
+
+
+def test_a_cut_tail_with_its_head_moved_back_is_caught_by_an_anchor(fresh_database: str) -> None:
+    # whoever can bypass the triggers can also cut the tail and move the head back (or restore an older
+    # backup): the chain left is consistent, and only an anchor kept outside the database shows the cut
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        _append(conn, 3)
+        anchor = verify(conn)
+        _append(conn, 2)
+        later = verify(conn)
+        _bypass(conn, "DELETE FROM audit_log WHERE id > 3")
+        _bypass(conn, f"UPDATE audit_head SET id = 3, hash = '\\x{anchor.head_hash}'")
+        assert verify(conn).ok  # consistent without the anchor
+        assert verify(conn, anchors=[(3, bytes.fromhex(anchor.head_hash))]).ok
+        cut = verify(conn, anchors=[(5, bytes.fromhex(later.head_hash))])
+        assert [(p.kind, p.id) for p in cut.problems] == [("anchor_mismatch", 5)]
+        _bypass(conn, "UPDATE audit_log SET outcome = 'denied' WHERE id = 2")
+        _bypass(conn, "UPDATE audit_log SET hash = '\\x00' WHERE id = 3")
+    code, doc = _cli_verify(fresh_database, "--anchor", f"3:{anchor.head_hash}")
+    assert code == 1
+    assert {(p["kind"], p["id"]) for p in doc["problems"]} >= {("anchor_mismatch", 3), ("changed", 2)}
+    bad = subprocess.run(
+        [sys.executable, "-m", "cloud.cli", "audit", "verify", "--anchor", "3:nothex"],
+        env={**os.environ, "DRIVESIGHT_DATABASE_URL": fresh_database},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "ID:HASH" in bad.stderr
 
 
 def test_concurrent_appends_keep_one_chain(fresh_database: str) -> None:

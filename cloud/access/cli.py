@@ -34,8 +34,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     audit = subparsers.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the chain: exit 1 when a row was changed or removed")
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        type=_anchor,
+        metavar="ID:HASH",
+        help="a last_id:head_hash an earlier verification printed (kept outside the database); repeatable",
+    )
     verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
     verify.set_defaults(handler=_verify)
+
+
+def _anchor(text: str) -> tuple[int, bytes]:
+    """``ID:HASH`` (64 hex digits) as an anchor."""
+    row_id, _, digest = text.partition(":")
+    try:
+        value = (int(row_id), bytes.fromhex(digest))
+    except ValueError:
+        value = (0, b"")
+    if value[0] < 1 or len(value[1]) != 32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ID:HASH (a row id and 64 hex digits)")
+    return value
 
 
 def _database_url() -> str:
@@ -114,13 +134,20 @@ def _verify(args: argparse.Namespace) -> int:
     from cloud.privacy.audit import verify
 
     with psycopg.connect(_database_url(), autocommit=True) as conn:
-        report = verify(conn)
+        report = verify(conn, anchors=args.anchor)
     if args.json:
         problems = [dataclasses.asdict(p) for p in report.problems]
-        doc = {"ok": report.ok, "rows": report.rows, "last_id": report.last_id, "problems": problems}
+        doc = {
+            "ok": report.ok,
+            "rows": report.rows,
+            "last_id": report.last_id,
+            "head_hash": report.head_hash,
+            "problems": problems,
+        }
         print(json.dumps(doc))
     else:
         for p in report.problems:
             print(f"row {p.id}: {p.kind}: {p.detail}")
         print(f"{report.rows} rows, last id {report.last_id}: {'intact' if report.ok else 'TAMPERED'}")
+        print(f"anchor (keep it outside the database): {report.last_id}:{report.head_hash}")
     return 0 if report.ok else 1

@@ -11,6 +11,11 @@ each gap in the ids (``missing``), a row whose ``prev_hash`` is not its predeces
 a head that names another last row (``tail_missing``). A database trigger refuses UPDATE, DELETE and
 TRUNCATE; the chain is what shows tampering by someone who can bypass the trigger (a superuser).
 
+Someone who can bypass the trigger can also cut the tail and move the head back, or restore an older
+backup: the chain left is consistent. An anchor kept outside the database (the ``last_id`` and ``head_hash``
+a verification printed, e.g. in the operations log) catches that: ``verify(anchors=...)`` reports a row
+whose hash is no longer the anchored one, or that is gone (``anchor_mismatch``).
+
 Subjects that name a person should be pseudonymous (``personal_subject``): the log outlives an erasure, and
 must not keep the erased id in the clear.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +144,8 @@ class AuditReport:
 
     rows: int
     last_id: int
+    #: the hash of the last row (hex; 64 zeros for an empty log): with ``last_id``, an anchor to keep outside
+    head_hash: str
     problems: list[AuditProblem]
 
     @property
@@ -158,8 +165,15 @@ def _rows(conn: psycopg.Connection[Any], batch: int) -> Iterator[tuple[Any, ...]
         yield from cur
 
 
-def verify(conn: psycopg.Connection[Any], *, batch: int = 5000) -> AuditReport:
-    """Walk the whole chain and report every changed, missing or relinked row and a removed tail."""
+def verify(
+    conn: psycopg.Connection[Any],
+    *,
+    anchors: Sequence[tuple[int, bytes]] = (),
+    batch: int = 5000,
+) -> AuditReport:
+    """Walk the whole chain and report every changed, missing or relinked row and a removed tail, and every
+    anchor ``(id, hash)`` (a row's hash recorded earlier, outside the database) the log no longer holds."""
+    anchored = dict(anchors)
     problems: list[AuditProblem] = []
     expected_id = 1
     prev_hash = GENESIS
@@ -177,6 +191,8 @@ def verify(conn: psycopg.Connection[Any], *, batch: int = 5000) -> AuditReport:
             problems.append(AuditProblem("changed", row_id, "the row's content does not match its hash"))
         prev_hash = bytes(stored_hash)
         expected_id = row_id + 1
+        if row_id in anchored and anchored.pop(row_id) != prev_hash:
+            problems.append(AuditProblem("anchor_mismatch", row_id, "the row's hash is not the anchored one"))
     head = conn.cursor(row_factory=tuple_row).execute("SELECT id, hash FROM audit_head").fetchone()
     last_id = expected_id - 1
     if head is None:
@@ -187,4 +203,6 @@ def verify(conn: psycopg.Connection[Any], *, batch: int = 5000) -> AuditReport:
                 "tail_missing", int(head[0]), f"the head names row {head[0]}, the last row is {last_id}"
             )
         )
-    return AuditReport(rows=rows, last_id=last_id, problems=problems)
+    for row_id in sorted(anchored):
+        problems.append(AuditProblem("anchor_mismatch", row_id, "the anchored row is gone"))
+    return AuditReport(rows=rows, last_id=last_id, head_hash=prev_hash.hex(), problems=problems)
