@@ -185,7 +185,7 @@ def test_openapi_declares_the_scheme_scopes_and_error_bodies(database_url: str) 
                 scope = operation["x-required-scope"]
                 assert operation["security"] == [{"bearerAuth": [scope]}], where
                 assert f"`{scope}`" in operation["description"], where
-                assert {"401", "403", "429"} <= set(operation["responses"]), where
+                assert {"401", "403", "429", "503"} <= set(operation["responses"]), where
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     ref = response["content"]["application/json"]["schema"]["$ref"]
@@ -268,6 +268,37 @@ def test_a_revoked_key_stops_working_within_the_cache_time(database_url: str, db
             assert time.monotonic() - revoked_at < 1.5, "still accepted after the cache time"
             time.sleep(0.05)
         assert time.monotonic() - revoked_at <= 1.1 + 0.2
+
+
+def test_requests_that_miss_the_cache_together_share_one_lookup(
+    database_url: str, db: psycopg.Connection
+) -> None:
+    import asyncio
+
+    import httpx
+
+    key = create_key(db, name="crowd", scopes=["fleet:read"])
+    app = _app(database_url)
+
+    async def crowd() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {key.key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client:
+            answers = await asyncio.gather(*(client.get("/v1/vehicles?limit=1") for _ in range(20)))
+        return [a.status_code for a in answers]
+
+    with TestClient(app):  # the lifespan opens the pools
+        assert asyncio.run(crowd()) == [200] * 20
+    assert app.state.access.lookups == 1
+
+
+def test_a_key_that_cannot_be_checked_is_503(database_url: str, db: psycopg.Connection) -> None:
+    key = create_key(db, name="unlucky", scopes=["fleet:read"])
+    app = _app(database_url)
+    with TestClient(app, raise_server_exceptions=False) as api:
+        app.state.access.pool.close()  # as if the database were gone
+        response = api.get("/v1/vehicles", headers={"Authorization": f"Bearer {key.key}"})
+    assert response.status_code == 503 and response.json()["code"] == "unavailable"
 
 
 def test_last_used_is_recorded(database_url: str, db: psycopg.Connection) -> None:

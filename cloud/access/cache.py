@@ -36,13 +36,13 @@ class KeyCache:
         self._entries: dict[bytes, _Entry] = {}
 
     @staticmethod
-    def _slot(token: str) -> bytes:
-        # the cache is keyed by a digest, so that it holds no secret in the clear
+    def slot(token: str) -> bytes:
+        """The cache's key for ``token``: a digest, so that the cache holds no secret in the clear."""
         return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
     def get(self, token: str) -> tuple[bool, KeyInfo | None]:
         """(True, the key or None) when a fresh entry exists; (False, None) when the database must say."""
-        entry = self._entries.get(self._slot(token))
+        entry = self._entries.get(self.slot(token))
         if entry is None or self.clock() - entry.read_at >= self.ttl_s:
             return False, None
         return True, entry.info
@@ -54,4 +54,4 @@ class KeyCache:
             self._entries = {k: e for k, e in self._entries.items() if now - e.read_at < self.ttl_s}
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-        self._entries[self._slot(token)] = _Entry(info, read_at)
+        self._entries[self.slot(token)] = _Entry(info, read_at)

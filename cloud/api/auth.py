@@ -18,17 +18,19 @@ The OpenAPI document declares the bearer scheme and, per operation, its scope (`
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
+import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cloud.access.cache import KeyCache
 from cloud.access.keys import KEY_RE, SCOPES, KeyInfo, Scope, lookup_key
@@ -51,6 +53,7 @@ AUTH_REFUSALS: dict[int | str, dict[str, Any]] = {
     401: documented("no key, or a malformed, unknown, expired or revoked key (see WWW-Authenticate)"),
     403: documented("the key lacks the scope this route requires"),
     429: documented("too many requests with this key; retry after Retry-After seconds"),
+    503: documented("the key cannot be checked: the database does not answer"),
 }
 
 _bearer = HTTPBearer(
@@ -81,6 +84,9 @@ class Access:
         self.cache = KeyCache(settings.api_key_cache_s)
         self.buckets = TokenBuckets(settings.api_rate_per_s, settings.api_rate_burst)
         self.pool: ConnectionPool | None = None
+        # lookups under way, by token digest: requests that miss the cache together share one
+        self._pending: dict[bytes, asyncio.Future[tuple[KeyInfo | None, float]]] = {}
+        self.lookups = 0  # database lookups made (for tests and metrics)
 
     def open(self, database_url: str) -> None:
         """Open the key lookup pool (two connections: lookups are rare, one per key every few seconds)."""
@@ -97,15 +103,26 @@ class Access:
     def _lookup(self, token: str) -> tuple[KeyInfo | None, float]:
         assert self.pool is not None, "the app's lifespan opens the pool"
         read_at = self.cache.clock()  # taken before the read: an entry never outlives its ttl after it
-        with self.pool.connection(timeout=10) as conn:
+        with self.pool.connection(timeout=5) as conn:
             return lookup_key(conn, token), read_at
 
     async def key(self, token: str) -> KeyInfo | None:
-        """The stored key of ``token`` (cached), or None."""
+        """The stored key of ``token`` (cached), or None; a 503 when the database cannot say."""
         fresh, info = self.cache.get(token)
         if fresh:
             return info
-        info, read_at = await anyio.to_thread.run_sync(self._lookup, token)
+        slot = self.cache.slot(token)
+        pending = self._pending.get(slot)
+        if pending is None:
+            self.lookups += 1
+            pending = asyncio.ensure_future(anyio.to_thread.run_sync(self._lookup, token))
+            self._pending[slot] = pending
+            pending.add_done_callback(lambda _done: self._pending.pop(slot, None))
+        try:
+            # shielded: a waiter whose client went away does not cancel the others' lookup
+            info, read_at = await asyncio.shield(pending)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise ApiError(503, "cannot check the API key now: the database does not answer") from exc
         self.cache.put(token, info, read_at)
         return info
 
