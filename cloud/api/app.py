@@ -63,3 +63,11 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
     install_openapi(app)
     app.add_middleware(RequestGuard)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for ``DRIVESIGHT_DATABASE_URL``, as a factory a multi-process server can import in each worker:
+    ``uvicorn --factory cloud.api.app:app_from_environment --workers 4`` (each worker has its own pools, key
+    cache and rate buckets)."""
+    settings = CloudSettings()
+    return create_app(settings.require_database_url(), settings=settings)
