@@ -316,3 +316,20 @@ def test_an_unexpected_error_is_500_in_the_error_shape(database_url: str) -> Non
         response = api.get("/test/broken")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error", "code": "internal_error", "errors": []}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"Bearer ds_\x00",
+        b"Bearer ds_0000000\x00_" + b"A" * 43,
+        b"Bearer \xff\xfe",
+        b"Bearer " + b"A" * 100_000,
+    ],
+    ids=["nul", "nul-in-prefix", "not-ascii", "huge"],
+)
+def test_odd_authorization_bytes_are_401(app: FastAPI, value: bytes) -> None:
+    # as a server hands them over (an HTTP client would refuse to send most of these)
+    status, body = _raw_get(app, "/v1/vehicles", headers=[(b"authorization", value)])
+    assert status == 401, body
+    assert body["code"] == "unauthorized"
