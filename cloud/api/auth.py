@@ -9,11 +9,13 @@ It answers 401 (with ``WWW-Authenticate: Bearer``) for a missing, malformed, unk
 (``admin`` has every scope). Keys are read from the database through a small pool of their own (autocommit,
 so that marking a key used never waits on a request's transaction) and trusted for
 ``DRIVESIGHT_API_KEY_CACHE_S`` seconds (default 2): a revocation takes effect within that time in every
-process. The cache and the token buckets are touched only on the event loop (this dependency is async), so
-they need no lock, and a cached key costs no thread hop and no database round trip.
+process. Requests that miss the cache together share one lookup; a key that cannot be checked (the database
+does not answer) is 503. The cache and the token buckets are touched only on the event loop (this
+dependency is async), so they need no lock, and a cached key costs no thread hop and no database round trip
+(about 6 microseconds a request, measured).
 
 The OpenAPI document declares the bearer scheme and, per operation, its scope (``security`` and
-``x-required-scope``); ``required_scope(route)`` is how tests and the document find it.
+``x-required-scope``); ``route_access(app)`` is how tests and the document find every route's scope.
 """
 
 from __future__ import annotations
