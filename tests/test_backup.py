@@ -11,31 +11,25 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from cloud.db.backup import BackupError, archive_dialect, backup, restore, restore_plan
 from cloud.privacy import audit, erasure, ledger
 from tests.helpers import scratch_database, timescaledb_missing
 from tests.privacy_world import build_world
-from tests.test_erasure import KEY, catalogue, holding
+from tests.test_erasure import KEY, holding, row_counts
 
 #: tables whose rows a restore of an older backup cannot match, and why
 DIFFER = {
     "audit_log": "the erasure's own audit rows came after the backup; the restore appends its own",
     "audit_head": "names the last audit row",
+    "timescaledb catalog": "TimescaleDB's job statistics change by themselves (where the extension is)",
     "erasure_requests": "made after the backup (the ledger, not the request, is what carries over)",
 }
 
 
 def _counts(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        counts = {}
-        for schema, table, _root in catalogue(conn):
-            query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
-            row = conn.execute(query).fetchone()
-            assert row is not None
-            counts[table] = int(row[0])
-        return counts
+        return row_counts(conn)
 
 
 def test_a_restored_older_backup_keeps_the_erased_person_erased(
@@ -55,7 +49,7 @@ def test_a_restored_older_backup_keeps_the_erased_person_erased(
     after_erasure = _counts(fresh_database)
     with scratch_database(admin_database_url, "drivesight_restore") as target:
         restored = restore(target, archive, after_restore=erasure.ledger_reapplier(KEY, ledger_file))
-        assert restored.dialect == "postgres" and restored.migrations_applied == []
+        assert restored.migrations_applied == []
         result = restored.after_restore
         assert isinstance(result, erasure.ReapplyResult)
         assert (result.entries, result.entries_added, result.customers, result.vehicles) == (1, 1, 1, 2)
@@ -127,7 +121,13 @@ def test_timescaledb_round_trip(
 
     with scratch_database(admin_database_url, "drivesight_ts") as source:
         migrate(source)
-        a, _b = build_world(source, tmp_path)
+        a, b = build_world(source, tmp_path)
+        with psycopg.connect(source, autocommit=True) as conn:
+            # compressed chunks: the erasure's DELETE and the restore must handle them too
+            conn.execute(
+                "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('telemetry') c"
+            )
+            others = holding(conn, b)
         archive = tmp_path / "ts.dump"
         backup(source, archive)
         ledger_file = tmp_path / "ledger.jsonl"
@@ -142,6 +142,7 @@ def test_timescaledb_round_trip(
             assert restored.dialect == "timescaledb"
             with psycopg.connect(target) as conn:
                 assert holding(conn, a) == {}
+                assert holding(conn, b) == others
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,7 +35,8 @@ from simulators.population import simulate_population
 from tests.benchmarks.portrait_quality import load
 from tests.helpers import scratch_database
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: the server (its maintenance database) the benchmark makes its databases on
+ADMIN_URL = os.environ.get("DRIVESIGHT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEY = b"benchmark-ledger-key-0123456789abcdef"
 
 
