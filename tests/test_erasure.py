@@ -195,6 +195,7 @@ def test_an_erased_person_is_in_no_table(world: tuple[str, Person, Person], tmp_
     ledger_file = tmp_path / "ledger.jsonl"
     with psycopg.connect(url, autocommit=True) as conn:
         request = erasure.request_erasure(conn, a.customer_id, key_id=1)
+        assert request.token.startswith("et_") and len(request.token) == 46  # 32 random bytes, never "-..."
         before = holding(conn, a)
         others_before = holding(conn, b)
         # the world reaches every person table (else the check after the erasure would prove nothing)

@@ -175,7 +175,7 @@ def _erase(args: argparse.Namespace) -> int:
     print(
         f"erasure request {request.request_id}, expires {request.expires_at:%Y-%m-%d %H:%M %Z}; confirm with:"
     )
-    print(f"drivesight cloud privacy confirm {request.request_id} --token {request.token}")
+    print(f"drivesight cloud privacy confirm {request.request_id} --token={request.token}")
     log.warning("the token is shown only now; only its hash is stored")
     return 0
 

@@ -186,7 +186,8 @@ def request_erasure(
             found = False
         else:
             found = True
-            token = secrets.token_urlsafe(32)
+            # a prefix: the token never starts with "-", which a command line would read as an option
+            token = "et_" + secrets.token_urlsafe(32)
             row = (
                 conn.cursor(row_factory=tuple_row)
                 .execute(
