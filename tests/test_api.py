@@ -12,6 +12,7 @@ from cloud.api.app import create_app
 from cloud.api.pagination import encode_cursor
 from cloud.config import CloudSettings
 from cloud.ingest.store import store_batch
+from cloud.privacy.audit import personal_subject
 from edge_agent.protocol import GeoPoint, Message, TripSummaryV1, decode, encode, uplink_topic
 
 
@@ -149,6 +150,12 @@ def test_positions_are_coarse_unless_admin(
         assert (trip["start_lat"], trip["start_lon"]) == (52.52, 13.4)
         (trip,) = admin.get(f"/v1/vehicles/{v}/trips").json()["items"]
         assert (trip["start_lat"], trip["start_lon"]) == (52.520008, 13.404954)
+    # reading positions as stored is audited (the admin's two reads), coarse ones are not
+    actions = db.execute(
+        "SELECT action, outcome FROM audit_log WHERE subject = %s ORDER BY id",
+        (personal_subject("vehicle", v),),
+    ).fetchall()
+    assert actions == [("latest.read", "ok"), ("trips.read", "ok")]
 
 
 def test_latest_values_by_vss_name(database_url: str, db: psycopg.Connection, vehicle_prefix: str) -> None:

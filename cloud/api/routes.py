@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from cloud.db.telemetry import COLUMNS
+from cloud.privacy.audit import personal_subject, record
 from edge_agent.protocol import VEHICLE_ID_RE, vss
 
 from .auth import Principal, require
@@ -56,6 +57,20 @@ def health(request: Request) -> Health:
 def _require_vehicle(conn: Conn, vehicle_id: str) -> None:
     if conn.execute("SELECT 1 FROM vehicles WHERE vehicle_id = %s", (vehicle_id,)).fetchone() is None:
         raise HTTPException(status_code=404, detail=f"vehicle {vehicle_id!r} not found")
+
+
+def _audit_precise(conn: Conn, principal: Principal, vehicle_id: str, action: str, rows: int) -> None:
+    # positions as stored are personal data (where someone was): reading them is audited; coarse ones are not,
+    # which keeps the fleet's everyday reads off the audit chain's single head row
+    if fine_location(principal) and rows:
+        record(
+            conn,
+            key_id=principal.key_id,
+            action=action,
+            subject=personal_subject("vehicle", vehicle_id),
+            outcome="ok",
+            detail={"rows": rows, "positions": "as stored"},
+        )
 
 
 def _iso(value: object) -> str:
@@ -117,6 +132,7 @@ def list_trips(
         rows, limit, lambda r: encode_cursor("trips", _iso(r["started_at"]), r["trip_id"])
     )
     items = [TripOut.model_validate(coarse_row(r, _TRIP_POSITION, principal)) for r in rows]
+    _audit_precise(conn, principal, vehicle_id, "trips.read", len(items))
     return Page(items=items, next_cursor=next_cursor)
 
 
@@ -152,6 +168,7 @@ def list_trip_events(
         rows, limit, lambda r: encode_cursor("events", _iso(r["started_at"]), r["seq"], r["idx"])
     )
     items = [EventOut.model_validate(coarse_row(r, ("lat", "lon"), principal)) for r in rows]
+    _audit_precise(conn, principal, vehicle_id, "events.read", len(items))
     return Page(items=items, next_cursor=next_cursor)
 
 
@@ -171,4 +188,5 @@ def latest_values(principal: Fleet, conn: Conn, vehicle_id: VehicleId) -> Latest
             for name, value in signals.items()
             if name in (vss.LATITUDE, vss.LONGITUDE) or not name.startswith(LOCATION_PREFIX)
         }
+    _audit_precise(conn, principal, vehicle_id, "latest.read", 1)
     return LatestOut(vehicle_id=vehicle_id, time=row["time"], signals=signals)
