@@ -153,6 +153,21 @@ def test_every_route_but_healthz_declares_a_scope(database_url: str) -> None:
             assert route.scope in SCOPES, f"{method} {route.path} declares no scope: add require(...)"
 
 
+def test_the_only_routes_outside_the_api_are_the_docs(database_url: str) -> None:
+    # a plain Starlette route (app.add_route, a mount) would bypass require(): none but the docs may exist
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    app = create_app(database_url)
+    plain = {
+        getattr(c, "path", None)
+        for c in iter_route_contexts(app.routes)
+        if not isinstance(c.original_route, APIRoute)
+    }
+    assert plain == {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    with TestClient(app) as api:
+        assert api.get("/openapi.json").status_code == 200  # open, like /healthz
+
+
 def test_the_route_walk_catches_an_open_route(database_url: str) -> None:
     # the walk above is only worth something if it notices a route someone forgot to protect
     app = create_app(database_url)
