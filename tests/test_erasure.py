@@ -405,3 +405,30 @@ def test_erasure_through_the_api_needs_a_second_key(
         made = api.post(f"/v1/privacy/customers/{b.customer_id}/erasure", headers=auth(first)).json()
         refused = api.post(made["confirm"], json={"token": made["token"]}, headers=auth(second))
         assert refused.status_code == 503 and "DRIVESIGHT_PRIVACY_LEDGER_KEY" in refused.json()["detail"]
+
+
+def test_dead_letters_match_alike_with_few_or_many_ids(fresh_database: str) -> None:
+    odd = "klant-é\\1"  # non-ASCII and a backslash: payloads are searched in their escaped form
+    letters = [
+        ("ds/v1/car-1/trip", "x", b'{"vehicle_id": "car-1"}'),  # topic and payload
+        ("ds/v1/bad/trip", "(car-2, 7) is stored with other content", b"zz"),  # detail only
+        ("ds/v1/bad/trip", "x", b"\x00\xff" + odd.encode() + b"\x80"),  # payload only, among odd bytes
+        ("ds/v1/car-3/trip", "x", b"{}"),  # someone else
+        ("ds/v1/bad/trip", "x", b"car-"),  # a prefix of theirs is not theirs
+    ]
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO dead_letters (topic, reason, detail, payload, size_bytes, sha256)"
+            " VALUES (%s, 'invalid', %s, %s, length(%s), sha256(%s))",
+            [(t, d, p, p, p) for t, d, p in letters],
+        )
+        deleted = []
+        for padding in ([], [f"nobody-{i}" for i in range(20)]):  # few ids: substring searches; many: a regex
+            with conn.transaction(force_rollback=True):
+                rows = erasure.erase(conn, customer_ids=[odd, *padding], vehicle_ids=["car-1", "car-2"])
+                left = [
+                    str(t) + str(d)
+                    for t, d in conn.execute("SELECT topic, detail FROM dead_letters ORDER BY id")
+                ]
+                deleted.append((rows.get("dead_letters"), left))
+        assert deleted[0] == deleted[1] == (3, ["ds/v1/car-3/tripx", "ds/v1/bad/tripx"])
