@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.set_defaults(handler=_export)
     erase = sub.add_parser("erase", help="request a customer's erasure: prints the request id and its token")
     erase.add_argument("customer_id")
-    erase.add_argument("--expires-hours", type=float, default=24.0, help="the token's lifetime (default 24)")
+    erase.add_argument(
+        "--expires-hours", type=_positive_hours, default=24.0, help="the token's lifetime (default 24)"
+    )
     erase.add_argument("--json", action="store_true", help="one JSON document on stdout")
     erase.set_defaults(handler=_erase)
     confirm = sub.add_parser("confirm", help="confirm an erasure request with its token: erases the person")
@@ -64,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     consent.add_argument("--at", help="when the person decided (ISO 8601; default now)")
     consent.add_argument("--json", action="store_true", help="one JSON document on stdout")
     consent.set_defaults(handler=_consent)
+
+
+def _positive_hours(text: str) -> float:
+    hours = float(text)
+    if not 0 < hours <= 24 * 30:
+        raise argparse.ArgumentTypeError("give hours between 0 and 720")
+    return hours
 
 
 def _settings() -> CloudSettings:
