@@ -432,3 +432,33 @@ def test_dead_letters_match_alike_with_few_or_many_ids(fresh_database: str) -> N
                 ]
                 deleted.append((rows.get("dead_letters"), left))
         assert deleted[0] == deleted[1] == (3, ["ds/v1/car-3/tripx", "ds/v1/bad/tripx"])
+
+
+def test_two_confirmations_at_once_erase_once(world: tuple[str, Person, Person]) -> None:
+    import threading
+
+    url, a, _b = world
+    with psycopg.connect(url, autocommit=True) as conn:
+        request = erasure.request_erasure(conn, a.customer_id, key_id=1)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def confirm(key_id: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            start.wait()
+            try:
+                erasure.confirm_erasure(
+                    conn, request.request_id, request.token, key_id=key_id, ledger_key=KEY
+                )
+                outcomes.append("erased")
+            except AlreadyConfirmed:
+                outcomes.append("409")
+
+    threads = [threading.Thread(target=confirm, args=(k,)) for k in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["409", "erased"]
+    with psycopg.connect(url) as conn:
+        assert len(ledger.stored(conn)) == 1 and holding(conn, a) == {}
