@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge_agent.protocol.conventions import configure_logging, package_version
+from edge_agent.protocol.conventions import command_parser, configure_logging
 
 from .access import cli as access_cli
 from .privacy import cli as privacy_cli
@@ -449,9 +449,7 @@ def _models_publish(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``drivesight-cloud`` argument parser."""
-    parser = argparse.ArgumentParser(prog="drivesight-cloud", description="drivesight cloud services")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = command_parser("drivesight-cloud", "drivesight cloud services")
     add_commands(parser)
     return parser
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from .protocol.conventions import configure_logging, package_version
+from .protocol.conventions import command_parser, configure_logging
 from .signals import SignalBlock
 
 log = logging.getLogger(__name__)
@@ -197,9 +197,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``drivesight-edge`` argument parser."""
-    parser = argparse.ArgumentParser(prog="drivesight-edge", description="the drivesight in-car edge agent")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = command_parser("drivesight-edge", "the drivesight in-car edge agent")
     add_commands(parser)
     return parser
 

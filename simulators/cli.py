@@ -19,7 +19,7 @@ from typing import Any
 
 from cloud import cli as cloud_cli
 from edge_agent import cli as edge_cli
-from edge_agent.protocol.conventions import configure_logging, package_version
+from edge_agent.protocol.conventions import command_parser, configure_logging
 from edge_agent.signals import SignalBlock
 from models import cli as models_cli
 
@@ -197,11 +197,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``drivesight`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="drivesight", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser = command_parser("drivesight", __doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
     edge_cli.register(sub)
     cloud_cli.register(sub)

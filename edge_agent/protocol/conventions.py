@@ -7,6 +7,7 @@ status messages and the API in its OpenAPI document. Logs go to stderr so that s
 
 from __future__ import annotations
 
+import argparse
 import logging
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -34,3 +35,11 @@ def configure_logging(*, verbose: bool = False) -> None:
     )  # basicConfig's default stream is sys.stderr
     for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def command_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A drivesight command's top-level parser with the flags every command shares: -v, --version."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    return parser
