@@ -63,7 +63,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "import", help="import CRM or online data files (validated; bad files refused whole)"
     )
     imp.add_argument(
-        "kind", help="dealers, customers, vehicles, service_visits, complaints, accounts, items, interactions"
+        "kind",
+        help="dealers, customers, vehicles, service_visits, complaints, accounts, items, interactions,"
+        " consent",
     )
     imp.add_argument("files", nargs="+", type=Path, help=".csv, .json or .jsonl")
     imp.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -184,18 +186,28 @@ def _analytics_import(args: argparse.Namespace) -> int:
     from .analytics.imports import ImportError_, import_file
     from .config import CloudSettings
 
+    settings = CloudSettings()
     imported: dict[str, int] = {}
-    with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
+    erased: dict[str, list[int]] = {}
+    with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
         for path in args.files:
             try:
-                imported[str(path)] = import_file(conn, args.kind, path)
+                result = import_file(conn, args.kind, path, ledger_key=settings.ledger_key_if_set())
             except ImportError_ as exc:
                 log.error("%s", exc)  # files before this one stay imported: each file is one transaction
                 return 2
+            imported[str(path)], erased[str(path)] = result.imported, list(result.erased_lines)
+            if result.erased_lines:
+                log.warning(
+                    "%s: %d lines of erased people skipped (lines %s)",
+                    path,
+                    len(result.erased_lines),
+                    ", ".join(map(str, result.erased_lines[:20])),
+                )
             if not args.json:
-                print(f"{path}: {imported[str(path)]} {args.kind} rows imported")
+                print(f"{path}: {result.imported} {args.kind} rows imported")
     if args.json:
-        print(json.dumps({"kind": args.kind, "rows_imported": imported}))
+        print(json.dumps({"kind": args.kind, "rows_imported": imported, "erased_lines_skipped": erased}))
     return 0
 
 
@@ -372,6 +384,7 @@ def _ingest(args: argparse.Namespace) -> int:
     worker = IngestWorker(
         settings.require_database_url(),
         settings.broker_address(),
+        ledger_key=settings.ledger_key_if_set(),
         group=settings.ingest_group or None,
         client_id=settings.ingest_client_id,
         batch_size=settings.ingest_batch_size,

@@ -91,6 +91,13 @@ class CloudSettings(BaseSettings):
             raise SystemExit("the erasure ledger key must be at least 16 bytes")
         return key
 
+    def ledger_key_if_set(self) -> bytes | None:
+        """The erasure ledger's key when one is configured (checked as :meth:`ledger_key` does), else None:
+        the ingest and imports match erased ids with it and say what they cannot do without it."""
+        if self.privacy_ledger_key is None and self.privacy_ledger_key_file is None:
+            return None
+        return self.ledger_key()
+
     def require_mqtt_url(self) -> str:
         """The broker URL, or a clear error naming the variable to set."""
         if not self.mqtt_url:

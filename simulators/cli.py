@@ -100,7 +100,7 @@ def _sim_population(args: argparse.Namespace) -> int:
         imported: dict[str, int] = {}
         with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
             for kind in IMPORT_ORDER:
-                imported[kind] = import_file(conn, kind, files[kind])
+                imported[kind] = import_file(conn, kind, files[kind]).imported
                 progress_line = f"{kind}: {imported[kind]} rows imported"
                 print(progress_line, file=sys.stderr if args.json else sys.stdout)
             with conn.transaction():

@@ -523,7 +523,11 @@ def test_cli_from_simulated_files_to_portraits_and_insights(admin_database_url: 
             )
         good = _csv(tmp_path / "good.csv", "complaint_id,customer_id,opened_at,category,resolved")
         imported = only_json(drivesight("cloud", "analytics", "import", "complaints", str(good), "--json"))
-        assert imported == {"kind": "complaints", "rows_imported": {str(good): 0}}
+        assert imported == {
+            "kind": "complaints",
+            "rows_imported": {str(good): 0},
+            "erased_lines_skipped": {str(good): []},
+        }
         run = drivesight("cloud", "analytics", "run")
         assert run.returncode == 0, run.stderr[-2000:]
         assert "full run: 80 customers" in run.stdout and "cluster 0:" in run.stdout

@@ -23,19 +23,19 @@ def test_a_simulated_population_imports_completely(fresh_database: str, tmp_path
     pop = simulate_population(60, seed=3, days=7)
     files = write_population_files(pop, tmp_path)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
-        imported = {kind: import_file(conn, kind, files[kind]) for kind in IMPORT_ORDER}
+        imported = {kind: import_file(conn, kind, files[kind]).imported for kind in IMPORT_ORDER}
         assert imported["customers"] == 60 and imported["vehicles"] == 60
         assert imported["interactions"] == len(pop.interactions["kind"])
         assert count(conn, "SELECT count(*) FROM purchases") == 60
         assert count(conn, "SELECT count(*) FROM item_categories") == int((pop.items["membership"] > 0).sum())
         assert count(conn, "SELECT count(*) FROM customers WHERE phone !~ '^[0-9]{11}$'") == 0
         # the same files again: updates by key, nothing doubled
-        assert import_file(conn, "interactions", files["interactions"]) == imported["interactions"]
+        assert import_file(conn, "interactions", files["interactions"]).imported == imported["interactions"]
         assert count(conn, "SELECT count(*) FROM interactions") == imported["interactions"]
         # an event logged twice in one file is stored once; an entity twice is refused (below)
         twice = tmp_path / "twice.csv"
         twice.write_text("account_id,item_id,kind,at\n" + "A00000001,I00001,view,2026-08-02T10:00:00Z\n" * 2)
-        assert import_file(conn, "interactions", twice) == 2
+        assert import_file(conn, "interactions", twice).imported == 2
         assert count(conn, "SELECT count(*) FROM interactions") == imported["interactions"] + 1
         assert load_trips(conn, pop) == len(pop.trips["customer"])
 

@@ -136,8 +136,8 @@ def test_consent_imports_as_events(fresh_database: str, tmp_path: Path) -> None:
             "C1,marketing,true,2026-08-01T10:00:00Z,dealer\n"
             "C2,rd,false,2026-08-02T10:00:00+08:00,\n"
         )
-        assert import_file(conn, "consent", good) == 3
-        assert import_file(conn, "consent", good) == 3  # again: nothing doubled
+        assert import_file(conn, "consent", good).imported == 3
+        assert import_file(conn, "consent", good).imported == 3  # again: nothing doubled
         assert count(conn, "SELECT count(*) FROM consent_events") == 2
         assert consent.allows(conn, "C1", "marketing") and not consent.allows(conn, "C2", "rd")
         assert count(conn, "SELECT count(*) FROM consent_events WHERE source = 'import'") == 1

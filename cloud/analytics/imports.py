@@ -7,6 +7,11 @@ all in one transaction: a file with any bad line is refused whole with every err
 it is written. Re-importing a file updates rows by their key. Interactions are events: one logged twice (the
 same account, item, kind and time) is stored once, in a file or across imports.
 
+No import brings an erased person back: a line naming a customer, vehicle or account that the erasure ledger
+holds (cloud/privacy/ledger.py) and that is not in its table now is skipped and reported by line, not
+written — an old CRM export imported again after an erasure. A car of an erased owner sold on comes back
+through a ``vehicles`` line naming its new owner. When the ledger holds entries, imports need its key.
+
 Formats: CSV with a header row, a JSON array of objects, or JSON lines (one object per line); the file
 ending (``.csv``, ``.json``, ``.jsonl``) decides. Phones are kept as digits only (a leading country code
 86 dropped), emails and name keys in lower case, so that identification compares like with like.
@@ -30,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cloud.privacy.ledger import ErasedIds
 from edge_agent.protocol import format_validation_error
 
 MAX_REPORTED_ERRORS = 50
@@ -374,6 +381,28 @@ KINDS: dict[str, Kind] = {
 }
 
 
+#: per kind, the columns that name a person or their car: (column, ledger kind, table holding the id); a line
+#: whose id the erasure ledger names and that table lacks is an erased person's, skipped. A ``vehicles`` line
+#: is judged by its customer only: a car of an erased owner sold to someone new is registered again.
+_PERSON_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "customers": (("customer_id", "customer", "customers"),),
+    "vehicles": (("customer_id", "customer", "customers"),),
+    "service_visits": (("vehicle_id", "vehicle", "vehicles"),),
+    "complaints": (("customer_id", "customer", "customers"),),
+    "consent": (("customer_id", "customer", "customers"),),
+    "accounts": (("account_id", "account", "online_accounts"),),
+    "interactions": (("account_id", "account", "online_accounts"),),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What one file's import did: rows written, and the lines skipped as an erased person's."""
+
+    imported: int
+    erased_lines: tuple[int, ...] = ()
+
+
 #: kinds whose lines are events (a line twice is stored once), not entities with a key
 _EVENT_TABLES = ("interactions", "consent_events")
 
@@ -436,8 +465,15 @@ def _validate(kind: Kind, path: Path) -> tuple[list[tuple[int, tuple[object, ...
     return rows, errors
 
 
-def import_file(conn: psycopg.Connection[tuple[object, ...]], kind_name: str, path: Path) -> int:
-    """Validate and import one file of ``kind_name`` in one transaction; return the rows imported."""
+def import_file(
+    conn: psycopg.Connection[tuple[object, ...]],
+    kind_name: str,
+    path: Path,
+    *,
+    ledger_key: bytes | None = None,
+) -> ImportResult:
+    """Validate and import one file of ``kind_name`` in one transaction; return the rows imported and the
+    lines skipped as erased people's (``ledger_key``: the erasure ledger's, needed once it holds entries)."""
     kind = KINDS.get(kind_name)
     if kind is None:
         raise ImportError_(f"unknown kind {kind_name!r}; kinds: {', '.join(KINDS)}")
@@ -452,6 +488,7 @@ def import_file(conn: psycopg.Connection[tuple[object, ...]], kind_name: str, pa
         with cur.copy(f"COPY staging (line, {', '.join(kind.columns)}) FROM STDIN") as copy:
             for line, values in rows:
                 copy.write_row((line, *values))
+        erased_lines = _skip_erased(cur, kind_name, ledger_key)
         for column, table, key in kind.references:
             missing = cur.execute(
                 f"SELECT s.line, s.{column} FROM staging s WHERE s.{column} IS NOT NULL AND NOT EXISTS"
@@ -473,7 +510,47 @@ def import_file(conn: psycopg.Connection[tuple[object, ...]], kind_name: str, pa
             raise RowErrors(str(path), sorted(errors))  # the transaction rolls back: nothing written
         for statement in kind.upsert.split(";"):
             cur.execute(statement.encode())
-    return len(rows)
+    return ImportResult(len(rows) - len(erased_lines), erased_lines)
+
+
+def _skip_erased(
+    cur: psycopg.Cursor[tuple[object, ...]], kind_name: str, ledger_key: bytes | None
+) -> tuple[int, ...]:
+    """Delete from staging the lines of people the erasure ledger names (see ``_PERSON_COLUMNS``); return
+    their line numbers. Refuses the file when the ledger holds entries and no key was given."""
+    columns = _PERSON_COLUMNS.get(kind_name, ())
+    if not columns:
+        return ()
+    erased = ErasedIds(ledger_key)
+    erased.refresh(cur.connection)
+    if not erased.usable:
+        raise ImportError_(
+            f"the erasure ledger holds {erased.entries} entries and no ledger key was given: importing"
+            f" {kind_name} could bring an erased person back; set DRIVESIGHT_PRIVACY_LEDGER_KEY"
+            " (or _KEY_FILE)"
+        )
+    lines: list[int] = []
+    for column, ledger_kind, table in columns:
+        values = [
+            str(r[0])
+            for r in cur.execute(
+                sql.SQL("SELECT DISTINCT {} FROM staging WHERE {} IS NOT NULL").format(
+                    sql.Identifier(column), sql.Identifier(column)
+                )
+            )
+        ]
+        named = [v for v in values if erased.named(ledger_kind, v)]
+        if not named:
+            continue
+        gone = cur.execute(
+            sql.SQL(
+                "DELETE FROM staging WHERE {col} = ANY(%s)"
+                " AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{col} = staging.{col}) RETURNING line"
+            ).format(col=sql.Identifier(column), table=sql.Identifier(table)),
+            (named,),
+        ).fetchall()
+        lines += [int(str(r[0])) for r in gone]
+    return tuple(sorted(lines))
 
 
 def _staging_source(kind: Kind) -> str:

@@ -35,6 +35,7 @@ class WorkerCollector(Collector):
             ("received", "messages received from the broker"),
             ("stored", "messages stored (new to the ledger)"),
             ("duplicates", "redelivered messages the ledger already held"),
+            ("erased", "messages of cars whose owner was erased, acknowledged and not stored"),
             ("batches", "batches committed"),
             ("db_retries", "retries after a lost database connection"),
             ("isolations", "batches the database refused whole and that were split to find the culprits"),

@@ -66,6 +66,8 @@ class StoreResult:
     stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    #: messages of cars whose owner was erased, acknowledged and not stored (cloud/ingest/writer.py)
+    erased: int = 0
     dead_reasons: dict[str, int] = field(default_factory=dict)
     dropped_samples: dict[str, int] = field(default_factory=dict)
     #: 1 when the batch was refused whole and split to isolate the messages that were refused
@@ -77,6 +79,7 @@ class StoreResult:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters
+        self.erased += other.erased
         for table, mine in (
             (other.dead_reasons, self.dead_reasons),
             (other.dropped_samples, self.dropped_samples),

@@ -45,6 +45,8 @@ class IngestMetrics:
     stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    #: messages of cars whose owner was erased: acknowledged, not stored
+    erased: int = 0
     batches: int = 0
     db_retries: int = 0
     #: batches the database refused whole, split to isolate the messages it refused
@@ -61,6 +63,7 @@ class IngestMetrics:
             self.stored += result.stored
             self.duplicates += result.duplicates
             self.dead_letters += result.dead_letters
+            self.erased += result.erased
             for reason, n in result.dead_reasons.items():
                 self.dead_letters_by_reason[reason] = self.dead_letters_by_reason.get(reason, 0) + n
             for signal, n in result.dropped_samples.items():
@@ -102,6 +105,7 @@ class IngestWorker:
         persistent: bool = True,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         stall_timeout_s: float = 300.0,
+        ledger_key: bytes | None = None,
     ) -> None:
         self.database_url = database_url
         self.broker = broker
@@ -118,7 +122,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._batch_writer = BatchWriter(max_clock_skew=max_clock_skew)
+        self._batch_writer = BatchWriter(max_clock_skew=max_clock_skew, ledger_key=ledger_key)
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,

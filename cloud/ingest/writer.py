@@ -7,6 +7,10 @@ is split in halves until each culprit is alone, which costs a few extra transact
 for good batches. A lost database connection (``psycopg.OperationalError``) is not the message's fault: it
 propagates, so that the caller retries the batch unacknowledged.
 
+A car whose owner was erased and that keeps sending (its broker identity not yet revoked) is not stored again:
+its messages — valid or not — are acknowledged and counted as ``erased``, never written, until the car is
+registered to a new owner (an import of ``vehicles`` naming a customer). See :class:`ErasedIds`.
+
 It knows nothing of MQTT (``worker.py`` does), so tests drive it directly on a real database.
 """
 
@@ -20,6 +24,7 @@ import psycopg
 
 from cloud.db.dialect import database_dialect
 from cloud.db.partitions import ensure_day
+from cloud.privacy.ledger import ErasedIds
 from edge_agent.protocol import Message, ProtocolError, decode
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
 
@@ -69,9 +74,12 @@ class DayPartitions:
 class BatchWriter:
     """Decodes and stores batches of ``(topic, payload)``; see the module docstring for what fails how."""
 
-    def __init__(self, *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> None:
+    def __init__(
+        self, *, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW, ledger_key: bytes | None = None
+    ) -> None:
         self.max_clock_skew = max_clock_skew
         self.partitions = DayPartitions()
+        self.erased = ErasedIds(ledger_key)
 
     def decode(
         self, items: Sequence[tuple[str, bytes]], now: datetime | None = None
@@ -99,7 +107,42 @@ class BatchWriter:
         return self.store(conn, messages, rejected), messages
 
     def store(self, conn: Connection, messages: list[Message], rejected: list[Rejected]) -> StoreResult:
-        """Store decoded messages and refused payloads, isolating whatever the database refuses."""
+        """Store decoded messages and refused payloads, isolating whatever the database refuses; drop what
+        cars of erased owners send."""
+        messages, rejected, erased = self._without_erased(conn, messages, rejected)
+        result = self._store(conn, messages, rejected)
+        result.erased += erased
+        return result
+
+    def _without_erased(
+        self, conn: Connection, messages: list[Message], rejected: list[Rejected]
+    ) -> tuple[list[Message], list[Rejected], int]:
+        """``messages`` and ``rejected`` without those of vehicles the erasure ledger names and that no
+        customer owns now (a car resold and registered again is stored), and how many were dropped."""
+        with conn.transaction():
+            if self.erased.refresh(conn) and not self.erased.usable:
+                log.error(
+                    "the erasure ledger holds %d entries but the ingest has no DRIVESIGHT_PRIVACY_LEDGER_KEY:"
+                    " cars of erased owners that keep sending are stored again",
+                    self.erased.entries,
+                )
+            vehicles = {m.vehicle_id for m in messages} | {v for r in rejected if (v := _vehicle_of(r.topic))}
+            named = sorted(v for v in vehicles if self.erased.named("vehicle", v))
+            if not named:
+                return messages, rejected, 0
+            owned = {
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT vehicle_id FROM vehicles WHERE vehicle_id = ANY(%s) AND customer_id IS NOT NULL",
+                    (named,),
+                )
+            }
+        gone = set(named) - owned
+        kept = [m for m in messages if m.vehicle_id not in gone]
+        kept_rejected = [r for r in rejected if _vehicle_of(r.topic) not in gone]
+        return kept, kept_rejected, len(messages) - len(kept) + len(rejected) - len(kept_rejected)
+
+    def _store(self, conn: Connection, messages: list[Message], rejected: list[Rejected]) -> StoreResult:
         try:
             return store_batch(conn, messages, rejected, before_telemetry=self.partitions)
         except psycopg.OperationalError:
@@ -146,3 +189,10 @@ class BatchWriter:
             detail = f"{type(exc).__name__}: {exc}"
             store_dead_letters_alone(conn, [Rejected(str(message.topic), reason, detail, message.payload)])
             return StoreResult(dead_letters=1, dead_reasons={reason: 1})
+
+
+def _vehicle_of(topic: str) -> str | None:
+    """The vehicle id segment of a ``ds/v1/{vehicle_id}/...`` topic, valid or not (a refused message on
+    an erased car's topic would name the car in the dead letters), or None."""
+    parts = topic.split("/", 3)
+    return parts[2] if len(parts) >= 3 and parts[0] == "ds" and parts[1] == "v1" and parts[2] else None

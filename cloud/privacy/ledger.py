@@ -171,3 +171,70 @@ def check_keys(entries: Sequence[LedgerEntry], key: bytes) -> None:
             f"{len(other)} erasure ledger entries were written under another ledger key; set"
             " DRIVESIGHT_PRIVACY_LEDGER_KEY to the key they were written under"
         )
+
+
+class ErasedIds:
+    """Which ids the erasure ledger names, for the paths that could bring an erased person back: the ingest
+    (a car that keeps sending after its owner was erased) and CRM imports (an old file imported again).
+
+    The ledger holds keyed hashes only, so a clear id is matched by hashing it under the key (one HMAC, then
+    cached). :meth:`refresh` costs one indexed query and reloads the hashes only when the ledger changed, so
+    an erasure takes effect at the next batch or import. Without a key nothing can be matched: ``usable``
+    is False whenever the ledger holds entries, and the caller decides (the import refuses, the ingest warns).
+    """
+
+    #: how many id → erased answers are remembered between ledger changes (a fleet's vehicle ids fit)
+    CACHE_SIZE = 200_000
+
+    def __init__(self, key: bytes | None) -> None:
+        self.key = key
+        self.entries = 0
+        self._version: tuple[int, int] | None = None
+        self._hashes: dict[str, frozenset[bytes]] = {
+            k: frozenset() for k in ("customer", "vehicle", "account")
+        }
+        self._cache: dict[tuple[str, str], bool] = {}
+
+    @property
+    def usable(self) -> bool:
+        """Whether ids can be matched: the ledger is empty, or the key is known."""
+        return self.entries == 0 or self.key is not None
+
+    def refresh(self, conn: psycopg.Connection[Any]) -> bool:
+        """Reload the hashes if the ledger changed since the last call; return whether it did.
+
+        Entries written under another key are refused (:class:`LedgerError`): they would match nobody.
+        """
+        row = (
+            conn.cursor(row_factory=tuple_row)
+            .execute("SELECT count(*), coalesce(max(erasure_id), 0) FROM erasure_ledger")
+            .fetchone()
+        )
+        version = (int(row[0]), int(row[1])) if row else (0, 0)
+        if version == self._version:
+            return False
+        self._version, self.entries = version, version[0]
+        self._cache.clear()
+        if self.key is None or self.entries == 0:
+            self._hashes = {kind: frozenset() for kind in self._hashes}
+            return True
+        entries = stored(conn)
+        check_keys(entries, self.key)
+        self._hashes = {
+            "customer": frozenset(e.customer for e in entries),
+            "vehicle": frozenset(v for e in entries for v in e.vehicles),
+            "account": frozenset(a for e in entries for a in e.accounts),
+        }
+        return True
+
+    def named(self, kind: str, identifier: str) -> bool:
+        """Whether the ledger names ``identifier`` as an erased ``kind`` (customer, vehicle or account)."""
+        if self.key is None or not self._hashes[kind]:
+            return False
+        answer = self._cache.get((kind, identifier))
+        if answer is None:
+            answer = pseudonym(self.key, kind, identifier) in self._hashes[kind]
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[(kind, identifier)] = answer
+        return answer

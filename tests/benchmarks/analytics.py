@@ -59,7 +59,7 @@ def main() -> None:
         files = write_population_files(pop, Path(tmp))
         with psycopg.connect(url, autocommit=True) as conn:
             for kind in IMPORT_ORDER:
-                _say(f"import {kind}: {import_file(conn, kind, files[kind]):,} rows")
+                _say(f"import {kind}: {import_file(conn, kind, files[kind]).imported:,} rows")
             with conn.transaction():
                 load_trips(conn, pop, progress=lambda done, total: _say(f"trips {done:,}/{total:,}"))
             conn.execute("VACUUM ANALYZE")
