@@ -47,6 +47,14 @@ class CloudSettings(BaseSettings):
     retention_file: Path | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    #: API worker processes (``drivesight-cloud api --workers``): one process serves about 500 requests a
+    #: second; each worker has its own connection pools, key cache and rate buckets
+    api_workers: int = Field(default=1, ge=1, le=64)
+    #: one log line per request on stderr (uvicorn's access log)
+    api_access_log: bool = True
+    #: answer each authenticated request with ``Server-Timing: auth;dur=<ms>;desc="cached"|"lookup"`` (the
+    #: key check's own time in the server; the API benchmark reads it). Off by default: clients need not know
+    api_server_timing: bool = False
     #: requests a second per API key (a token bucket per key and API process: with N worker processes a key
     #: gets up to N times this), and how many may come at once
     api_rate_per_s: float = Field(default=50.0, gt=0, le=1_000_000)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.config import CloudSettings
 from edge_agent.protocol.conventions import package_version
@@ -62,7 +63,38 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
     errors.install(app)
     install_openapi(app)
     app.add_middleware(RequestGuard)
+    if settings.api_server_timing:
+        app.add_middleware(ServerTiming)
     return app
+
+
+class ServerTiming:
+    """ASGI middleware adding ``Server-Timing: auth;dur=<ms>;desc="cached"|"lookup"`` to answers of requests
+    whose key was checked (the time ``require`` took in the server): authentication measured under load."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; add the header to its answer when ``require`` recorded a time."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # the dict request.state writes to: made here so that this middleware and the route share it
+        state: dict[str, object] = scope.setdefault("state", {})
+
+        async def send_timed(message: Message) -> None:
+            timing = state.get("auth_timing")
+            if message["type"] == "http.response.start" and isinstance(timing, tuple):
+                seconds, cached = timing
+                value = f'auth;dur={seconds * 1000:.3f};desc="{"cached" if cached else "lookup"}"'
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"server-timing", value.encode())],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_timed)
 
 
 def app_from_environment() -> FastAPI:

@@ -21,6 +21,7 @@ The OpenAPI document declares the bearer scheme and, per operation, its scope (`
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -110,9 +111,13 @@ class Access:
 
     async def key(self, token: str) -> KeyInfo | None:
         """The stored key of ``token`` (cached), or None; a 503 when the database cannot say."""
+        return (await self.key_and_source(token))[0]
+
+    async def key_and_source(self, token: str) -> tuple[KeyInfo | None, bool]:
+        """``key(token)`` and whether it came from the cache (False: this request waited for a lookup)."""
         fresh, info = self.cache.get(token)
         if fresh:
-            return info
+            return info, True
         slot = self.cache.slot(token)
         pending = self._pending.get(slot)
         if pending is None:
@@ -126,7 +131,7 @@ class Access:
         except (psycopg.Error, PoolTimeout) as exc:
             raise ApiError(503, "cannot check the API key now: the database does not answer") from exc
         self.cache.put(token, info, read_at)
-        return info
+        return info, False
 
 
 def _unauthorized(detail: str, error: str | None) -> ApiError:
@@ -145,6 +150,7 @@ class _Require:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
+        started = time.perf_counter()
         header = request.headers.get("authorization")
         if header is None:
             raise _unauthorized("an API key is required: send Authorization: Bearer <key>", None)
@@ -154,7 +160,7 @@ class _Require:
                 "the Authorization header is not Bearer ds_<prefix>_<secret>", "invalid_request"
             )
         access: Access = request.app.state.access
-        info = await access.key(token)
+        info, cached = await access.key_and_source(token)
         if info is None:
             raise _unauthorized("unknown API key", "invalid_token")
         if info.revoked_at is not None:
@@ -178,6 +184,9 @@ class _Require:
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'},
             )
         request.state.principal = principal
+        # for the Server-Timing header (DRIVESIGHT_API_SERVER_TIMING): this check's own time, and whether the
+        # key was cached or looked up; only granted requests carry it (a refusal's time would tell nothing)
+        request.state.auth_timing = (time.perf_counter() - started, cached)
         return principal
 
 
