@@ -130,9 +130,21 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     publish.set_defaults(handler=_models_publish)
     access_cli.register(sub)
     privacy_cli.register(sub)
-    api = sub.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host", default=None)
-    api.add_argument("--port", type=int, default=None)
+    api = sub.add_parser(
+        "api",
+        help="serve the HTTP API",
+        description="Serve the HTTP API with uvicorn. With --workers N above 1, N processes share the port;"
+        " each has its own connection pools, key cache and rate-limit buckets, so the per-key rate"
+        " (DRIVESIGHT_API_RATE_PER_S) is per worker: a key may get up to N times it.",
+    )
+    api.add_argument("--host", default=None, help="bind address (default: DRIVESIGHT_API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="port (default: DRIVESIGHT_API_PORT, 8000)")
+    api.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes (default: DRIVESIGHT_API_WORKERS, 1)",
+    )
     api.set_defaults(handler=_api)
 
 
@@ -432,17 +444,31 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An integer of at least 1 (for argparse)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .api.app import create_app
     from .config import CloudSettings
 
     settings = CloudSettings()
+    settings.require_database_url()  # a clear error here, not one per worker process
+    workers = args.workers if args.workers is not None else settings.api_workers
+    # an import string and a factory, because worker processes cannot be handed an app object: each worker
+    # imports it and builds its own app, pools, key cache and rate buckets (1 worker: built in this process)
     uvicorn.run(
-        create_app(settings.require_database_url()),
+        "cloud.api.app:app_from_environment",
+        factory=True,
+        workers=workers,
         host=args.host or settings.api_host,
         port=args.port if args.port is not None else settings.api_port,
+        access_log=settings.api_access_log,
     )
     return 0
 
