@@ -182,6 +182,10 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
         # the same shape directly
         conn.execute("INSERT INTO cluster_models (model) VALUES ('{}') ON CONFLICT DO NOTHING")
         conn.execute(
+            "INSERT INTO campaigns (campaign_id, name, spec, starts_at, ends_at)"
+            " VALUES ('privacy-campaign', 'privacy test', '{}', now(), now() + interval '1 day')"
+        )
+        conn.execute(
             "INSERT INTO segments (name, expression, size, computed_at)"
             " VALUES ('privacy-test', '{}', 2, now())"
             " ON CONFLICT DO NOTHING"
@@ -205,6 +209,21 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
             conn.execute(
                 "INSERT INTO customer_tags (customer_id, tag, score, evidence, config_version)"
                 " VALUES (%s, 'eco', 0.9, '{}', 1) ON CONFLICT DO NOTHING",
+                (p.customer_id,),
+            )
+            # a campaign's decision for the person, its webhook delivery, and a conversion from the CRM
+            conn.execute(
+                "INSERT INTO campaign_decisions (campaign_id, customer_id, arm, decision, reason, item_id,"
+                " vehicle_id, push_id, sent_at, channel) VALUES"
+                " ('privacy-campaign', %s, 'personalized', 'sent', 'sent', 'I1', %s, %s, now(), 'webhook')",
+                (p.customer_id, p.vehicle_ids[0], f"push-{p.customer_id}"),
+            )
+            conn.execute(
+                "INSERT INTO webhook_deliveries (push_id, url) VALUES (%s, 'https://crm.example/hook')",
+                (f"push-{p.customer_id}",),
+            )
+            conn.execute(
+                "INSERT INTO conversions (customer_id, item_id, at, value) VALUES (%s, 'I1', now(), 10)",
                 (p.customer_id,),
             )
     return a, b

@@ -56,6 +56,9 @@ IN_EXPORT: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "ingested_messages": lambda d: [m["messages"] for m in _vehicles(d, "messages") if m["messages"]],
     "dead_letters": lambda d: d["dead_letters"],
     "erasure_requests": lambda d: d["erasure_requests"],
+    "campaign_decisions": lambda d: d["campaigns"]["decisions"],
+    "webhook_deliveries": lambda d: d["campaigns"]["webhook_deliveries"],
+    "conversions": lambda d: d["campaigns"]["conversions"],
 }
 
 

@@ -103,6 +103,13 @@ ERASED: tuple[tuple[str, str], ...] = (
         "EXISTS (SELECT 1 FROM unnest(%(ids)s::text[]) i WHERE strpos(topic, i) > 0 OR strpos(detail, i) > 0"
         " OR position(convert_to(i, 'UTF8') IN payload) > 0)",
     ),
+    (
+        "webhook_deliveries",
+        "push_id IN (SELECT push_id FROM campaign_decisions"
+        " WHERE customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s))",
+    ),
+    ("campaign_decisions", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
+    ("conversions", "customer_id = ANY(%(c)s)"),
     ("consent_events", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("consent_history", "vehicle_id = ANY(%(v)s)"),
     ("driving_events", "vehicle_id = ANY(%(v)s)"),

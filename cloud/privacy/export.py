@@ -129,7 +129,7 @@ def _dead_letters(conn: psycopg.Connection[Any], ids: Sequence[str]) -> list[Doc
 
 def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
     """The export document of the person ``ids`` names (no audit: :func:`export_customer` adds it)."""
-    c = {"c": ids.customer_id, "a": list(ids.account_ids)}
+    c = {"c": ids.customer_id, "a": list(ids.account_ids), "v": list(ids.vehicle_ids)}
     return {
         "format": FORMAT,
         "generated_at": datetime.now(UTC).isoformat(),
@@ -189,6 +189,24 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
                     conn, "SELECT segment FROM segment_members WHERE customer_id = %(c)s ORDER BY segment", c
                 )
             ],
+        },
+        "campaigns": {
+            # every decision a campaign took for the person (sent, held out, capped ...), with its reason
+            "decisions": _rows(
+                conn,
+                "SELECT * FROM campaign_decisions WHERE customer_id = %(c)s OR vehicle_id = ANY(%(v)s)"
+                " ORDER BY decided_at, campaign_id",
+                c,
+            ),
+            "webhook_deliveries": _rows(
+                conn,
+                "SELECT w.* FROM webhook_deliveries w JOIN campaign_decisions d USING (push_id)"
+                " WHERE d.customer_id = %(c)s OR d.vehicle_id = ANY(%(v)s) ORDER BY w.push_id",
+                c,
+            ),
+            "conversions": _rows(
+                conn, "SELECT * FROM conversions WHERE customer_id = %(c)s ORDER BY at, item_id", c
+            ),
         },
         "vehicles": [_vehicle(conn, v) for v in ids.vehicle_ids],
         "dead_letters": _dead_letters(conn, [ids.customer_id, *ids.vehicle_ids, *ids.account_ids]),
