@@ -60,9 +60,21 @@ def decode_cursor(cursor: str, kind: str, types: tuple[type, ...]) -> list[Any]:
         or len(value) != len(types) + 1
         or value[0] != kind
         or not all(type(v) is t for v, t in zip(value[1:], types, strict=True))
+        or not all(_storable(v) for v in value[1:])
     ):
         raise _invalid()
     return value[1:]
+
+
+def _storable(value: object) -> bool:
+    # JSON can spell what no stored sort key holds: a lone surrogate ("\ud800", which psycopg cannot encode:
+    # a 500), a NUL (PostgreSQL text refuses it) or an integer past bigint. A cursor this server made has none
+    # of them, so such a cursor is forged: the same 422 as any other, before the query is built
+    if isinstance(value, str):
+        return "\x00" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return True
 
 
 def _invalid() -> ApiError:
