@@ -10,6 +10,7 @@ from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.config import CloudSettings
+from cloud.privacy.audit import AuditWriter
 from edge_agent.protocol.conventions import package_version
 
 from . import errors
@@ -41,9 +42,13 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
         pool.open(wait=True, timeout=30)
         app.state.pool = pool
         access.open(database_url)
+        audit = AuditWriter(database_url)
+        audit.open()
+        app.state.audit = audit
         try:
             yield
         finally:
+            audit.close()
             access.close()
             pool.close()
 
