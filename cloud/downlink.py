@@ -7,12 +7,13 @@ publishers on different machines stay ordered as far as their clocks agree.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -84,6 +85,24 @@ class DownlinkPublisher:
             seq = max(int(self.clock() * 1e6), self._last.get(vehicle_id, -1) + 1)
             self._last[vehicle_id] = seq
             return seq
+
+    def send_many(self, messages: Sequence[tuple[str, Body]], *, timeout_s: float = 30.0) -> list[bool]:
+        """Publish many messages at once (QoS 1) and wait for the broker's PUBACKs; per message, whether it
+        was acknowledged within ``timeout_s`` in all. One round trip per message would cap a campaign at a
+        few thousand cars a second; paho keeps the ones beyond its in-flight window queued in order."""
+        infos = []
+        for vehicle_id, body in messages:
+            if not isinstance(body.KIND, DownlinkKind):
+                raise ValueError(f"{body.SCHEMA} is not a downlink message")
+            payload = encode(vehicle_id, self.next_seq(vehicle_id), body)
+            infos.append(self.client.publish(downlink_topic(vehicle_id, body.KIND), payload, qos=1))
+        deadline = time.monotonic() + timeout_s
+        for info in infos:
+            if not info.is_published():
+                # not queued (disconnected, queue full): not acknowledged, and said so by is_published()
+                with contextlib.suppress(RuntimeError, ValueError):
+                    info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        return [info.is_published() for info in infos]
 
     def send(self, vehicle_id: str, body: Body, *, timeout_s: float = 10.0) -> int:
         """Publish ``body`` to one vehicle and wait for the broker's PUBACK; return its ``seq``."""

@@ -357,12 +357,14 @@ class StatusV1(Body):
 class PushAction(StrEnum):
     """What happened to a push message in the car."""
 
-    DELIVERED = "delivered"
+    DELIVERED = "delivered"  # received by the car
+    DISPLAYED = "displayed"  # shown on the screen
     OPENED = "opened"
     CLICKED = "clicked"
     DISMISSED = "dismissed"
     EXPIRED = "expired"
     SUPPRESSED = "suppressed"  # marketing push without the owner's profiling consent
+    CONVERTED = "converted"  # the driver took the offer in the car (booked, bought, activated)
 
 
 class PushV1(Body):
