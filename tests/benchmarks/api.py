@@ -1,0 +1,214 @@
+"""The HTTP API under load: authenticated portrait reads at a fixed offered rate from a separate process.
+
+A simulated population (CRM and online files through the importer, trips by COPY, the analytics job run) in
+a scratch database; an API key with ``marketing:read`` made by the real code; the API started as production
+starts it (``drivesight-cloud api --workers W --port P``, a separate process); then locust, headless in a
+process of its own (``tests/benchmarks/api_locustfile.py``), sends ``--rps`` portrait GETs a second of random
+consenting customers for ``--seconds`` (after ``--warmup`` seconds not counted), paced by constant-throughput
+users on kept-alive connections.
+
+Printed (one JSON line): ``p50_ms``/``p99_ms`` of the response time as the load process saw it, computed
+from every request's exact time (locust's own percentiles are bucketed to whole milliseconds), the achieved
+``rps``, ``failures`` (any answer but a 2xx; the exit status is 1 if there is one), and ``auth_ms``: the time
+the key check (``require``) took inside the server per request, read from the ``Server-Timing`` header the
+benchmark turns on (``DRIVESIGHT_API_SERVER_TIMING``): ``auth_ms`` for a cached key (median; ``auth_p99_ms``),
+``auth_lookup_ms`` for a request that waited for the database lookup (made once per key and worker every
+``DRIVESIGHT_API_KEY_CACHE_S``). ``audit_rows_per_answer`` checks that every answered read was audited.
+The server runs with a per-key rate limit high enough for one key to carry the whole load.
+
+    python tests/benchmarks/api.py                              # 500 requests/s for 30 s, 2 workers
+    python tests/benchmarks/api.py --rps 50 --seconds 5 --customers 200 --days 10   # smoke size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from cloud.access.keys import create_key
+from cloud.analytics.config import load_config
+from cloud.analytics.run import run_analytics
+from cloud.db.migrate import migrate
+from simulators.population import simulate_population
+from tests.benchmarks.portrait_quality import load
+from tests.helpers import scratch_database
+
+#: the server (its maintenance database) the benchmark makes its database on
+ADMIN_URL = os.environ.get("DRIVESIGHT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BIN = Path(sys.executable).parent
+LOCUSTFILE = Path(__file__).with_name("api_locustfile.py")
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr."""
+    print(f"[api] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Return once ``base/healthz`` answers 200; fail if the server exits or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the API exited with status {server.returncode} before it was healthy")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the API was not healthy within {timeout_s:g} s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop the API as a supervisor would (SIGTERM, then SIGKILL of its process group after 20 s)."""
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def seed(url: str, customers: int, days: int, seed_: int, directory: Path) -> tuple[list[str], str]:
+    """Load a population, run the analytics, and return the consenting customers' ids and a new key."""
+    migrate(url)
+    pop = simulate_population(customers, seed_, days=days)
+    load(url, pop, directory / "files")
+    run_analytics(url, load_config(), full=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT customer_id FROM consent_current WHERE scope = 'marketing' AND granted"
+                " ORDER BY customer_id"
+            )
+        ]
+        key = create_key(conn, name="api benchmark", scopes="marketing:read").key
+        conn.execute("VACUUM ANALYZE")
+    return ids, key
+
+
+def summarise(samples: list[tuple[float, float, int, float, str]], warmup_s: float) -> dict[str, Any]:
+    """The figures of the requests started after the first ``warmup_s`` seconds (failures: of all)."""
+    first = min(s[0] for s in samples)
+    counted = [s for s in samples if s[0] >= first + warmup_s]
+    if len(counted) < 2:
+        raise SystemExit("too few requests after the warm-up to measure anything")
+    times = np.array([s[1] for s in counted])
+    span = max(s[0] for s in counted) - min(s[0] for s in counted)
+    cached = np.array([s[3] for s in counted if s[4] == "cached"])
+    lookups = np.array([s[3] for s in counted if s[4] == "lookup"])
+    return {
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p90_ms": round(float(np.percentile(times, 90)), 2),
+        "p99_ms": round(float(np.percentile(times, 99)), 2),
+        "max_ms": round(float(times.max()), 1),
+        "rps": round((len(counted) - 1) / span, 1) if span > 0 else None,
+        "requests": len(samples),
+        "failures": sum(1 for s in samples if not 200 <= s[2] < 300),
+        "auth_ms": round(float(np.percentile(cached, 50)), 4) if cached.size else None,
+        "auth_p99_ms": round(float(np.percentile(cached, 99)), 4) if cached.size else None,
+        "auth_lookup_ms": round(float(np.median(lookups)), 3) if lookups.size else None,
+        "auth_lookup_requests": int(lookups.size),  # requests that waited for a lookup (shared ones too)
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rps", type=float, default=500, help="offered load, requests a second")
+    parser.add_argument("--seconds", type=float, default=30, help="measured time, after the warm-up")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of load not counted")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--users", type=int, default=50, help="locust users (connections), each paced")
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args()
+    out: dict[str, Any] = {"offered_rps": args.rps, "seconds": args.seconds, "workers": args.workers}
+    with scratch_database(ADMIN_URL, "drivesight_bench_api") as url, tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        started = time.monotonic()
+        ids, key = seed(url, args.customers, args.days, args.seed, directory)
+        progress(f"{len(ids)} consenting customers of {args.customers} in {time.monotonic() - started:.0f} s")
+        (directory / "ids").write_text("\n".join(ids))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = os.environ | {
+            "DRIVESIGHT_DATABASE_URL": url,
+            "DRIVESIGHT_API_SERVER_TIMING": "1",
+            "DRIVESIGHT_API_RATE_PER_S": "1000000",  # one key carries the whole load
+            "DRIVESIGHT_API_RATE_BURST": "1000000",
+        }
+        log_path = directory / "api.log"
+        with open(log_path, "wb") as server_log:
+            server = subprocess.Popen(
+                [BIN / "drivesight-cloud", "api", "--workers", str(args.workers), "--port", str(port)],
+                env=env,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                wait_healthy(base, server)
+                progress(f"API up on {base} with {args.workers} workers; locust at {args.rps:g}/s")
+                samples_path = directory / "samples"
+                load_env = os.environ | {
+                    "DS_BENCH_KEY": key,
+                    "DS_BENCH_IDS": str(directory / "ids"),
+                    "DS_BENCH_RATE": str(args.rps / args.users),
+                    "DS_BENCH_SAMPLES": str(samples_path),
+                }
+                command = [BIN / "locust", "-f", LOCUSTFILE, "--headless", "--host", base, "--only-summary"]
+                command += ["-u", str(args.users), "-r", str(args.users)]  # all users within a second
+                command += ["-t", f"{args.warmup + args.seconds:g}s", "--stop-timeout", "5"]
+                locust = subprocess.run(
+                    [*command, "--loglevel", "WARNING"],
+                    env=load_env,
+                    stdout=sys.stderr,  # its summary table is progress; stdout is this script's JSON
+                    check=False,
+                )
+            finally:
+                stop(server)
+        if not samples_path.exists():
+            sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
+            raise SystemExit(f"locust wrote no samples (exit status {locust.returncode})")
+        rows = (line.split() for line in samples_path.read_text().splitlines())
+        samples = [(float(t), float(ms), int(code), float(auth), src) for t, ms, code, auth, src in rows]
+        out |= summarise(samples, args.warmup)
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'portrait.read'").fetchone()
+            audited = int(row[0]) if row else 0
+        answered = sum(1 for s in samples if 200 <= s[2] < 300)
+        out["audit_rows_per_answer"] = round(audited / answered, 3) if answered else None
+        if out["failures"]:
+            sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
+    print(json.dumps(out))
+    if out["failures"] or out["audit_rows_per_answer"] != 1.0:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
