@@ -252,13 +252,20 @@ class BaseRecommender(ABC):
 def _top_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k highest finite scores (codes, scores), best first; -1 / NaN where fewer are finite.
 
-    Ties are broken by item code so that the same scores always give the same list."""
+    Ties are broken by item code (lowest first), so the same scores always give the same list."""
     n_items = block.shape[1]
     if k < n_items:
         part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(block, part, axis=1)
+        # argpartition picks among items tied at the k-th score arbitrarily: where a tie straddles the cut
+        # (equal popularity counts, too few eligible items), that row is sorted in full, stably
+        straddling = (block >= vals.min(axis=1, keepdims=True)).sum(axis=1) > k
+        for r in np.flatnonzero(straddling):
+            part[r] = np.argsort(-block[r], kind="stable")[:k]
+            vals[r] = block[r, part[r]]
     else:
         part = np.tile(np.arange(n_items), (block.shape[0], 1))
-    vals = np.take_along_axis(block, part, axis=1)
+        vals = np.take_along_axis(block, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
     top = np.take_along_axis(part, order, axis=1)
     top_scores = np.take_along_axis(vals, order, axis=1)

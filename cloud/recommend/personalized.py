@@ -119,8 +119,11 @@ class Personalized(BaseRecommender):
                 said.append((parts["knn"][col], str(similar[col])))
             if "als" in parts and parts["als"][col] > 0:
                 said.append((parts["als"][col], "liked by customers with a history like yours"))
-            if not said or ("pop" in parts and parts["pop"][col] >= max(v for v, _ in said)):
-                said.append((parts.get("pop", np.zeros(len(items)))[col], pop_reason))
+            pop = parts["pop"][col] if "pop" in parts else 0.0
+            if pop > 0 and (not said or pop >= max(v for v, _ in said)):
+                said.append((pop, pop_reason))
+            if not said:  # nothing speaks for it but that nothing else is left: say what it is
+                said.append((0.0, pop_reason if self.prior_[item] > 0 else "new in the catalogue"))
             said.sort(key=lambda p: -p[0])
             reasons.append(tuple(words for _, words in said))
         return reasons
