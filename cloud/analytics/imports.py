@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cloud.privacy.ledger import ErasedIds
 from edge_agent.protocol import format_validation_error
@@ -158,6 +158,16 @@ class AccountRow(_Row):
     city: str | None = Field(default=None, max_length=64)
 
 
+def _degree_pairs(value: Any) -> Any:
+    """Categories from a file cell, ``suv:0.9;family:0.3`` (a JSON object passes as it is)."""
+    if isinstance(value, str):
+        pairs = [p.split(":") for p in value.split(";") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("write categories as name:degree;name:degree")
+        return {k.strip(): v.strip() for k, v in pairs}
+    return value
+
+
 class ItemRow(_Row):
     """items: a content item and its category memberships, ``categories`` as ``suv:0.9;family:0.3``."""
 
@@ -169,12 +179,7 @@ class ItemRow(_Row):
     @field_validator("categories", mode="before")
     @classmethod
     def _parse(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            pairs = [p.split(":") for p in value.split(";") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("write categories as name:degree;name:degree")
-            return {k.strip(): v.strip() for k, v in pairs}
-        return value
+        return _degree_pairs(value)
 
     @field_validator("categories")
     @classmethod
@@ -185,6 +190,85 @@ class ItemRow(_Row):
         if bad:
             raise ValueError(f"membership degrees must be in (0, 1]: {bad}")
         return value
+
+
+def _listed(value: Any) -> Any:
+    """A list from a file cell: ``a;b;c`` (CSV) or a JSON array."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(";") if v.strip()]
+    return [] if value is None else value
+
+
+def _aware_or_none(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("give the time with its UTC offset, e.g. 2026-08-01T10:00:00Z")
+    return value
+
+
+class CatalogueRow(_Row):
+    """catalogue: something campaigns can push (cloud/push/): an offer, a test drive, an accessory, a service
+    package, insurance, a charging plan or a feature unlockable over the air, with its targets, validity,
+    cost per send and value per conversion. Lists (tags, targets) as ``a;b``; categories as for items."""
+
+    item_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(
+        pattern=r"^(offer|test_drive|accessory|service_package|insurance|charging_plan|ota_feature|article)$"
+    )
+    title: str = Field(min_length=1, max_length=120)
+    body: str | None = Field(default=None, max_length=1000)
+    url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    category: str | None = Field(default=None, max_length=64)
+    tags: list[str] = Field(default=[], max_length=50)
+    target_models: list[str] = Field(default=[], max_length=100)
+    target_regions: list[str] = Field(default=[], max_length=100)
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    cost_per_send: float = Field(default=0.0, ge=0, le=1e6)
+    value_per_conversion: float = Field(default=0.0, ge=0, le=1e9)
+    categories: dict[str, float] = {}
+
+    @field_validator("tags", "target_models", "target_regions", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _listed(value)
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _aware_or_none(value)
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        return _degree_pairs(value) if value not in (None, "") else {}
+
+    @field_validator("categories")
+    @classmethod
+    def _degrees(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"membership degrees must be in (0, 1]: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> CatalogueRow:
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+class ConversionRow(_Row):
+    """conversions: a customer bought or took up a catalogue item (from the CRM), attributed to campaigns."""
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    item_id: str = Field(min_length=1, max_length=64)
+    at: datetime
+    value: float | None = Field(default=None, ge=0, le=1e9)
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _aware_or_none(value) or value
 
 
 class InteractionRow(_Row):
@@ -270,6 +354,11 @@ _VEHICLE_COLS = (
     "purchased_at",
     "price",
 )
+
+_CATALOGUE_COLS = (
+    "item_id", "kind", "title", "body", "url", "category", "tags", "target_models", "target_regions",
+    "valid_from", "valid_until", "cost_per_send", "value_per_conversion", "categories",
+)  # fmt: skip
 
 KINDS: dict[str, Kind] = {
     "dealers": Kind(
@@ -370,6 +459,46 @@ KINDS: dict[str, Kind] = {
         " AND e.scope = s.scope AND e.granted = s.granted AND e.at = s.at AND e.source = s.source)",
         lambda r: (r.customer_id, r.scope, r.granted, r.at, r.source or "import"),
     ),
+    "catalogue": Kind(
+        CatalogueRow,
+        "content_items",
+        _CATALOGUE_COLS,
+        (),
+        "INSERT INTO content_items (" + ", ".join(_CATALOGUE_COLS[:-1]) + ", updated_at)"
+        " SELECT " + ", ".join(_CATALOGUE_COLS[:-1]) + ", now() FROM staging ORDER BY line"
+        " ON CONFLICT (item_id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in _CATALOGUE_COLS[1:-1])
+        + ", updated_at = now();"
+        # categories given replace the item's; none given keep them (a catalogue update of prices only)
+        " DELETE FROM item_categories"
+        " WHERE item_id IN (SELECT item_id FROM staging WHERE categories <> '{}');"
+        " INSERT INTO item_categories (item_id, category, membership)"
+        " SELECT item_id, c.key, c.value::real FROM staging, jsonb_each_text(categories) c",
+        lambda r: (
+            r.item_id,
+            r.kind,
+            r.title,
+            r.body,
+            r.url,
+            r.category,
+            r.tags,
+            r.target_models,
+            r.target_regions,
+            r.valid_from,
+            r.valid_until,
+            r.cost_per_send,
+            r.value_per_conversion,
+            json.dumps(r.categories),
+        ),
+    ),
+    "conversions": Kind(
+        ConversionRow,
+        "conversions",
+        ("customer_id", "item_id", "at", "value"),
+        (("customer_id", "customers", "customer_id"), ("item_id", "content_items", "item_id")),
+        "INSERT INTO conversions (customer_id, item_id, at, value) SELECT customer_id, item_id, at, value"
+        " FROM staging ORDER BY line ON CONFLICT DO NOTHING",
+    ),
     "interactions": Kind(
         InteractionRow,
         "interactions",
@@ -392,6 +521,7 @@ _PERSON_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "consent": (("customer_id", "customer", "customers"),),
     "accounts": (("account_id", "account", "online_accounts"),),
     "interactions": (("account_id", "account", "online_accounts"),),
+    "conversions": (("customer_id", "customer", "customers"),),
 }
 
 
@@ -404,7 +534,7 @@ class ImportResult:
 
 
 #: kinds whose lines are events (a line twice is stored once), not entities with a key
-_EVENT_TABLES = ("interactions", "consent_events")
+_EVENT_TABLES = ("interactions", "consent_events", "conversions")
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -555,6 +685,8 @@ def _skip_erased(
 
 def _staging_source(kind: Kind) -> str:
     """A SELECT whose columns have the staging table's types (the target's, or jsonb for categories)."""
+    if kind.row is CatalogueRow:
+        return "SELECT " + ", ".join(_CATALOGUE_COLS[:-1]) + ", '{}'::jsonb AS categories FROM content_items"
     if kind.table == "content_items":
         return "SELECT item_id, kind, title, '{}'::jsonb AS categories FROM content_items"
     if kind.table == "vehicles":
