@@ -30,7 +30,7 @@ class ItemKNN(BaseRecommender):
     similarity_: sp.csr_matrix
     history_: sp.csr_matrix
 
-    def __init__(self, neighbours: int = 100, shrink: float = 10.0, binary: bool = True) -> None:
+    def __init__(self, neighbours: int = 10, shrink: float = 50.0, binary: bool = True) -> None:
         self.neighbours = neighbours
         self.shrink = shrink
         self.binary = binary

@@ -73,9 +73,9 @@ class ALS(_Factorisation):
 
     def __init__(
         self,
-        factors: int = 64,
-        regularization: float = 0.05,
-        alpha: float = 1.0,
+        factors: int = 16,
+        regularization: float = 30.0,
+        alpha: float = 5.0,
         iterations: int = 15,
         binary: bool = True,
         seed: int = 0,
@@ -107,9 +107,9 @@ class BPR(_Factorisation):
 
     def __init__(
         self,
-        factors: int = 64,
-        learning_rate: float = 0.05,
-        regularization: float = 0.01,
+        factors: int = 128,
+        learning_rate: float = 0.01,
+        regularization: float = 0.1,
         iterations: int = 100,
         binary: bool = True,
         seed: int = 0,

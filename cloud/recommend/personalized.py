@@ -8,7 +8,10 @@ like with like. ``content`` matches the user's portrait to the item's features:
     content(u, j) = (sum_t tag_u(t) m_j(t) + sum_c pref_u(c) m_j(c)) / (sum_t tag_u(t) + sum_c pref_u(c))
 
 the membership of j in the user's tags and categories, weighted by how strongly the user has each (0..1).
-``pop`` is the region-aware :class:`Popularity`. Cold start falls through: a user with history gets all four;
+``pop`` is the region-aware :class:`Popularity`. The CF and popularity weights were chosen on a validation
+split of MovieLens 100k training data (cloud/recommend/README.md); MovieLens has no portraits, so
+``content_weight`` (1.0: a full portrait match counts like the best ALS item) is a choice, to be tuned on push
+outcomes once there are some. Cold start falls through: a user with history gets all four;
 without history (a new customer with a portrait) content and popularity; without either, popularity.
 
 Every recommendation says why, strongest component first: "matched tags: suv, family", "matched categories:
@@ -40,9 +43,9 @@ class Personalized(BaseRecommender):
 
     def __init__(
         self,
-        knn_weight: float = 1.0,
-        als_weight: float = 1.0,
-        content_weight: float = 0.5,
+        knn_weight: float = 0.25,
+        als_weight: float = 2.0,
+        content_weight: float = 1.0,
         popularity_weight: float = 0.05,
         knn: ItemKNN | None = None,
         als: ALS | None = None,
@@ -108,15 +111,18 @@ class Personalized(BaseRecommender):
     def _explain(self, row: int, items: np.ndarray) -> list[tuple[str, ...]]:
         rows = np.array([row])
         parts = {key: part[0, items] for key, part in self._components(rows).items()}
-        similar = self.knn_.similar_reasons(row, items) if "knn" in parts else [None] * len(items)
+        # the items named are those that co-occur with the recommended one (item-kNN's similarity), whichever
+        # collaborative component carried it
+        cf = parts.get("knn", 0.0) + parts.get("als", 0.0) if ("knn" in parts or "als" in parts) else None
+        similar = self.knn_.similar_reasons(row, items) if cf is not None else [None] * len(items)
         pop_reason = self.popularity_._explain(row, items[:1])[0][0] if len(items) else "popular"
         reasons: list[tuple[str, ...]] = []
         for col, item in enumerate(items.tolist()):
             said: list[tuple[float, str]] = []
             if "content" in parts and parts["content"][col] > 0:
                 said.extend((parts["content"][col], words) for words in self._matched(row, item))
-            if "knn" in parts and parts["knn"][col] > 0 and similar[col]:
-                said.append((parts["knn"][col], str(similar[col])))
+            if cf is not None and cf[col] > 0 and similar[col]:
+                said.append((cf[col], str(similar[col])))
             if "als" in parts and parts["als"][col] > 0:
                 said.append((parts["als"][col], "liked by customers with a history like yours"))
             pop = parts["pop"][col] if "pop" in parts else 0.0
