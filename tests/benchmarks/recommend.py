@@ -63,10 +63,11 @@ def synthetic(users: int, items: int, groups: int, per_user: int, seed: int) -> 
     item_group = rng.integers(0, groups, size=items)
     skew = 1.0 / np.arange(1, items + 1) ** 0.8
     skew = skew[rng.permutation(items)]
+    user_group = rng.integers(0, groups, size=users)
     rows_u: list[np.ndarray] = []
     rows_i: list[np.ndarray] = []
     for g in range(groups):
-        members = np.flatnonzero(rng.integers(0, groups, size=users) == g)
+        members = np.flatnonzero(user_group == g)
         own = np.where(item_group == g, skew * 8.0, skew)
         p = own / own.sum()
         for u in members:
