@@ -41,6 +41,12 @@ def list_cursor(path: str, text: str) -> str | None:
         return encode_cursor("events", _moment(text), len(text), zlib.adler32(text.encode()) % 1000)
     if path == "/v1/insights":
         return encode_cursor("insights", len(text))
+    if path == "/v1/catalogue":
+        return encode_cursor("catalogue", text)
+    if path == "/v1/campaigns":
+        return encode_cursor("campaigns", text)
+    if path.endswith("/decisions"):
+        return encode_cursor("decisions", text)
     return None
 
 

@@ -63,9 +63,12 @@ class ApiError(HTTPException):
         *,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(status_code=status_code, detail=detail, headers=dict(headers) if headers else None)
         self.code = code or CODES.get(status_code, "error")
+        #: per problem ``{"loc", "msg", "type"}``, as a request validation error lists them
+        self.errors = errors
 
 
 def error_response(
@@ -102,10 +105,11 @@ def _allowed_methods(request: Request) -> str:
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = exc.code if isinstance(exc, ApiError) else None
+    errors = exc.errors if isinstance(exc, ApiError) else None
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
-    return error_response(exc.status_code, str(exc.detail), code=code, headers=headers or None)
+    return error_response(exc.status_code, str(exc.detail), code=code, errors=errors, headers=headers or None)
 
 
 def _validation_error(_request: Request, exc: Exception) -> Response:
