@@ -343,3 +343,54 @@ def test_unacknowledged_pushes_are_sent_again_under_the_same_id(world: tuple[str
     assert first.acknowledged == len(calls[0]) // 2
     assert calls[1] == calls[0][len(calls[0]) // 2 :]  # the rest, under the same push ids
     assert second.acknowledged == len(calls[1]) and isinstance(Outgoing, type)
+
+
+def test_recommended_arms_choose_by_portrait_or_popularity_with_reasons(
+    world: tuple[str, list[str], str],
+) -> None:
+    url, customers, _ = world
+    acked: list[Outgoing] = []
+
+    def sender(outgoing: Any) -> set[str]:
+        acked.extend(outgoing)
+        return {o.push.push_id for o in outgoing}
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        # EV owners carry the "ev" tag in their portrait; 30 customers bought the tyres (the popular item)
+        for i, c in enumerate(customers):
+            if i % 2 == 0:
+                conn.execute(
+                    "INSERT INTO customer_tags (customer_id, tag, score, evidence, config_version)"
+                    " VALUES (%s, 'ev', 0.9, '{}', 1)",
+                    (c,),
+                )
+        for c in customers[1:61:2]:
+            conn.execute(
+                "INSERT INTO conversions (customer_id, item_id, at) VALUES (%s, 'I-TYRES', %s)",
+                (c, NOON_SHANGHAI - timedelta(days=3)),
+            )
+        arms = [
+            {"name": "personalized", "content": {"recommended": "personalized"}},
+            {"name": "relevance", "content": {"recommended": "popularity"}},
+        ]
+        create(conn, parse_spec(_spec("recs", arms=arms, holdout_share=0.1)), now=NOON_SHANGHAI)
+        launch(conn, "recs", sender, now=NOON_SHANGHAI)
+        rows = conn.execute(
+            "SELECT customer_id, arm, item_id, reason FROM campaign_decisions WHERE decision = 'sent'"
+        ).fetchall()
+    index = {c: i for i, c in enumerate(customers)}
+    by_arm: dict[str, list[tuple[int, str, str]]] = {}
+    for customer, arm, item, reason in rows:
+        by_arm.setdefault(arm, []).append((index[customer], item, reason))
+    # the portrait decides for EV owners: the charging plan, because of the tag
+    ev = [(item, reason) for i, item, reason in by_arm["personalized"] if i % 2 == 0]
+    assert ev and all(item == "I-CHARGE" for item, _ in ev), ev[:3]
+    assert all("personalized" in reason and "ev" in reason for _, reason in ev), ev[:3]
+    # popularity gives everyone the tyres (bought by 30), EV owners included
+    relevance = by_arm["relevance"]
+    assert relevance and all(item == "I-TYRES" for _, item, _ in relevance)
+    assert all(reason.startswith("popularity:") for _, _, reason in relevance)
+    # the buyers are not offered the tyres again
+    buyers = {index[c] for c in customers[1:61:2]}
+    assert not [i for i, item, _ in relevance if i in buyers]
+    assert len(acked) == len(rows)

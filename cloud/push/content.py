@@ -3,8 +3,9 @@ customer may get (valid now, targeted at their car's model and their region, not
 
 Recommenders plug in through :data:`RANKERS`: a ranker gets the customers and, per customer, the items they
 may get, and answers with one :class:`Choice` (item, score, reasons) per customer it can serve. ``random``
-is built in (the control arm of a recommender comparison: an eligible item drawn by hash, so a rerun draws
-the same); the learned ones come from cloud/recommend.
+is the control arm of a recommender comparison (an eligible item drawn by hash, so a rerun draws the same);
+the others are cloud/recommend's algorithms, fitted for the run on the database's interactions and
+features (cloud/push/signals.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
+
+from cloud.recommend.algorithms import make
+from cloud.recommend.base import BaseRecommender
 
 from .assign import position
 
@@ -71,8 +75,17 @@ class Choice:
     reasons: tuple[str, ...]
 
 
-#: (customers, the items each may get, the campaign id) -> a choice per customer served
-Ranker = Callable[[Sequence[Target], Mapping[str, Sequence[Item]], str], dict[str, Choice]]
+@dataclass(frozen=True, slots=True)
+class RankContext:
+    """What a ranker may read: the database, the campaign and the time of the run."""
+
+    conn: psycopg.Connection[Any]
+    campaign_id: str
+    now: datetime
+
+
+#: (context, customers, the items each may get) -> a choice per customer served
+Ranker = Callable[[RankContext, Sequence[Target], Mapping[str, Sequence[Item]]], dict[str, Choice]]
 
 
 def load_items(conn: psycopg.Connection[Any]) -> dict[str, Item]:
@@ -118,17 +131,53 @@ def eligible_items(
 
 
 def random_ranker(
-    targets: Sequence[Target], candidates: Mapping[str, Sequence[Item]], campaign_id: str
+    context: RankContext, targets: Sequence[Target], candidates: Mapping[str, Sequence[Item]]
 ) -> dict[str, Choice]:
     """An eligible item drawn uniformly by hash of the campaign and customer (the same on every run)."""
     chosen = {}
     for t in targets:
         items = candidates.get(t.customer_id, ())
         if items:
-            index = int(position(f"random:{campaign_id}", t.customer_id) * len(items))
+            index = int(position(f"random:{context.campaign_id}", t.customer_id) * len(items))
             chosen[t.customer_id] = Choice(items[index].item_id, 0.0, ("drawn at random (control arm)",))
     return chosen
 
 
-#: rankers by the name an arm uses; cloud/recommend adds the learned ones
-RANKERS: dict[str, Ranker] = {"random": random_ranker}
+def fit_recommender(conn: psycopg.Connection[Any], name: str, now: datetime) -> BaseRecommender:
+    """Recommender ``name`` fitted on the database's interactions and features as of ``now``."""
+    from .signals import load_interactions, load_item_features, load_user_features
+
+    return make(name).fit(load_interactions(conn, now), load_user_features(conn), load_item_features(conn))
+
+
+def learned_ranker(name: str) -> Ranker:
+    """A ranker that fits recommender ``name`` (cloud/recommend) for the run and gives each customer its best
+    item among those they may get, with the recommender's reasons."""
+
+    def rank(
+        context: RankContext, targets: Sequence[Target], candidates: Mapping[str, Sequence[Item]]
+    ) -> dict[str, Choice]:
+        model = fit_recommender(context.conn, name, context.now)
+        at = context.now.timestamp()
+        chosen = {}
+        for t in targets:
+            allowed = {i.item_id for i in candidates.get(t.customer_id, ())}
+            if not allowed:
+                continue
+            for r in model.recommend(t.customer_id, RANK_DEPTH, t.converted, at=at):
+                if r.item in allowed:
+                    chosen[t.customer_id] = Choice(r.item, r.score, (f"{name}:", *r.reasons))
+                    break
+        return chosen
+
+    return rank
+
+
+#: how deep in a customer's ranking to look for an item the campaign may show them
+RANK_DEPTH = 20
+
+#: rankers by the name an arm uses (cloud/push/spec.py RECOMMENDERS)
+RANKERS: dict[str, Ranker] = {
+    "random": random_ranker,
+    **{name: learned_ranker(name) for name in ("popularity", "personalized", "itemknn", "als")},
+}

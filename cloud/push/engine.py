@@ -39,7 +39,7 @@ from cloud.privacy.consent import allowed_customers
 from edge_agent.protocol import PushV1
 
 from . import assign
-from .content import RANKERS, Choice, Item, Target, eligible_items, load_items
+from .content import RANKERS, Choice, Item, RankContext, Target, eligible_items, load_items
 from .spec import CampaignSpec, audience_sql, parse_spec
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def _choose(
         if ranker is None:
             raise CampaignError(f"arm {arm!r}: recommender {content.recommended!r} is not available")
         candidates = eligible_items(targets, items, now)
-        chosen.update(ranker(targets, candidates, spec.campaign_id))
+        chosen.update(ranker(RankContext(conn, spec.campaign_id, now), targets, candidates))
     return chosen
 
 
