@@ -24,6 +24,8 @@ from edge_agent.protocol.conventions import command_parser, configure_logging
 
 from .access import cli as access_cli
 from .privacy import cli as privacy_cli
+from .push import cli as campaigns_cli
+from .recommend import cli as recommend_cli
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     publish.set_defaults(handler=_models_publish)
     access_cli.register(sub)
     privacy_cli.register(sub)
+    campaigns_cli.register(sub)
+    recommend_cli.register(sub)
     api = sub.add_parser(
         "api",
         help="serve the HTTP API",

@@ -50,8 +50,8 @@ class CloudSettings(BaseSettings):
     #: API worker processes (``drivesight-cloud api --workers``); each has its own connection pools, key
     #: cache and rate buckets
     api_workers: int = Field(default=1, ge=1, le=64)
-    #: one log line per request on stderr (uvicorn's access log). Off by default: without it a worker's CPU per
-    #: portrait read went from 3.3 to 2.4 ms at 300/s (one noisy measurement); personal reads and all
+    #: one log line per request on stderr (uvicorn's access log). Off by default: without it a worker's CPU
+    #: per portrait read went from 3.3 to 2.4 ms at 300/s (one noisy measurement); personal reads and all
     #: writes are in the audit log anyway
     api_access_log: bool = False
     #: answer each authenticated request with ``Server-Timing: auth;dur=<ms>;desc="cached"|"lookup"`` (the
