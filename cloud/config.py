@@ -54,6 +54,8 @@ class CloudSettings(BaseSettings):
     #: per portrait read went from 3.3 to 2.4 ms at 300/s (one noisy measurement); personal reads and all
     #: writes are in the audit log anyway
     api_access_log: bool = False
+    #: how long the API keeps a fitted recommender before refitting it on new interactions (seconds)
+    recommend_cache_s: float = Field(default=600.0, gt=0, le=86400)
     #: answer each authenticated request with ``Server-Timing: auth;dur=<ms>;desc="cached"|"lookup"`` (the
     #: key check's own time in the server; the API benchmark reads it). Off by default: clients need not know
     api_server_timing: bool = False

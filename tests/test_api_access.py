@@ -158,6 +158,9 @@ def samples(w: World) -> dict[tuple[str, str], Sample]:
         ("GET", "/v1/campaigns/{campaign_id}/decisions"): Sample(
             "/v1/campaigns/nothing/decisions", None, 404
         ),
+        ("GET", "/v1/customers/{customer_id}/recommendations"): Sample(
+            "/v1/customers/nobody-here/recommendations", None, 404
+        ),
     }
 
 

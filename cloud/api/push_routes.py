@@ -9,6 +9,7 @@ personal data and is audited too. A launch publishes to the cars through the bro
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,10 +19,12 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from cloud.analytics.imports import CatalogueRow
 from cloud.config import CloudSettings
-from cloud.privacy.audit import record
+from cloud.privacy.audit import AuditUnavailable, AuditWriter, personal_subject, record
+from cloud.privacy.consent import allows
 from cloud.push import campaigns as campaign_ops
 from cloud.push.engine import CampaignError, RunReport, Sender, load_campaign
 from cloud.push.results import campaign_results
+from cloud.push.serving import RecommenderCache
 from cloud.push.spec import CampaignSpec, SpecError
 
 from .auth import Principal, require
@@ -411,3 +414,90 @@ def campaign_decisions(
     with conn.transaction():
         _audit(conn, principal, "campaign.decisions.read", f"campaign:{campaign_id}", {"rows": len(rows)})
     return Page(items=[DecisionOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+class RecommendedItemOut(BaseModel):
+    """One recommended catalogue item, its score and why."""
+
+    item_id: str
+    score: float
+    reasons: list[str]
+    title: str | None
+    kind: str | None
+
+
+class RecommendationsOut(BaseModel):
+    """A customer's top items by one algorithm, and when that model was fitted."""
+
+    customer_id: str
+    algorithm: str
+    fitted_at: datetime
+    items: list[RecommendedItemOut]
+
+
+def _recommenders(request: Request) -> RecommenderCache:
+    with _sender_lock:
+        cache: RecommenderCache | None = getattr(request.app.state, "recommenders", None)
+        if cache is None:
+            settings: CloudSettings = request.app.state.settings
+            cache = RecommenderCache(settings.recommend_cache_s)
+            request.app.state.recommenders = cache
+        return cache
+
+
+@router.get(
+    "/v1/customers/{customer_id}/recommendations",
+    response_model=RecommendationsOut,
+    responses={404: documented("no such customer, or the customer's consent does not allow marketing")},
+)
+def recommendations(
+    request: Request,
+    principal: Annotated[Principal, require("marketing:read")],
+    conn: Conn,
+    customer_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00]*$")],
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    algorithm: Literal["personalized", "popularity", "itemknn", "als"] = "personalized",
+) -> RecommendationsOut:
+    """The customer's top ``k`` catalogue items with scores and reasons (items they converted on and items
+    not valid now left out), from a model refitted every ``DRIVESIGHT_RECOMMEND_CACHE_S`` (audited)."""
+    known = conn.execute("SELECT 1 FROM customers WHERE customer_id = %s", (customer_id,)).fetchone()
+    if known is None or not allows(conn, customer_id, "marketing"):
+        raise ApiError(404, f"customer {customer_id!r} not found", code="not_found")
+    converted = [
+        str(r["item_id"])
+        for r in conn.execute("SELECT item_id FROM conversions WHERE customer_id = %s", (customer_id,))
+    ]
+    fitted = _recommenders(request).get(conn, algorithm)
+    ranked = fitted.model.recommend(customer_id, k, converted, at=time.time())
+    titles = {
+        r["item_id"]: (r["title"], r["kind"])
+        for r in conn.execute(
+            "SELECT item_id, title, kind FROM content_items WHERE item_id = ANY(%s)",
+            ([x.item for x in ranked],),
+        )
+    }
+    writer: AuditWriter = request.app.state.audit
+    try:
+        writer.record(
+            key_id=principal.key_id,
+            action="recommendations.read",
+            subject=personal_subject("customer", customer_id),
+            outcome="ok",
+        )
+    except AuditUnavailable as exc:
+        raise ApiError(503, "cannot answer now: the audit log cannot be written") from exc
+    return RecommendationsOut(
+        customer_id=customer_id,
+        algorithm=algorithm,
+        fitted_at=fitted.fitted_at,
+        items=[
+            RecommendedItemOut(
+                item_id=x.item,
+                score=x.score,
+                reasons=list(x.reasons),
+                title=titles.get(x.item, (None, None))[0],
+                kind=titles.get(x.item, (None, None))[1],
+            )
+            for x in ranked
+        ],
+    )
