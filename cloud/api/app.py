@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.config import CloudSettings
@@ -42,6 +42,13 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
         pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False)
         pool.open(wait=True, timeout=30)
         app.state.pool = pool
+        # for async routes (deps.async_pool); autocommit: their reads are single statements, and a connection
+        # comes back without a rollback round trip
+        async_pool = AsyncConnectionPool(
+            database_url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
+        )
+        await async_pool.open(wait=True, timeout=30)
+        app.state.async_pool = async_pool
         access.open(database_url)
         audit = AuditWriter(database_url)
         audit.open()
@@ -51,6 +58,7 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
         finally:
             audit.close()
             access.close()
+            await async_pool.close()
             pool.close()
 
     app = FastAPI(

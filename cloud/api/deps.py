@@ -8,7 +8,7 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, Request
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 Row = dict[str, object]
 
@@ -22,3 +22,12 @@ def get_conn(request: Request) -> Iterator[psycopg.Connection[Row]]:
 
 
 Conn = Annotated[psycopg.Connection[Row], Depends(get_conn)]
+
+
+def async_pool(request: Request) -> AsyncConnectionPool:
+    """The app's pool for ``async`` routes: autocommit connections, borrowed for a route's queries only.
+
+    A sync route takes ``Conn``, which FastAPI enters, runs the route and leaves in worker threads, three
+    thread hops a request; the hottest read (a portrait) awaits this pool on the event loop instead."""
+    pool: AsyncConnectionPool = request.app.state.async_pool
+    return pool

@@ -22,6 +22,7 @@ must not keep the erased id in the clear.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import queue
@@ -154,7 +155,8 @@ class AuditWriter:
     Here the rows waiting when a transaction starts are appended by it together, under one lock and one
     flush. Writes keep ``record(conn, ...)``: their row must commit or roll back with what they change.
 
-    One thread and one connection per writer (per API process); thread-safe.
+    One thread and one connection per writer (per API process); thread-safe. ``arecord`` is the same for a
+    coroutine (an async route), which then waits on the event loop instead of in a worker thread.
     """
 
     def __init__(self, conninfo: str, *, max_batch: int = 500, timeout_s: float = 10.0) -> None:
@@ -188,15 +190,40 @@ class AuditWriter:
         detail: dict[str, object] | None = None,
     ) -> None:
         """Append one row (as ``record`` does) and wait until it is committed."""
-        if self._thread is None:
-            raise AuditUnavailable("the audit writer is not open")
-        done: Future[None] = Future()
-        params = _params(key_id=key_id, action=action, subject=subject, outcome=outcome, detail=detail)
-        self._queue.put((params, done))
+        done = self._submit(
+            _params(key_id=key_id, action=action, subject=subject, outcome=outcome, detail=detail)
+        )
         try:
             done.result(self.timeout_s)
         except FutureTimeout as exc:  # the row may still be written; the read is not answered either way
             raise AuditUnavailable(f"the audit row was not committed within {self.timeout_s:g} s") from exc
+
+    async def arecord(
+        self,
+        *,
+        key_id: int | None,
+        action: str,
+        subject: str | None,
+        outcome: str,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        """``record`` for a coroutine: waits for the commit without blocking the event loop (no thread)."""
+        done = self._submit(
+            _params(key_id=key_id, action=action, subject=subject, outcome=outcome, detail=detail)
+        )
+        try:
+            # shielded: a cancelled waiter (the client went away) must not cancel the row's future, which the
+            # writing thread completes, nor the row: it is written all the same
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.timeout_s)
+        except TimeoutError as exc:
+            raise AuditUnavailable(f"the audit row was not committed within {self.timeout_s:g} s") from exc
+
+    def _submit(self, params: dict[str, Any]) -> Future[None]:
+        if self._thread is None:
+            raise AuditUnavailable("the audit writer is not open")
+        done: Future[None] = Future()
+        self._queue.put((params, done))
+        return done
 
     def _run(self) -> None:
         stopping = False
