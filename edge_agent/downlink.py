@@ -10,6 +10,11 @@ show a push twice.
 A push goes to a pluggable :class:`DisplayHook` — the head unit, a test, a simulated driver — which reports
 what the driver did through the ``respond`` callback it is given; every answer goes up as feedback.v1.
 Expired pushes are answered ``expired``; marketing pushes without profiling consent ``suppressed``.
+
+A push is shown once per push id: the cloud re-publishes a push whose broker acknowledgement it never saw
+(a crash between publishing and recording it) under the same push id but a new ``seq``, which the ``seq``
+check lets through. The ids shown are kept in the outbox's store (one small row per push shown, a few a
+week per car), so a restart does not show it again either; a repeat is counted and answered with nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from .protocol import ConfigV1, FeedbackV1, ModelChunkV1, ProtocolError, PushAct
 log = logging.getLogger(__name__)
 
 SEQ_KEY = "downlink_seq"
+#: the outbox meta key prefix recording a push id as shown (value: when, epoch seconds)
+SHOWN_KEY = "push_shown:"
 
 
 class DisplayHook(Protocol):
@@ -55,6 +62,7 @@ class Downlink:
         self.incoming: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
         self.rejected = 0
         self.duplicates = 0
+        self.repeated_pushes = 0
 
     def receive(self, topic: str, payload: bytes) -> None:
         """Called by the MQTT client's thread: queue for :meth:`poll` (drops, counted, when far behind)."""
@@ -117,6 +125,12 @@ class Downlink:
         )
 
     def _push(self, push: PushV1) -> None:
+        key = SHOWN_KEY + push.push_id
+        if self.agent.outbox.get_meta(key) is not None:
+            self.repeated_pushes += 1
+            log.info("push %s was handled before (re-published by the cloud); not shown again", push.push_id)
+            return
+        self.agent.outbox.set_meta(key, int(self.clock().timestamp()))
         if push.expires_at is not None and push.expires_at <= self.clock():
             self._respond(push, PushAction.EXPIRED)
         elif self.agent.gate is not None and not self.agent.gate.allows_push(push):

@@ -20,6 +20,7 @@ from edge_agent.protocol import (
     BrokerAddress,
     ConfigV1,
     ConsentState,
+    FeedbackV1,
     PushAction,
     PushV1,
     downlink_topic,
@@ -131,3 +132,56 @@ def test_downlink_for_another_vehicle_or_malformed_is_rejected(tmp_path) -> None
     ).start()
     assert wait_until(lambda: downlink.poll() == 1 or outbox.depth() > 0, timeout=5)
     assert outbox.depth() == 2  # delivered + opened
+
+
+def test_a_push_republished_under_a_new_seq_is_shown_once(tmp_path) -> None:
+    """The cloud re-publishes a push it never saw acknowledged (a crash) under the same push id and a newer
+    seq: the car shows it once, reports once, and still does after a restart."""
+    outbox = Outbox(tmp_path / "o.db", "car1")
+    driver = ClickingDriver()
+    downlink = Downlink(EdgeAgent(outbox), driver)
+    push = PushV1(push_id="p-same", campaign_id="c1", title="Winter tyres", text="", marketing=False)
+    downlink.handle(downlink_topic("car1", "push"), encode("car1", 10, push))
+    downlink.handle(downlink_topic("car1", "push"), encode("car1", 11, push))  # re-published after a crash
+    assert driver.shown == ["p-same"] and downlink.repeated_pushes == 1 and downlink.duplicates == 0
+    assert outbox.depth() == 2  # delivered + opened, once
+    restarted = Downlink(EdgeAgent(outbox), driver)
+    restarted.handle(downlink_topic("car1", "push"), encode("car1", 12, push))
+    other = PushV1(push_id="p-other", title="Recall", text="", marketing=False)
+    restarted.handle(downlink_topic("car1", "push"), encode("car1", 13, other))
+    assert driver.shown == ["p-same", "p-other"] and restarted.repeated_pushes == 1
+
+
+def test_a_simulated_driver_reports_displayed_then_what_they_did(tmp_path) -> None:
+    """The simulated car's display (simulators/push_world.py): every push it shows is reported displayed,
+    then opened or dismissed (or nothing) and converted, as the response model draws; a driver who loves
+    the push's categories opens more than one who does not."""
+    import numpy as np
+
+    from edge_agent.protocol import decode
+    from simulators.push_world import RespondingDriver
+
+    def opened_share(preference: list[float], seed: int) -> float:
+        outbox = Outbox(tmp_path / f"o{seed}.db", "car1")
+        noon = datetime(2026, 10, 5, 4, 0, tzinfo=UTC)
+        clock = iter(noon + timedelta(days=8 * k) for k in range(10_000))  # no fatigue: a push a week+
+        driver = RespondingDriver(
+            np.array(preference), np.random.default_rng(seed), clock=lambda: next(clock)
+        )
+        downlink = Downlink(EdgeAgent(outbox), driver, clock=lambda: noon)
+        for k in range(300):
+            push = PushV1(push_id=f"p{k}", title="Electric charging plan", text="for electric lovers")
+            downlink.handle(downlink_topic("car1", "push"), encode("car1", k + 1, push))
+        actions = []
+        for item in outbox.pending(limit=10_000):
+            body = decode(item.topic, item.payload, now=noon, max_clock_skew=timedelta(days=3650)).body
+            assert isinstance(body, FeedbackV1)
+            actions.append(body.action)
+        assert actions.count(PushAction.DELIVERED) == actions.count(PushAction.DISPLAYED) == 300
+        assert actions.count(PushAction.CONVERTED) <= actions.count(PushAction.OPENED)
+        assert actions.count(PushAction.OPENED) + actions.count(PushAction.DISMISSED) <= 300
+        return actions.count(PushAction.OPENED) / 300
+
+    fan = opened_share([0.0, 0.9, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0], seed=1)  # "electric" is the 2nd category
+    indifferent = opened_share([0.3, 0.0, 0.3, 0.0, 0.2, 0.2, 0.0, 0.0], seed=2)
+    assert fan > indifferent + 0.2, (fan, indifferent)

@@ -1,27 +1,39 @@
 """What a treated customer is shown: the arm's fixed item, or the best item of a recommender among those the
 customer may get (valid now, targeted at their car's model and their region, not converted on before).
 
+A "recommended for you" slot offers something to take up: only items of the offer kinds
+(:data:`RECOMMENDABLE_KINDS`) fill it. Online content (articles, videos, products the customers read on the
+site and app, imported as ``items``) teaches the learned recommenders what goes together but is pushed only
+as an arm's fixed item.
+
 Recommenders plug in through :data:`RANKERS`: a ranker gets the customers and, per customer, the items they
 may get, and answers with one :class:`Choice` (item, score, reasons) per customer it can serve. ``random``
 is the control arm of a recommender comparison (an eligible item drawn by hash, so a rerun draws the same);
 the others are cloud/recommend's algorithms, fitted for the run on the database's interactions and
-features (cloud/push/signals.py).
+features (cloud/push/signals.py), and asked for every customer's top items in one vectorised call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg.rows import tuple_row
 
 from cloud.recommend.algorithms import make
 from cloud.recommend.base import BaseRecommender
+from cloud.recommend.data import ItemFeatures
 
 from .assign import position
+
+#: the catalogue kinds a recommended slot may offer (cloud/analytics/imports.py CatalogueRow, minus articles)
+RECOMMENDABLE_KINDS = frozenset(
+    ("offer", "test_drive", "accessory", "service_package", "insurance", "charging_plan", "ota_feature")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +134,20 @@ def load_items(conn: psycopg.Connection[Any]) -> dict[str, Item]:
 def eligible_items(
     targets: Sequence[Target], items: Mapping[str, Item], at: datetime
 ) -> dict[str, list[Item]]:
-    """Per customer, the items they may be shown at ``at``: valid, targeted at them, not converted on."""
-    valid = [i for i in items.values() if i.valid_at(at)]
-    return {
-        t.customer_id: [i for i in valid if i.item_id not in t.converted and i.targets(t.model, t.region)]
-        for t in targets
-    }
+    """Per customer, the items a recommended slot may show them at ``at``: of an offer kind, valid, targeted
+    at them, not converted on. Customers alike (model, region, items converted on) share one list."""
+    valid = [i for i in items.values() if i.kind in RECOMMENDABLE_KINDS and i.valid_at(at)]
+    lists: dict[tuple[str | None, str | None, frozenset[str]], list[Item]] = {}
+    out = {}
+    for t in targets:
+        key = (t.model, t.region, t.converted)
+        found = lists.get(key)
+        if found is None:
+            found = lists[key] = [
+                i for i in valid if i.item_id not in t.converted and i.targets(t.model, t.region)
+            ]
+        out[t.customer_id] = found
+    return out
 
 
 def random_ranker(
@@ -143,11 +163,24 @@ def random_ranker(
     return chosen
 
 
-def fit_recommender(conn: psycopg.Connection[Any], name: str, now: datetime) -> BaseRecommender:
-    """Recommender ``name`` fitted on the database's interactions and features as of ``now``."""
+def fit_recommender(
+    conn: psycopg.Connection[Any], name: str, now: datetime, recommendable: Collection[str] | None = None
+) -> BaseRecommender:
+    """Recommender ``name`` fitted on the database's interactions and features as of ``now``; with
+    ``recommendable``, only those items are ever ranked."""
     from .signals import load_interactions, load_item_features, load_user_features
 
-    return make(name).fit(load_interactions(conn, now), load_user_features(conn), load_item_features(conn))
+    items = load_item_features(conn)
+    if recommendable is not None:
+        # the other items still teach the model (what is read together), but an empty validity window keeps
+        # them out of every ranking: the recommender's own vectorised eligibility does the masking
+        items = ItemFeatures(
+            {
+                i: a if i in recommendable else replace(a, valid_from=0.0, valid_until=1.0)
+                for i, a in items.items.items()
+            }
+        )
+    return make(name).fit(load_interactions(conn, now), load_user_features(conn), items)
 
 
 def learned_ranker(name: str) -> Ranker:
@@ -157,20 +190,43 @@ def learned_ranker(name: str) -> Ranker:
     def rank(
         context: RankContext, targets: Sequence[Target], candidates: Mapping[str, Sequence[Item]]
     ) -> dict[str, Choice]:
-        model = fit_recommender(context.conn, name, context.now)
-        at = context.now.timestamp()
+        served = [t for t in targets if candidates.get(t.customer_id)]
+        if not served:
+            return {}
+        allowed_sets: dict[int, frozenset[str]] = {}  # per shared candidate list (eligible_items shares them)
+        recommendable = {i.item_id for t in served for i in candidates[t.customer_id]}
+        model = fit_recommender(context.conn, name, context.now, recommendable)
+        top = model.recommend_all(
+            [t.customer_id for t in served],
+            RANK_DEPTH,
+            exclude={t.customer_id: t.converted for t in served if t.converted},
+            at=context.now.timestamp(),
+        )
         chosen = {}
-        for t in targets:
-            allowed = {i.item_id for i in candidates.get(t.customer_id, ())}
-            if not allowed:
-                continue
-            for r in model.recommend(t.customer_id, RANK_DEPTH, t.converted, at=at):
-                if r.item in allowed:
-                    chosen[t.customer_id] = Choice(r.item, r.score, (f"{name}:", *r.reasons))
+        for r, t in enumerate(served):
+            listed = candidates[t.customer_id]
+            allowed = allowed_sets.get(id(listed))
+            if allowed is None:
+                allowed = allowed_sets[id(listed)] = frozenset(i.item_id for i in listed)
+            for code, score in zip(top.items[r].tolist(), top.scores[r].tolist(), strict=True):
+                if code < 0:
+                    break
+                item = top.item_ids[code]
+                if item in allowed:
+                    chosen[t.customer_id] = Choice(
+                        item, score, (f"{name}:", *_reasons(model, t.customer_id, code))
+                    )
                     break
         return chosen
 
     return rank
+
+
+def _reasons(model: BaseRecommender, customer: str, code: int) -> tuple[str, ...]:
+    """The recommender's reasons for item ``code`` to ``customer`` (as ``recommend`` gives them)."""
+    row = model.users_.user_index.get(customer, -1)
+    cold = row < 0 or (not model.serves_cold_users and not model._has_history(np.array([row]))[0])
+    return ("popular",) if cold else tuple(model._explain(row, np.array([code]))[0])
 
 
 #: how deep in a customer's ranking to look for an item the campaign may show them
