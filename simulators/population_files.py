@@ -48,7 +48,8 @@ def write_population_files(pop: Population, directory: Path) -> dict[str, Path]:
         "dealers": {k: pop.dealers[k] for k in ("dealer_id", "name", "region")},
         "customers": {k: c[k] for k in CustomerRow.model_fields if k in c},
         "consent": pop.consent,
-        "vehicles": dict(pop.vehicles),
+        # the simulated market is in one time zone (campaigns keep quiet hours in the car's local time)
+        "vehicles": {**pop.vehicles, "time_zone": np.full(len(pop.vehicles["vehicle_id"]), "Asia/Shanghai")},
         "service_visits": pop.service_visits,
         "complaints": {**pop.complaints, "resolved": np.where(pop.complaints["resolved"], "true", "false")},
         "accounts": pop.accounts,

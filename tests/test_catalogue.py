@@ -90,3 +90,26 @@ def test_conversions_are_events_stored_once(fresh_database: str, tmp_path: Path)
         unknown.write_text("customer_id,item_id,at\nC2,TYRES,2026-12-03T10:00:00Z\n")
         with pytest.raises(RowErrors, match="customer_id 'C2' is not in customers"):
             import_file(conn, "conversions", unknown)
+
+
+def test_vehicles_carry_their_time_zone(fresh_database: str, tmp_path: Path) -> None:
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO customers (customer_id) VALUES ('C1')")
+        header = "vehicle_id,customer_id,model,model_year,powertrain,purchased_at,time_zone\n"
+        good = tmp_path / "vehicles.csv"
+        good.write_text(
+            header + "V1,C1,DS-EV,2025,ev,2025-01-02,Asia/Shanghai\nV2,C1,DS-EV,2025,ev,2025-01-02,\n"
+        )
+        assert import_file(conn, "vehicles", good).imported == 2
+        # a file without the column keeps what is known
+        again = tmp_path / "again.csv"
+        again.write_text(
+            "vehicle_id,customer_id,model,model_year,powertrain,purchased_at\nV1,C1,DS-EV,2025,ev,2025-01-02\n"
+        )
+        import_file(conn, "vehicles", again)
+        zones = dict(conn.execute("SELECT vehicle_id, time_zone FROM vehicles ORDER BY 1").fetchall())
+        assert zones == {"V1": "Asia/Shanghai", "V2": None}
+        bad = tmp_path / "bad.csv"
+        bad.write_text(header + "V3,C1,DS-EV,2025,ev,2025-01-02,Mars/Olympus\n")
+        with pytest.raises(RowErrors, match=r"line 2: .*unknown time zone 'Mars/Olympus'"):
+            import_file(conn, "vehicles", bad)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg import sql
@@ -123,6 +124,20 @@ class VehicleRow(_Row):
     region: str | None = Field(default=None, max_length=64)
     purchased_at: date
     price: float | None = Field(default=None, ge=0)
+    #: the car's IANA time zone (e.g. Asia/Shanghai): campaigns keep quiet hours in it, and hold a car without
+    time_zone: str | None = Field(default=None, max_length=64)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(
+                    f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai"
+                ) from exc
+        return value
 
 
 class ServiceVisitRow(_Row):
@@ -353,6 +368,7 @@ _VEHICLE_COLS = (
     "region",
     "purchased_at",
     "price",
+    "time_zone",
 )
 
 _CATALOGUE_COLS = (
@@ -387,11 +403,12 @@ KINDS: dict[str, Kind] = {
         _VEHICLE_COLS,
         (("customer_id", "customers", "customer_id"), ("dealer_id", "dealers", "dealer_id")),
         "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, customer_id, dealer_id, model, trim_level,"
-        " model_year, powertrain, region) SELECT vehicle_id, now(), now(), customer_id, dealer_id, model,"
-        " trim_level, model_year, powertrain, region FROM staging ORDER BY line"
+        " model_year, powertrain, region, time_zone) SELECT vehicle_id, now(), now(), customer_id, dealer_id,"
+        " model, trim_level, model_year, powertrain, region, time_zone FROM staging ORDER BY line"
         " ON CONFLICT (vehicle_id) DO UPDATE SET customer_id = excluded.customer_id,"
         " dealer_id = excluded.dealer_id, model = excluded.model, trim_level = excluded.trim_level,"
-        " model_year = excluded.model_year, powertrain = excluded.powertrain, region = excluded.region;"
+        " model_year = excluded.model_year, powertrain = excluded.powertrain, region = excluded.region,"
+        " time_zone = coalesce(excluded.time_zone, vehicles.time_zone);"
         " INSERT INTO purchases (vehicle_id, customer_id, dealer_id, purchased_at, price)"
         " SELECT vehicle_id, customer_id, dealer_id, purchased_at, price FROM staging ORDER BY line"
         " ON CONFLICT (vehicle_id) DO UPDATE SET customer_id = excluded.customer_id,"
@@ -692,6 +709,6 @@ def _staging_source(kind: Kind) -> str:
     if kind.table == "vehicles":
         return (
             "SELECT v.vehicle_id, v.customer_id, v.dealer_id, v.model, v.trim_level, v.model_year,"
-            " v.powertrain, v.region, p.purchased_at, p.price FROM vehicles v, purchases p"
+            " v.powertrain, v.region, p.purchased_at, p.price, v.time_zone FROM vehicles v, purchases p"
         )
     return f"SELECT * FROM {kind.table}"
