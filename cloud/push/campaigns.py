@@ -94,13 +94,27 @@ def preview(
             {
                 "customer_id": d.customer_id,
                 "arm": d.arm,
-                "decision": d.decision,
+                "decision": "sent" if d.decision == "sending" else d.decision,
                 "reason": d.reason,
                 "item_id": d.item_id,
             }
-            for d in decisions[:sample]
+            for d in _spread(decisions, sample)
         ],
     }
+
+
+def _spread(decisions: Sequence[Any], n: int) -> list[Any]:
+    """Up to ``n`` decisions, the first of each kind before the second of any (a sample that shows every
+    reason a run would give)."""
+    by_kind: dict[str, list[Any]] = {}
+    for d in decisions:
+        by_kind.setdefault(d.decision, []).append(d)
+    out: list[Any] = []
+    depth = 0
+    while len(out) < n and any(len(v) > depth for v in by_kind.values()):
+        out += [v[depth] for v in by_kind.values() if len(v) > depth][: n - len(out)]
+        depth += 1
+    return out
 
 
 def set_status(conn: psycopg.Connection[Any], campaign_id: str, status: str) -> str:
