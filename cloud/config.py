@@ -56,6 +56,9 @@ class CloudSettings(BaseSettings):
     api_access_log: bool = False
     #: how long the API keeps a fitted recommender before refitting it on new interactions (seconds)
     recommend_cache_s: float = Field(default=600.0, gt=0, le=86400)
+    #: the share of customers no campaign reaches, the baseline of all campaigns together
+    #: (cloud/push/assign.py); changing it once campaigns ran moves customers in or out of the group
+    push_global_control_share: float = Field(default=0.05, ge=0, le=0.5)
     #: answer each authenticated request with ``Server-Timing: auth;dur=<ms>;desc="cached"|"lookup"`` (the
     #: key check's own time in the server; the API benchmark reads it). Off by default: clients need not know
     api_server_timing: bool = False

@@ -267,15 +267,22 @@ def list_campaigns(
     "/v1/campaigns/{campaign_id}/preview", response_model=dict[str, Any], responses=_NOT_FOUND | _REFUSED
 )
 def preview_campaign(
-    _: Annotated[Principal, require("marketing:read")], conn: Conn, campaign_id: CampaignId
+    _: Annotated[Principal, require("marketing:read")], conn: Conn, request: Request, campaign_id: CampaignId
 ) -> dict[str, Any]:
     """What launching now would decide: counts per decision, arm and item, and a sample with reasons;
     nothing is written or sent."""
     conn.row_factory = tuple_row  # type: ignore[assignment]
     try:
-        return campaign_ops.preview(conn, campaign_id, sample=0)
+        return campaign_ops.preview(
+            conn, campaign_id, sample=0, global_control_share=_settings(request).push_global_control_share
+        )
     except (SpecError, CampaignError) as exc:
         raise _campaign_error(exc) from exc
+
+
+def _settings(request: Request) -> CloudSettings:
+    settings: CloudSettings = request.app.state.settings
+    return settings
 
 
 def _sender(request: Request) -> Sender:
@@ -333,7 +340,9 @@ def launch_campaign(
     conn.commit()
     conn.autocommit = True
     try:
-        report = campaign_ops.launch(conn, campaign_id, sender)
+        report = campaign_ops.launch(
+            conn, campaign_id, sender, global_control_share=_settings(request).push_global_control_share
+        )
     except (SpecError, CampaignError) as exc:
         raise _campaign_error(exc) from exc
     finally:
@@ -360,14 +369,16 @@ def pause_campaign(
 
 @router.get("/v1/campaigns/{campaign_id}/results", response_model=dict[str, Any], responses=_NOT_FOUND)
 def campaign_results_route(
-    _: Annotated[Principal, require("marketing:read")], conn: Conn, campaign_id: CampaignId
+    _: Annotated[Principal, require("marketing:read")], conn: Conn, request: Request, campaign_id: CampaignId
 ) -> dict[str, Any]:
     """Per arm: the funnel, CTR and conversion with intervals, uplift against the holdout with its interval
     and p-value, the minimum detectable effect, cost and ROI; the sample-ratio check
     (cloud/push/results.py)."""
     conn.row_factory = tuple_row  # type: ignore[assignment]
     try:
-        return campaign_results(conn, campaign_id)
+        return campaign_results(
+            conn, campaign_id, global_control_share=_settings(request).push_global_control_share
+        )
     except CampaignError as exc:
         raise _campaign_error(exc) from exc
 

@@ -106,6 +106,12 @@ def _sender() -> Sender:
     return mqtt_sender(DownlinkPublisher(client))
 
 
+def _control_share() -> float:
+    from cloud.config import CloudSettings
+
+    return CloudSettings().push_global_control_share
+
+
 def _create(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .campaigns import create
     from .spec import SpecError, parse_spec
@@ -139,7 +145,7 @@ def _list(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 def _preview(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .campaigns import preview
 
-    p = preview(conn, args.campaign_id)
+    p = preview(conn, args.campaign_id, global_control_share=_control_share())
     text = [f"campaign {p['campaign_id']} ({p['status']}): {p['audience_open']} customers to decide"]
     text += [f"  {d:<15} {n}" for d, n in p["decisions"].items()]
     text += ["arms: " + ", ".join(f"{a} {n}" for a, n in p["arms"].items())]
@@ -169,7 +175,7 @@ def _launch(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .engine import load_campaign
 
     load_campaign(conn, args.campaign_id)  # an unknown campaign fails before the broker is involved
-    out = _report(launch(conn, args.campaign_id, _sender()))
+    out = _report(launch(conn, args.campaign_id, _sender(), global_control_share=_control_share()))
     _audit(conn, "campaign.launch", args.campaign_id, out[0]["decided"])
     return out
 
@@ -183,7 +189,8 @@ def _run(conn: Any, args: argparse.Namespace) -> tuple[Any, str] | None:
         reports = []
         for c in list_campaigns(conn):  # highest priority first: it takes the caps
             if c["status"] == "running":
-                reports.append(_report(run_campaign(conn, c["campaign_id"], sender)))
+                run = run_campaign(conn, c["campaign_id"], sender, global_control_share=_control_share())
+                reports.append(_report(run))
         if args.every is None:
             return [r[0] for r in reports], "\n".join(r[1] for r in reports) or "no running campaign"
         for document, text in reports:
@@ -203,7 +210,7 @@ def _pause(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 def _results(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .results import campaign_results
 
-    r = campaign_results(conn, args.campaign_id)
+    r = campaign_results(conn, args.campaign_id, global_control_share=_control_share())
     text = [f"campaign {r['campaign_id']} ({r['status']}): {r['name']}"]
     text.append(
         f"{'arm':<16}{'assigned':>9}{'sent':>7}{'deliv':>7}{'opened':>7}{'conv':>6}"
