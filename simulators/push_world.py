@@ -342,11 +342,14 @@ def load_world(
         import_file(conn, kind, files[kind])
         seconds[kind] = (datetime.now(UTC) - started).total_seconds()
         say(f"imported {kind} in {seconds[kind]:.1f} s")
-    # cars' time zones come from master data; a few are unknown, and campaigns hold those (never guessed)
+    # cars' time zones come from master data (the population's file gives most); a few are unknown, and
+    # campaigns hold those (never guessed)
     vehicles = population.vehicles["vehicle_id"]
-    unknown = vehicles[rng.random(len(vehicles)) < unknown_zone_share]
+    unknown = [str(v) for v in vehicles[rng.random(len(vehicles)) < unknown_zone_share]]
     conn.execute(
-        "UPDATE vehicles SET time_zone = %s WHERE NOT vehicle_id = ANY(%s)", (DEFAULT_ZONE, list(unknown))
+        "UPDATE vehicles SET time_zone = CASE WHEN vehicle_id = ANY(%s) THEN NULL"
+        " ELSE coalesce(time_zone, %s) END",
+        (unknown, DEFAULT_ZONE),
     )
     run_analytics(database_url, load_config(), full=True, seed=seed)
     say("analytics run")
