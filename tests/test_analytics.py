@@ -477,6 +477,18 @@ def test_insights_by_model_with_intervals(fresh_database: str, tmp_path: Path) -
         and g["efficiency"]["p50"] == 7.0
         and g["efficiency"]["trips"] == 2
     )
+    # the owner of V3 withdraws R&D use: V3's trips leave every insight
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        owner = conn.execute("SELECT customer_id FROM vehicles WHERE vehicle_id = 'V3'").fetchone()
+        conn.execute(
+            "INSERT INTO consent_events (customer_id, scope, granted, at, source)"
+            " VALUES (%s, 'rd', false, now(), 'app')",
+            owner,
+        )
+        after = insights(
+            conn, ("powertrain",), t0 - timedelta(days=1), t0 + timedelta(days=7), min_vehicles=2
+        )
+    assert (after[0]["vehicles"], after[0]["trips"], after[0]["distance_km"]) == (1, 2, 200.0)
     assert wilson(0, 0) == (0.0, 1.0) and wilson(5, 10)[0] < 0.5 < wilson(5, 10)[1]
     assert poisson_interval(0)[0] == 0.0 and poisson_interval(0)[1] == pytest.approx(3.689, abs=1e-3)
     with pytest.raises(ValueError, match="group by one or more of"):
@@ -539,7 +551,14 @@ def test_cli_from_simulated_files_to_portraits_and_insights(admin_database_url: 
         ins = drivesight("cloud", "analytics", "insights", "--by", "powertrain", *window)
         groups = [json.loads(line) for line in ins.stdout.splitlines()]
         assert sorted(g["powertrain"] for g in groups) == ["ev", "ice"]
-        assert sum(g["vehicles"] for g in groups) == 80
+        # every car but those whose owner withdrew R&D use (the population's consent: about 1 in 10)
+        with psycopg.connect(url) as conn:
+            withdrawn = conn.execute(
+                "SELECT count(*) FROM vehicles v JOIN consent_current c ON c.customer_id = v.customer_id"
+                " WHERE c.scope = 'rd' AND NOT c.granted"
+            ).fetchone()
+        assert withdrawn is not None and 0 < withdrawn[0] < 20
+        assert sum(g["vehicles"] for g in groups) == 80 - withdrawn[0]
         as_one = only_json(drivesight(*cloud, "insights", "--by", "powertrain", *window, "--json"))
         assert as_one["groups"] == groups
         refused(drivesight(*cloud, "insights", "--by", "colour", *window, "--json"), 2, "colour")

@@ -67,9 +67,14 @@ def insights(
     dims = ", ".join(f"v.{d}" for d in by)
     cur = conn.cursor(row_factory=tuple_row)  # whatever rows the caller's connection makes
     window = {"since": since, "until": until}
+    # an owner who withdrew R&D use (consent scope "rd", cloud/privacy/consent.py) is in no insight: their
+    # cars' trips and fault codes are left out; a car with no owner is judged by its own consent switch,
+    # which decided what it sent
     scope = (
         "FROM trips t JOIN vehicles v USING (vehicle_id)"
         " WHERE t.started_at >= %(since)s AND t.started_at < %(until)s"
+        " AND NOT EXISTS (SELECT 1 FROM consent_current rc WHERE rc.customer_id = v.customer_id"
+        " AND rc.scope = 'rd' AND NOT rc.granted)"
     )
     groups: dict[tuple[object, ...], dict[str, Any]] = {}
     harsh = (
