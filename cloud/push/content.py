@@ -94,6 +94,8 @@ class RankContext:
     conn: psycopg.Connection[Any]
     campaign_id: str
     now: datetime
+    #: what the run's rankers read once and share (the interactions and features, the heaviest reads)
+    shared: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 #: (context, customers, the items each may get) -> a choice per customer served
@@ -164,13 +166,23 @@ def random_ranker(
 
 
 def fit_recommender(
-    conn: psycopg.Connection[Any], name: str, now: datetime, recommendable: Collection[str] | None = None
+    conn: psycopg.Connection[Any],
+    name: str,
+    now: datetime,
+    recommendable: Collection[str] | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> BaseRecommender:
     """Recommender ``name`` fitted on the database's interactions and features as of ``now``; with
-    ``recommendable``, only those items are ever ranked."""
+    ``recommendable``, only those items are ever ranked. ``shared`` keeps what was read for the next
+    recommender of the same run (every arm learns from the same data)."""
     from .signals import load_interactions, load_item_features, load_user_features
 
-    items = load_item_features(conn)
+    shared = {} if shared is None else shared
+    if "interactions" not in shared:
+        shared["interactions"] = load_interactions(conn, now)
+        shared["users"] = load_user_features(conn)
+        shared["items"] = load_item_features(conn)
+    items: ItemFeatures = shared["items"]
     if recommendable is not None:
         # the other items still teach the model (what is read together), but an empty validity window keeps
         # them out of every ranking: the recommender's own vectorised eligibility does the masking
@@ -180,7 +192,7 @@ def fit_recommender(
                 for i, a in items.items.items()
             }
         )
-    return make(name).fit(load_interactions(conn, now), load_user_features(conn), items)
+    return make(name).fit(shared["interactions"], shared["users"], items)
 
 
 def learned_ranker(name: str) -> Ranker:
@@ -195,7 +207,7 @@ def learned_ranker(name: str) -> Ranker:
             return {}
         allowed_sets: dict[int, frozenset[str]] = {}  # per shared candidate list (eligible_items shares them)
         recommendable = {i.item_id for t in served for i in candidates[t.customer_id]}
-        model = fit_recommender(context.conn, name, context.now, recommendable)
+        model = fit_recommender(context.conn, name, context.now, recommendable, context.shared)
         top = model.recommend_all(
             [t.customer_id for t in served],
             RANK_DEPTH,

@@ -269,6 +269,7 @@ def _choose(
             )
         )
     chosen: dict[str, Choice] = {}
+    context = RankContext(conn, spec.campaign_id, now)  # one per run: arms share what rankers read
     for arm, targets in by_arm.items():
         content = spec.arm(arm).content
         if content.item is not None:
@@ -285,7 +286,7 @@ def _choose(
         if ranker is None:
             raise CampaignError(f"arm {arm!r}: recommender {content.recommended!r} is not available")
         candidates = eligible_items(targets, items, now)
-        chosen.update(ranker(RankContext(conn, spec.campaign_id, now), targets, candidates))
+        chosen.update(ranker(context, targets, candidates))
     return chosen
 
 
