@@ -52,20 +52,50 @@ def _sim_fleet(args: argparse.Namespace) -> int:
 
 
 def _sim_car(args: argparse.Namespace) -> int:
+    """One simulated car through the real edge agent; its driver answers pushes with the response model
+    (simulators/push_world.py): displayed, then opened or dismissed, sometimes converted."""
+    import threading
+    import time
+
+    import numpy as np
+    from pydantic import ValidationError
+
+    from edge_agent.config import EdgeSettings
+    from edge_agent.protocol import format_validation_error
+    from edge_agent.runner import install_signal_handlers, run_vehicle
+
+    from .population import CATEGORIES
+    from .push_world import RespondingDriver
     from .vehicle import simulated_drive
 
-    def source(settings: object, stop: object) -> Iterable[SignalBlock]:
-        vehicle_id = getattr(settings, "vehicle_id", None) or "sim"
-        return simulated_drive(
-            vehicle_id,
-            args.persona,
-            days=args.days,
-            seed=args.seed,
-            timezone=args.timezone or "Asia/Shanghai",
-        )
+    overrides = {
+        k: getattr(args, k)
+        for k in ("vehicle_id", "mqtt_url", "state_dir", "timezone")
+        if getattr(args, k, None) is not None
+    }
+    try:
+        settings = EdgeSettings(**overrides)
+    except ValidationError as exc:
+        print(f"edge settings refused: {format_validation_error(exc)}", file=sys.stderr)
+        return 2
+    zone = args.timezone or "Asia/Shanghai"
+    rng = np.random.default_rng(args.seed)
+    # the driver's hidden taste, as the simulated population draws it
+    driver = RespondingDriver(rng.dirichlet(np.full(len(CATEGORIES), 0.5)), rng, zone=zone)
+    stop = threading.Event()
+    install_signal_handlers(stop)
 
-    args.source_factory = source
-    return edge_cli.run_agent(args)
+    def source() -> Iterable[SignalBlock]:
+        yield from simulated_drive(
+            settings.vehicle_id or "sim", args.persona, days=args.days, seed=args.seed, timezone=zone
+        )
+        # then parked but online for --stay seconds: an empty block a second, so the agent's loop keeps
+        # handling the downlink (pushes) between blocks
+        until = time.monotonic() + args.stay
+        while time.monotonic() < until and not stop.wait(1.0):
+            yield SignalBlock(np.array([time.time()]), {})
+
+    return 0 if run_vehicle(settings, source(), display=driver, stop=stop) else 1
 
 
 def _sim_population(args: argparse.Namespace) -> int:
@@ -215,12 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.set_defaults(handler=_sim_fleet)
     car = sim_sub.add_parser(
         "car",
-        help="one simulated car: a simulated driver through the real edge agent, publishing to a broker",
+        help="one simulated car: a simulated driver through the real edge agent, publishing to a broker;"
+        " pushes it receives are answered like a customer would (displayed, opened/dismissed, converted)",
     )
     edge_cli.add_run_arguments(car, source_flags=False)
     car.add_argument("--persona", default="calm_commuter", help="the simulated driver")
     car.add_argument("--days", type=int, default=1, help="simulated days, ending yesterday")
-    car.add_argument("--seed", type=int, default=1, help="random seed")
+    car.add_argument("--seed", type=int, default=1, help="random seed (the drive and the driver's taste)")
+    car.add_argument(
+        "--stay", type=float, default=0.0, help="seconds to stay online after the drive, answering pushes"
+    )
     car.set_defaults(handler=_sim_car)
     population = sim_sub.add_parser(
         "population",

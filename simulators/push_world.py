@@ -42,6 +42,7 @@ Everything is seeded (numpy ``Generator``).
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,8 @@ import psycopg
 from edge_agent.protocol import FeedbackV1, PushAction, PushV1, decode, encode, uplink_topic
 
 from .population import CATEGORIES, REGIONS, Population
+
+log = logging.getLogger(__name__)
 
 #: the catalogue kinds a campaign offers (cloud/analytics/imports.py CatalogueRow, minus articles)
 CATALOGUE_KINDS = (
@@ -623,6 +626,7 @@ class RespondingDriver:
         actions = answer.actions(0)[1:]  # the agent reported the delivery itself
         self._times.append((push.push_id, now))
         self.shown.append((push.push_id, actions))
+        log.info("push %s %r: %s", push.push_id, push.title, ", ".join(a.value for a in actions))
         for action in actions:
             respond(action)
 
