@@ -24,7 +24,6 @@ from .guard import NO_NUL
 from .least_data import suppress_small_groups
 from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor, paginate
 from .params import UtcTime
-from .responses import SafeJSONResponse
 from .schemas import PortraitOut, SegmentOut
 
 router = APIRouter()
@@ -58,8 +57,11 @@ SELECT asked.known, asked.allowed, p.* FROM asked LEFT JOIN LATERAL (
             FROM jsonb_array_elements(m.model -> 'clusters') WITH ORDINALITY e (d, i)
             WHERE e.d -> 'cluster' = to_jsonb(k.cluster) ORDER BY e.i LIMIT 1) AS cluster_description,
            t.tags, t.tag_scores, t.tag_evidence, pr.categories, pr.category_scores,
-           (SELECT coalesce(array_agg(s.segment ORDER BY s.segment), '{}') FROM segment_members s
-            WHERE s.customer_id = c.customer_id) AS segments
+           -- per segment a probe of segment_members' key (segment, customer_id): there is no index by
+           -- customer alone, and a search of all the members took most of the query's time
+           (SELECT coalesce(array_agg(g.name ORDER BY g.name), '{}') FROM segments g
+            WHERE EXISTS (SELECT FROM segment_members s
+                          WHERE s.segment = g.name AND s.customer_id = c.customer_id)) AS segments
     FROM customers c
     LEFT JOIN customer_features f ON f.customer_id = c.customer_id
     LEFT JOIN customer_clusters k ON k.customer_id = c.customer_id
@@ -138,8 +140,9 @@ async def portrait(
     )
     await _audit_portrait(request, principal, customer_id, "ok")
     # returned as a response: FastAPI would validate the model it was just built as once more (the document
-    # still names PortraitOut); the JSON is what FastAPI made of it, non-finite floats null
-    return SafeJSONResponse(answer.model_dump(mode="json"))
+    # still names PortraitOut); serialized by pydantic in one step (non-finite floats null, as in every
+    # answer), a fifth of the time of a dict passed through SafeJSONResponse
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.get("/v1/segments", response_model=Page[SegmentOut])

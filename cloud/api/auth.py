@@ -21,6 +21,7 @@ The OpenAPI document declares the bearer scheme and, per operation, its scope (`
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,8 @@ __all__ = [
 SCHEME = "bearerAuth"
 #: the longest Authorization value looked at; a real key is 55 characters
 MAX_CREDENTIALS = 200
+#: the share of the cache time after which a cached key in use is read again in the background
+REFRESH_AFTER = 0.75
 
 #: what every protected route may answer besides its own results, for the OpenAPI document
 AUTH_REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -89,6 +92,8 @@ class Access:
         self.pool: ConnectionPool | None = None
         # lookups under way, by token digest: requests that miss the cache together share one
         self._pending: dict[bytes, asyncio.Future[tuple[KeyInfo | None, float]]] = {}
+        # by token digest of a key found: when its entry is old enough to be read again ahead of its expiry
+        self._refresh_at: dict[bytes, float] = {}
         self.lookups = 0  # database lookups made (for tests and metrics)
 
     def open(self, database_url: str) -> None:
@@ -117,21 +122,42 @@ class Access:
         """``key(token)`` and whether it came from the cache (False: this request waited for a lookup)."""
         fresh, info = self.cache.get(token)
         if fresh:
+            if info is not None and self.cache.clock() >= self._refresh_at.get(
+                self.cache.slot(token), math.inf
+            ):
+                # read again ahead of expiry, in the background, while this request goes on with the entry:
+                # a key in use then never makes requests wait for its lookup (they waited 4-20 ms every
+                # ttl, 1 % of the reads under load: the p99); the entry still expires ttl after its read
+                self._lookup_shared(token)
             return info, True
+        try:
+            # shielded: a waiter whose client went away does not cancel the others' lookup
+            info, _read_at = await asyncio.shield(self._lookup_shared(token))
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise ApiError(503, "cannot check the API key now: the database does not answer") from exc
+        return info, False
+
+    def _lookup_shared(self, token: str) -> asyncio.Future[tuple[KeyInfo | None, float]]:
+        """The lookup of ``token`` under way, else a new one; its answer goes into the cache when it comes."""
         slot = self.cache.slot(token)
         pending = self._pending.get(slot)
         if pending is None:
             self.lookups += 1
             pending = asyncio.ensure_future(anyio.to_thread.run_sync(self._lookup, token))
             self._pending[slot] = pending
-            pending.add_done_callback(lambda _done: self._pending.pop(slot, None))
-        try:
-            # shielded: a waiter whose client went away does not cancel the others' lookup
-            info, read_at = await asyncio.shield(pending)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise ApiError(503, "cannot check the API key now: the database does not answer") from exc
+            pending.add_done_callback(lambda done: self._looked_up(token, slot, done))
+        return pending
+
+    def _looked_up(self, token: str, slot: bytes, done: asyncio.Future[tuple[KeyInfo | None, float]]) -> None:
+        self._pending.pop(slot, None)
+        if done.cancelled() or done.exception() is not None:
+            return  # the waiters see the error; a background refresh's is seen when the entry expires
+        info, read_at = done.result()
         self.cache.put(token, info, read_at)
-        return info, False
+        if info is None:
+            self._refresh_at.pop(slot, None)  # made-up tokens are not refreshed (nor remembered here)
+        else:
+            self._refresh_at[slot] = read_at + REFRESH_AFTER * self.cache.ttl_s
 
 
 def _unauthorized(detail: str, error: str | None) -> ApiError:
