@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -90,6 +91,31 @@ def stop(server: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` and its live descendants so far (Linux /proc)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:  # gone meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def cpu_waiting_s() -> float | None:
+    """Seconds so far that some runnable task of this machine waited for a CPU (Linux PSI), or None."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(some.rsplit("total=", 1)[1]) / 1e6
 
 
 def seed(url: str, customers: int, days: int, seed_: int, directory: Path) -> tuple[list[str], str]:
@@ -184,12 +210,26 @@ def main() -> None:
                 command = [BIN / "locust", "-f", LOCUSTFILE, "--headless", "--host", base, "--only-summary"]
                 command += ["-u", str(args.users), "-r", str(args.users)]  # all users within a second
                 command += ["-t", f"{args.warmup + args.seconds:g}s", "--stop-timeout", "5"]
+                # CPU of the API's processes and of locust over the whole load (warm-up included): what a
+                # request costs, and whether the load process itself had a core to spare
+                server_cpu, load_cpu = cpu_seconds(server.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+                # and how busy the machine was: the share of the time something waited for a CPU (others'
+                # work too; the latencies are only comparable at a similar figure)
+                waiting, waiting_from = cpu_waiting_s(), time.monotonic()
                 locust = subprocess.run(
                     [*command, "--loglevel", "WARNING"],
                     env=load_env,
                     stdout=sys.stderr,  # its summary table is progress; stdout is this script's JSON
                     check=False,
                 )
+                server_cpu = cpu_seconds(server.pid) - server_cpu
+                waited = cpu_waiting_s()
+                if waiting is not None and waited is not None:
+                    cpu_pressure: float | None = (waited - waiting) / (time.monotonic() - waiting_from)
+                else:
+                    cpu_pressure = None
+                used = resource.getrusage(resource.RUSAGE_CHILDREN)
+                load_cpu_s = used.ru_utime + used.ru_stime - load_cpu.ru_utime - load_cpu.ru_stime
             finally:
                 stop(server)
         if not samples_path.exists():
@@ -198,6 +238,12 @@ def main() -> None:
         rows = (line.split() for line in samples_path.read_text().splitlines())
         samples = [(float(t), float(ms), int(code), float(auth), src) for t, ms, code, auth, src in rows]
         out |= summarise(samples, args.warmup)
+        span = args.warmup + args.seconds
+        out["server_cpu_ms_per_request"] = round(server_cpu * 1000 / len(samples), 3)
+        out["server_cores"] = round(server_cpu / span, 2)  # mean cores the API's processes used
+        out["locust_cores"] = round(load_cpu_s / span, 2)
+        out["cpu_pressure"] = round(cpu_pressure, 2) if cpu_pressure is not None else None
+        out["load_average"] = round(os.getloadavg()[0], 2)
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'portrait.read'").fetchone()
             audited = int(row[0]) if row else 0
