@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from cloud.analytics.insights import DIMENSIONS, insights
-from cloud.privacy.audit import AuditUnavailable, AuditWriter, personal_subject
+from cloud.privacy.audit import AsyncAuditWriter, AuditUnavailable, personal_subject
 
 from .auth import Principal, require
 from .deps import Conn, async_pool
@@ -88,11 +88,11 @@ _CUSTOMER = ("customer_id", "birth_year", "gender", "region", "city", "income_ba
 async def _audit_portrait(request: Request, principal: Principal, customer_id: str, outcome: str) -> None:
     # committed before the answer leaves, by the process's audit writer together with other requests' rows:
     # appended in the reader's transaction, the log's single head row stayed locked until it committed, and
-    # portrait reads queued behind one another (cloud/privacy/audit.py, AuditWriter); awaited on the event
-    # loop, so a read costs no worker thread
-    writer: AuditWriter = request.app.state.audit
+    # portrait reads queued behind one another (cloud/privacy/audit.py, AuditWriter); the writer of the event
+    # loop, so that a read involves no other thread
+    writer: AsyncAuditWriter = request.app.state.async_audit
     try:
-        await writer.arecord(
+        await writer.record(
             key_id=principal.key_id,
             action="portrait.read",
             subject=personal_subject("customer", customer_id),

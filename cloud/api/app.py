@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.config import CloudSettings
-from cloud.privacy.audit import AuditWriter
+from cloud.privacy.audit import AsyncAuditWriter, AuditWriter
 from edge_agent.protocol.conventions import package_version
 
 from . import errors
@@ -52,10 +52,14 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
         access.open(database_url)
         audit = AuditWriter(database_url)
         audit.open()
-        app.state.audit = audit
+        app.state.audit = audit  # for sync routes
+        async_audit = AsyncAuditWriter(database_url)  # for async ones, on this loop
+        async_audit.open()
+        app.state.async_audit = async_audit
         try:
             yield
         finally:
+            await async_audit.close()
             audit.close()
             access.close()
             await async_pool.close()
