@@ -59,6 +59,9 @@ class CloudSettings(BaseSettings):
     #: the share of customers no campaign reaches, the baseline of all campaigns together
     #: (cloud/push/assign.py); changing it once campaigns ran moves customers in or out of the group
     push_global_control_share: float = Field(default=0.05, ge=0, le=0.5)
+    #: the webhook channel's signing secret (cloud/push/webhooks.py), or a file holding it
+    push_webhook_secret: SecretStr | None = None
+    push_webhook_secret_file: Path | None = None
     #: answer each authenticated request with ``Server-Timing: auth;dur=<ms>;desc="cached"|"lookup"`` (the
     #: key check's own time in the server; the API benchmark reads it). Off by default: clients need not know
     api_server_timing: bool = False
@@ -105,6 +108,23 @@ class CloudSettings(BaseSettings):
         if len(key) < 16:
             raise SystemExit("the erasure ledger key must be at least 16 bytes")
         return key
+
+    def webhook_secret(self) -> bytes | None:
+        """The webhook channel's signing secret, or None when none is configured (at least 16 bytes)."""
+        if self.push_webhook_secret is not None and self.push_webhook_secret_file is not None:
+            raise SystemExit("set DRIVESIGHT_PUSH_WEBHOOK_SECRET or _SECRET_FILE, not both")
+        if self.push_webhook_secret_file is not None:
+            try:
+                secret = self.push_webhook_secret_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise SystemExit(f"cannot read DRIVESIGHT_PUSH_WEBHOOK_SECRET_FILE: {exc}") from exc
+        elif self.push_webhook_secret is not None:
+            secret = self.push_webhook_secret.get_secret_value().encode()
+        else:
+            return None
+        if len(secret) < 16:
+            raise SystemExit("the webhook secret must be at least 16 bytes")
+        return secret
 
     def ledger_key_if_set(self) -> bytes | None:
         """The erasure ledger's key when one is configured (checked as :meth:`ledger_key` does), else None:

@@ -125,3 +125,50 @@ def test_a_failing_endpoint_fails_after_its_attempts(pushes: tuple[str, list[str
         assert len(receiver.requests) == 3  # three attempts, then no more
     finally:
         receiver.close()
+
+
+def test_the_webhook_channel_of_a_campaign(fresh_database: str, vehicle_prefix: str) -> None:
+    from cloud.push.campaigns import create, launch
+    from cloud.push.engine import CampaignError, WebhookChannel
+    from cloud.push.spec import parse_spec
+    from tests.test_campaigns import NOON_SHANGHAI, _spec, _world
+
+    _world(fresh_database, vehicle_prefix)
+    published: list[str] = []
+
+    def broker(outgoing: list) -> set[str]:  # type: ignore[type-arg]
+        published.extend(o.push.push_id for o in outgoing)
+        return {o.push.push_id for o in outgoing}
+
+    receiver = _Receiver([500] * 5)  # the endpoint fails at first, then answers 200
+    try:
+        with psycopg.connect(fresh_database, autocommit=True) as conn:
+            only = _spec("hooked", channels=["webhook"], webhook_url=receiver.url)
+            create(conn, parse_spec(only), now=NOON_SHANGHAI)
+            with pytest.raises(CampaignError, match="DRIVESIGHT_PUSH_WEBHOOK_SECRET"):
+                launch(conn, "hooked", broker, now=NOON_SHANGHAI)
+            channel = WebhookChannel(SECRET)
+            first = launch(conn, "hooked", broker, now=NOON_SHANGHAI, webhook=channel)
+            assert published == []  # no car is pushed to on the webhook channel alone
+            # five posts failed, the rest delivered: those are sent, the five wait for their retry
+            assert first.acknowledged == first.decided["sent"] == len(receiver.requests) - 5
+            assert first.decided["sending"] == 5
+            later = launch(conn, "hooked", broker, now=NOON_SHANGHAI + timedelta(minutes=5), webhook=channel)
+            assert later.acknowledged == 5
+            decisions = dict(
+                conn.execute(
+                    "SELECT decision, count(*) FROM campaign_decisions"
+                    " WHERE campaign_id = 'hooked' GROUP BY 1"
+                ).fetchall()
+            )
+            assert decisions["sent"] == first.acknowledged + 5 and "sending" not in decisions
+            assert len({h["Idempotency-Key"] for h, _ in receiver.requests}) == decisions["sent"]
+            posts = len(receiver.requests)
+            launch(conn, "hooked", broker, now=NOON_SHANGHAI + timedelta(hours=1), webhook=channel)
+            assert len(receiver.requests) == posts  # nothing posted twice
+            channel_of = conn.execute(
+                "SELECT DISTINCT channel FROM campaign_decisions WHERE decision = 'sent'"
+            ).fetchall()
+            assert channel_of == [("webhook",)]
+    finally:
+        receiver.close()

@@ -22,7 +22,7 @@ from cloud.config import CloudSettings
 from cloud.privacy.audit import AuditUnavailable, AuditWriter, personal_subject, record
 from cloud.privacy.consent import allows
 from cloud.push import campaigns as campaign_ops
-from cloud.push.engine import CampaignError, RunReport, Sender, load_campaign
+from cloud.push.engine import CampaignError, RunReport, Sender, WebhookChannel, load_campaign
 from cloud.push.results import campaign_results
 from cloud.push.serving import RecommenderCache
 from cloud.push.spec import CampaignSpec, SpecError
@@ -340,8 +340,13 @@ def launch_campaign(
     conn.commit()
     conn.autocommit = True
     try:
+        secret = _settings(request).webhook_secret()
         report = campaign_ops.launch(
-            conn, campaign_id, sender, global_control_share=_settings(request).push_global_control_share
+            conn,
+            campaign_id,
+            sender,
+            global_control_share=_settings(request).push_global_control_share,
+            webhook=None if secret is None else WebhookChannel(secret),
         )
     except (SpecError, CampaignError) as exc:
         raise _campaign_error(exc) from exc

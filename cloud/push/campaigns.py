@@ -24,6 +24,7 @@ from .engine import (
     Outgoing,
     RunReport,
     Sender,
+    WebhookChannel,
     decide,
     load_campaign,
     run_campaign,
@@ -135,14 +136,22 @@ def launch(
     *,
     now: datetime | None = None,
     global_control_share: float = DEFAULT_GLOBAL_CONTROL_SHARE,
+    webhook: WebhookChannel | None = None,
 ) -> RunReport:
     """Set the campaign running (checked against the database again) and run it once; run it again to send
     to whoever became sendable (quiet hours over, caps renewed) — nothing is ever sent twice."""
     spec, status = load_campaign(conn, campaign_id)
+    if "webhook" in spec.channels and webhook is None:
+        raise CampaignError(
+            f"campaign {campaign_id!r} has the webhook channel: set DRIVESIGHT_PUSH_WEBHOOK_SECRET_FILE (its"
+            " signing secret) to run it"
+        )
     if status != "running":
         check_against_database(conn, spec, now)
         set_status(conn, campaign_id, "running")
-    return run_campaign(conn, campaign_id, sender, now=now, global_control_share=global_control_share)
+    return run_campaign(
+        conn, campaign_id, sender, now=now, global_control_share=global_control_share, webhook=webhook
+    )
 
 
 def list_campaigns(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .engine import Sender
+    from .engine import Sender, WebhookChannel
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,16 @@ def _sender() -> Sender:
     return mqtt_sender(DownlinkPublisher(client))
 
 
+def _webhook() -> WebhookChannel | None:
+    """The webhook channel when its secret is configured (a campaign with the channel is refused without)."""
+    from cloud.config import CloudSettings
+
+    from .engine import WebhookChannel
+
+    secret = CloudSettings().webhook_secret()
+    return None if secret is None else WebhookChannel(secret)
+
+
 def _control_share() -> float:
     from cloud.config import CloudSettings
 
@@ -175,7 +185,9 @@ def _launch(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .engine import load_campaign
 
     load_campaign(conn, args.campaign_id)  # an unknown campaign fails before the broker is involved
-    out = _report(launch(conn, args.campaign_id, _sender(), global_control_share=_control_share()))
+    out = _report(
+        launch(conn, args.campaign_id, _sender(), global_control_share=_control_share(), webhook=_webhook())
+    )
     _audit(conn, "campaign.launch", args.campaign_id, out[0]["decided"])
     return out
 
@@ -189,7 +201,9 @@ def _run(conn: Any, args: argparse.Namespace) -> tuple[Any, str] | None:
         reports = []
         for c in list_campaigns(conn):  # highest priority first: it takes the caps
             if c["status"] == "running":
-                run = run_campaign(conn, c["campaign_id"], sender, global_control_share=_control_share())
+                run = run_campaign(
+                    conn, c["campaign_id"], sender, global_control_share=_control_share(), webhook=_webhook()
+                )
                 reports.append(_report(run))
         if args.every is None:
             return [r[0] for r in reports], "\n".join(r[1] for r in reports) or "no running campaign"

@@ -41,11 +41,13 @@ from edge_agent.protocol import PushV1
 from . import assign
 from .content import RANKERS, Choice, Item, RankContext, Target, eligible_items, load_items
 from .spec import CampaignSpec, audience_sql, parse_spec
+from .webhooks import Poster, deliver_due, enqueue, urllib_post
 
 log = logging.getLogger(__name__)
 
-#: decisions no later run changes (``sending`` only becomes ``sent``, when the broker acknowledges)
-FINAL_OR_SENDING = ("sent", "sending", "holdout", "global_control", "expired")
+#: decisions no later run changes (``sending`` only becomes ``sent``, when the broker acknowledges or the
+#: webhook is delivered, or ``failed``, when a webhook-only push could not be delivered)
+FINAL_OR_SENDING = ("sent", "sending", "holdout", "global_control", "expired", "failed")
 #: the default share of customers no campaign reaches (DRIVESIGHT_PUSH_GLOBAL_CONTROL_SHARE)
 DEFAULT_GLOBAL_CONTROL_SHARE = 0.05
 
@@ -65,6 +67,14 @@ class Outgoing:
 
 #: publishes pushes; returns the push ids the broker acknowledged
 Sender = Callable[[Sequence[Outgoing]], set[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookChannel:
+    """How this installation delivers the webhook channel: its signing secret and the HTTP poster."""
+
+    secret: bytes
+    post: Poster = urllib_post
 
 
 @dataclass(slots=True)
@@ -137,7 +147,7 @@ def decide(
     for customer in open_:
         if customer not in consenting:
             decisions.append(_Decision(customer, "ineligible", "no_consent", "no marketing consent now"))
-        elif "push" in spec.channels and "webhook" not in spec.channels and customer not in cars:
+        elif "push" in spec.channels and customer not in cars:
             decisions.append(_Decision(customer, "ineligible", "no_vehicle", "no car to push to"))
         elif assign.in_global_control(customer, global_control_share):
             decisions.append(
@@ -179,11 +189,16 @@ def _send_time(
         return _Decision(customer, arm, "no_content", "no catalogue item this customer may get now")
     d = _Decision(customer, arm, "", "", choice.item_id, choice.score, car.vehicle_id if car else None)
     zone = _zone(car.time_zone) if car else None
-    if car is not None and zone is None:
-        d.decision, d.reason = "held", f"time zone of {car.vehicle_id} unknown ({car.time_zone or 'not set'})"
+    if zone is None:  # quiet hours are local: without the car's time zone they cannot be kept, so hold
+        d.decision = "held"
+        d.reason = (
+            f"time zone of {car.vehicle_id} unknown ({car.time_zone or 'not set'})"
+            if car is not None
+            else "time zone unknown: the customer has no car"
+        )
         return d
-    local = now.astimezone(zone) if zone is not None else now
-    if zone is not None and spec.quiet_hours.contains(local.time().replace(tzinfo=None)):
+    local = now.astimezone(zone)
+    if spec.quiet_hours.contains(local.time().replace(tzinfo=None)):
         d.decision, d.reason = "quiet_hours", f"local time {local:%H:%M} is within the quiet hours"
         return d
     sends = sent_before.setdefault(customer, [])
@@ -378,8 +393,10 @@ def run_campaign(
     now: datetime | None = None,
     global_control_share: float = DEFAULT_GLOBAL_CONTROL_SHARE,
     rankers: dict[str, Any] | None = None,
+    webhook: WebhookChannel | None = None,
 ) -> RunReport:
-    """One run of a running campaign: decide, record, publish, mark what the broker acknowledged."""
+    """One run of a running campaign: decide, record, publish (and post webhooks), mark what the broker
+    acknowledged (or the endpoint took)."""
     import time
 
     started = time.perf_counter()
@@ -387,6 +404,11 @@ def run_campaign(
     spec, status = load_campaign(conn, campaign_id)
     if status != "running":
         raise CampaignError(f"campaign {campaign_id!r} is {status}, not running: launch it first")
+    if "webhook" in spec.channels and webhook is None:
+        raise CampaignError(
+            f"campaign {campaign_id!r} has the webhook channel: set DRIVESIGHT_PUSH_WEBHOOK_SECRET_FILE (its"
+            " signing secret) to run it"
+        )
     report = RunReport(campaign_id)
     if now >= spec.ends_at:
         conn.execute(
@@ -405,9 +427,11 @@ def run_campaign(
             report.decided[d.decision] = report.decided.get(d.decision, 0) + 1
     else:
         decisions = []
-    outgoing = pending(conn, spec)
+    outgoing = pending(conn, spec) if "push" in spec.channels else []
     report.published = len(outgoing)
     acknowledged = sender(outgoing) if outgoing else set()
+    if webhook is not None and "webhook" in spec.channels:
+        acknowledged |= _webhooks(conn, spec, webhook, now, decides_sent="push" not in spec.channels)
     # this run's sends as the broker took them: sent, or still sending (the next run publishes them again)
     mine = {d.push_id for d in decisions if d.decision == "sending"}
     if mine:
@@ -417,10 +441,49 @@ def run_campaign(
             del report.decided["sending"]
     if acknowledged:
         conn.execute(
-            "UPDATE campaign_decisions SET decision = 'sent', sent_at = %s, channel = 'push'"
+            "UPDATE campaign_decisions SET decision = 'sent', sent_at = %s, channel = %s"
             " WHERE campaign_id = %s AND push_id = ANY(%s) AND decision = 'sending'",
-            (now, campaign_id, sorted(acknowledged)),
+            (now, "+".join(spec.channels), campaign_id, sorted(acknowledged)),
         )
     report.acknowledged = len(acknowledged)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _webhooks(
+    conn: psycopg.Connection[Any],
+    spec: CampaignSpec,
+    channel: WebhookChannel,
+    now: datetime,
+    *,
+    decides_sent: bool,
+) -> set[str]:
+    """Queue a webhook per push decided (once), post what is due, and return the push ids delivered now when
+    the webhook is the campaign's only channel (its delivery is then the send; a delivery that failed for good
+    fails the decision). With the push channel too, the broker's acknowledgement decides and the webhook only
+    informs."""
+    assert spec.webhook_url is not None  # the spec requires it with the channel
+    sending = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT push_id FROM campaign_decisions WHERE campaign_id = %s AND push_id IS NOT NULL"
+            " AND decision IN ('sending', 'sent')",
+            (spec.campaign_id,),
+        )
+    ]
+    enqueue(conn, sending, spec.webhook_url)
+    deliver_due(conn, channel.secret, now=now, post=channel.post)
+    if not decides_sent:
+        return set()
+    rows = conn.execute(
+        "SELECT w.push_id, w.status, w.last_error FROM webhook_deliveries w JOIN campaign_decisions d"
+        " USING (push_id) WHERE d.campaign_id = %s AND d.decision = 'sending' AND w.status <> 'pending'",
+        (spec.campaign_id,),
+    ).fetchall()
+    failed = [(str(p), f"webhook failed: {e}") for p, status, e in rows if status == "failed"]
+    for push, reason in failed:
+        conn.execute(
+            "UPDATE campaign_decisions SET decision = 'failed', reason = %s WHERE push_id = %s",
+            (reason[:500], push),
+        )
+    return {str(p) for p, status, _ in rows if status == "delivered"}
