@@ -13,8 +13,15 @@ from every request's exact time (locust's own percentiles are bucketed to whole 
 the key check (``require``) took inside the server per request, read from the ``Server-Timing`` header the
 benchmark turns on (``DRIVESIGHT_API_SERVER_TIMING``): ``auth_ms`` for a cached key (median; ``auth_p99_ms``),
 ``auth_lookup_ms`` for a request that waited for the database lookup (made once per key and worker every
-``DRIVESIGHT_API_KEY_CACHE_S``). ``audit_rows_per_answer`` checks that every answered read was audited.
-The server runs with a per-key rate limit high enough for one key to carry the whole load.
+``DRIVESIGHT_API_KEY_CACHE_S``, ahead of expiry, so normally none). ``audit_rows_per_answer`` checks that
+every answered read was audited. The server runs with a per-key rate limit high enough for one key to carry
+the whole load.
+
+What the run cost and how busy the machine was, for reading the latencies: ``server_cpu_ms_per_request``
+(user and system CPU of the API's processes over the load, warm-up included, per request sent),
+``server_cores`` and ``locust_cores`` (mean cores each used), ``cpu_pressure`` (the share of the time some
+task of the machine, anyone's, waited for a CPU: Linux PSI) and ``load_average`` at the end. On a shared
+machine the latencies are only comparable between runs at a similar pressure.
 
     python tests/benchmarks/api.py                              # 500 requests/s for 30 s, 2 workers
     python tests/benchmarks/api.py --rps 50 --seconds 5 --customers 200 --days 10   # smoke size
