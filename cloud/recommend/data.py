@@ -50,6 +50,10 @@ class Interactions:
     items: np.ndarray
     weights: np.ndarray
     timestamps: np.ndarray
+    #: how many events each row stands for (None: one each); a loader that sums a user's repeated
+    #: interactions with an item into one row (weights added, the latest timestamp) keeps the count here, so
+    #: that popularity by count stays what it was on the events
+    counts: np.ndarray | None = None
     user_index: dict[str, int] = field(init=False, repr=False, compare=False)
     item_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -61,6 +65,8 @@ class Interactions:
             raise ValueError("a code beyond user_ids or item_ids")
         if n and not np.all(np.isfinite(self.weights)):
             raise ValueError("weights must be finite")
+        if self.counts is not None and len(self.counts) != n:
+            raise ValueError("counts must have one value per row")
         object.__setattr__(self, "user_index", {u: i for i, u in enumerate(self.user_ids)})
         object.__setattr__(self, "item_index", {u: i for i, u in enumerate(self.item_ids)})
 
@@ -104,7 +110,17 @@ class Interactions:
         """The interactions at ``rows`` (indexes or a boolean mask), with ids coded afresh."""
         users = np.asarray(self.user_ids, dtype=object)[self.users[rows]]
         items = np.asarray(self.item_ids, dtype=object)[self.items[rows]]
-        return Interactions.from_arrays(users, items, self.weights[rows], self.timestamps[rows])
+        taken = Interactions.from_arrays(users, items, self.weights[rows], self.timestamps[rows])
+        if self.counts is None:
+            return taken
+        return Interactions(
+            taken.user_ids, taken.item_ids, taken.users, taken.items, taken.weights, taken.timestamps,
+            self.counts[rows],
+        )  # fmt: skip
+
+    def event_counts(self) -> np.ndarray:
+        """How many events each row stands for (ones unless the rows were aggregated)."""
+        return np.ones(len(self)) if self.counts is None else self.counts.astype(np.float64)
 
     def matrix(self, *, binary: bool = False) -> sp.csr_matrix:
         """Users x items (CSR, float64); repeated pairs add up, or count once with ``binary``."""

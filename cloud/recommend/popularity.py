@@ -2,8 +2,11 @@
 
 An item's score is the sum of its interactions' weights in the window (``window_days`` before ``now``, the
 newest interaction by default), each halved every ``half_life_days`` of age (None: no decay). Interactions
-without a timestamp count undecayed. Where user features give regions, a region with interactions from at
-least ``min_region_users`` users gets its own ranking ("popular in north"); other users get the global one.
+without a timestamp count undecayed. Aggregated rows (a user's repeated interactions with an item summed,
+``Interactions.counts``) count as many events as they stand for and age by their latest event: the same
+scores without decay and window (the defaults), slightly more weight for old repeats with them. Where user
+features give regions, a region with interactions from at least ``min_region_users`` users gets its own
+ranking ("popular in north"); other users get the global one.
 Items that target regions or models (item features) only reach users of those, as in every recommender.
 """
 
@@ -58,7 +61,7 @@ class Popularity(BaseRecommender):
 
     def item_mass(self, interactions: Interactions) -> np.ndarray:
         """Each interaction's contribution: its weight (or 1), decayed by age, 0 outside the window."""
-        mass = interactions.weights.copy() if self.use_weights else np.ones(len(interactions))
+        mass = interactions.weights.copy() if self.use_weights else interactions.event_counts()
         now = self.now if self.now is not None else interactions.latest_timestamp()
         if now is None:
             return mass
@@ -78,10 +81,16 @@ class Popularity(BaseRecommender):
                 out[r] = regional
         return out
 
-    def _explain(self, row: int, items: np.ndarray) -> list[tuple[str, ...]]:
-        region = self.users_.region_of[row]
-        reason = f"popular in {region}" if region in self.region_scores_ else "popular"
-        return [(reason,)] * len(items)
+    def region_reasons(self, rows: np.ndarray) -> list[str]:
+        """Per user code, "popular in REGION" where the region has its own ranking, else "popular"."""
+        regions = self.users_.region_of
+        return [
+            f"popular in {regions[r]}" if regions[r] in self.region_scores_ else "popular"
+            for r in rows.tolist()
+        ]
+
+    def _explain_pairs(self, rows: np.ndarray, items: np.ndarray) -> list[tuple[str, ...]]:
+        return [(reason,) for reason in self.region_reasons(rows)]
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
