@@ -459,3 +459,99 @@ def test_cli_evaluate_output_is_only_json_and_a_bad_file_exits_2(tmp_path: Path)
     assert (refused.returncode, refused.stdout) == (2, "")
     assert "line 2: rating 'x' is not a finite number" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# --- reasons in bulk, aggregated interactions
+
+
+def portrait_world(seed: int = 4, users: int = 260) -> tuple[Interactions, UserFeatures, ItemFeatures]:
+    """Two taste groups with repeated interactions, portraits (some empty), regions (some unknown) and items
+    with tags, categories and a few regional targets: every reason a recommender gives has a case."""
+    rng = np.random.default_rng(seed)
+    tags, cats, regions = (
+        ["ev", "family", "sport", "eco", "winter"],
+        ["suv", "sedan", "charging"],
+        ["n", "s", "e"],
+    )
+    items = {
+        f"I{i}": ItemAttributes(
+            tags={str(t): 1.0 for t in rng.choice(tags, 2, replace=False)},
+            categories={str(c): float(rng.uniform(0.2, 1)) for c in rng.choice(cats, 2, replace=False)},
+            regions=frozenset([regions[i % 3]]) if i % 7 == 0 else frozenset(),
+        )
+        for i in range(40)
+    }
+    portraits = {
+        f"U{u}": UserAttributes(
+            tags={str(t): float(rng.uniform(0.1, 1)) for t in rng.choice(tags, 3, replace=False)}
+            if u % 5
+            else {},
+            categories={str(c): float(rng.uniform(0.1, 1)) for c in rng.choice(cats, 2, replace=False)}
+            if u % 4
+            else {},
+            region=regions[u % 3] if u % 6 else None,
+        )
+        for u in range(users)
+    }
+    rows = []
+    for u in range(users - 30):  # the last 30 have a portrait only
+        group = np.arange(20) + 20 * (u % 2)
+        for i in rng.choice(group, 8, replace=False).tolist() + rng.choice(40, 2).tolist():
+            for _ in range(int(rng.integers(1, 3))):
+                rows.append(
+                    (
+                        f"U{u}",
+                        f"I{i}",
+                        float(rng.choice([1.0, 2.0, 5.0])),
+                        DAY0 + float(rng.integers(0, 90)) * DAY_S,
+                    )
+                )
+    return Interactions.from_records(rows), UserFeatures(portraits), ItemFeatures(items)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reasons_in_bulk_are_the_reasons_of_recommend(name: str) -> None:
+    data, users, items = portrait_world()
+    model = make(name, seed=0).fit(data, users, items)
+    who = [f"U{u}" for u in range(200, 260)] + [f"U{u}" for u in range(140)] + ["stranger"]
+    per_user = {w: model.recommend(w, 4) for w in who}
+    pairs = [(w, r.item) for w in who for r in per_user[w]]
+    assert len(pairs) > 800
+    bulk = model.explain_many([w for w, _ in pairs], [i for _, i in pairs])
+    assert bulk == [r.reasons for w in who for r in per_user[w]]
+    said = {x for reasons in bulk for x in reasons}
+    if name == "personalized":
+        assert any(x.startswith("matched tags: ") for x in said) and any(
+            x.startswith("similar to") for x in said
+        )
+    if name == "popularity":
+        assert any(x.startswith("popular in ") for x in said)
+
+
+def test_aggregated_interactions_recommend_as_the_events_do() -> None:
+    data, users, items = portrait_world()
+    pairs: dict[tuple[int, int], list[float]] = {}
+    for u, i, w, t in zip(
+        data.users.tolist(), data.items.tolist(), data.weights, data.timestamps, strict=True
+    ):
+        p = pairs.setdefault((u, i), [0.0, -math.inf, 0])
+        p[0], p[1], p[2] = p[0] + w, max(p[1], t), p[2] + 1
+    keys = list(pairs)
+    summed = Interactions(
+        data.user_ids,
+        data.item_ids,
+        np.array([k[0] for k in keys]),
+        np.array([k[1] for k in keys]),
+        np.array([pairs[k][0] for k in keys]),
+        np.array([pairs[k][1] for k in keys]),
+        np.array([pairs[k][2] for k in keys]),
+    )
+    assert len(summed) < len(data)
+    who = [*users.users, "stranger"]
+    for name in NAMES:
+        a = make(name, seed=0).fit(data, users, items).recommend_all(who, 5)
+        b = make(name, seed=0).fit(summed, users, items).recommend_all(who, 5)
+        assert np.array_equal(a.items, b.items), name
+        assert np.allclose(a.scores, b.scores, equal_nan=True), name
+    # popularity counts events, not pairs
+    assert np.array_equal(Popularity().fit(data).scores_, Popularity().fit(summed).scores_)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg.rows import tuple_row
 
@@ -214,7 +213,7 @@ def learned_ranker(name: str) -> Ranker:
             exclude={t.customer_id: t.converted for t in served if t.converted},
             at=context.now.timestamp(),
         )
-        chosen = {}
+        picked: list[tuple[str, str, float]] = []  # (customer, item, score)
         for r, t in enumerate(served):
             listed = candidates[t.customer_id]
             allowed = allowed_sets.get(id(listed))
@@ -225,21 +224,26 @@ def learned_ranker(name: str) -> Ranker:
                     break
                 item = top.item_ids[code]
                 if item in allowed:
-                    chosen[t.customer_id] = Choice(
-                        item, score, (f"{name}:", *_reasons(model, t.customer_id, code))
-                    )
+                    picked.append((t.customer_id, item, score))
                     break
-        return chosen
+        # the reasons of the chosen items only, in blocks (one customer at a time cost 2.5 ms each)
+        reasons = model.explain_many([c for c, _, _ in picked], [i for _, i, _ in picked])
+        label = RANKER_LABELS.get(name, f"by {name}")
+        return {
+            customer: Choice(item, score, (label, *said))
+            for (customer, item, score), said in zip(picked, reasons, strict=True)
+        }
 
     return rank
 
 
-def _reasons(model: BaseRecommender, customer: str, code: int) -> tuple[str, ...]:
-    """The recommender's reasons for item ``code`` to ``customer`` (as ``recommend`` gives them)."""
-    row = model.users_.user_index.get(customer, -1)
-    cold = row < 0 or (not model.serves_cold_users and not model._has_history(np.array([row]))[0])
-    return ("popular",) if cold else tuple(model._explain(row, np.array([code]))[0])
-
+#: how a decision's reason names the ranker that chose the item, before the ranker's own reasons
+RANKER_LABELS = {
+    "popularity": "by popularity",
+    "personalized": "personalized",
+    "itemknn": "by similar items",
+    "als": "by customers with a similar history",
+}
 
 #: how deep in a customer's ranking to look for an item the campaign may show them
 RANK_DEPTH = 20

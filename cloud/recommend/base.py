@@ -148,9 +148,34 @@ class BaseRecommender(ABC):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """Scores (len(rows) x items, finite) for known user codes ``rows``."""
 
-    def _explain(self, row: int, items: np.ndarray) -> list[tuple[str, ...]]:
-        """Reasons for each of ``items`` recommended to user code ``row`` (default: popularity)."""
+    def _explain_pairs(self, rows: np.ndarray, items: np.ndarray) -> list[tuple[str, ...]]:
+        """Reasons for item code ``items[r]`` recommended to served user code ``rows[r]`` (default:
+        popularity); called with at most :data:`BLOCK` pairs."""
         return [("popular",)] * len(items)
+
+    def explain_many(self, users: Sequence[str], items: Sequence[str]) -> list[tuple[str, ...]]:
+        """The reasons for item ``items[r]`` recommended to ``users[r]``, as :meth:`recommend` gives them
+        (``popular`` for a user the recommender cannot serve), vectorised over blocks of :data:`BLOCK` pairs
+        like :meth:`recommend_all`: for reasons at campaign scale, after choosing from its top k."""
+        self._check_fitted()
+        if len(users) != len(items):
+            raise ValueError("one item per user")
+        rows = np.array([self.users_.user_index.get(u, -1) for u in users], dtype=np.int64)
+        index = self.catalogue_.item_index
+        return self._reasons(rows, np.array([index[i] for i in items], dtype=np.int64))
+
+    def _reasons(self, rows: np.ndarray, codes: np.ndarray) -> list[tuple[str, ...]]:
+        """Reasons per (user code, item code) pair; cold and unknown users (-1) get ``popular``."""
+        out: list[tuple[str, ...]] = [("popular",)] * len(rows)
+        served = rows >= 0
+        if not self.serves_cold_users:
+            served[served] = self._has_history(rows[served])
+        pairs = np.flatnonzero(served)
+        for start in range(0, len(pairs), BLOCK):
+            block = pairs[start : start + BLOCK]
+            for k, said in zip(block.tolist(), self._explain_pairs(rows[block], codes[block]), strict=True):
+                out[k] = said
+        return out
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "catalogue_"):
@@ -241,8 +266,7 @@ class BaseRecommender(ABC):
         top = self.recommend_all([user], k, exclude={user: exclude}, at=at, exclude_seen=exclude_seen)
         codes = top.items[0][top.items[0] >= 0]
         row = self.users_.user_index.get(user, -1)
-        cold = row < 0 or (not self.serves_cold_users and not self._has_history(np.array([row]))[0])
-        reasons = [("popular",)] * len(codes) if cold else self._explain(row, codes)
+        reasons = self._reasons(np.full(len(codes), row, dtype=np.int64), codes)
         return [
             Recommendation(self.catalogue_.item_ids[c], float(s), r)
             for c, s, r in zip(codes.tolist(), top.scores[0].tolist(), reasons, strict=False)
@@ -273,6 +297,20 @@ def _top_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     top[missing] = -1
     top_scores[missing] = np.nan
     return top, top_scores
+
+
+def top_per_group(groups: np.ndarray, values: np.ndarray, n_groups: int, most: int) -> list[list[int]]:
+    """Per group 0..n_groups-1, the entries (indexes into ``values``) with the ``most`` highest values,
+    highest first, ties in entry order, of those positive: which history items or tags a reason names, for
+    many (user, item) pairs at once."""
+    positive = np.flatnonzero(values > 0)
+    order = positive[np.lexsort((positive, -values[positive], groups[positive]))]
+    owner = groups[order]
+    rank = np.arange(len(order)) - np.searchsorted(owner, owner)
+    out: list[list[int]] = [[] for _ in range(n_groups)]
+    for g, entry in zip(owner[rank < most].tolist(), order[rank < most].tolist(), strict=True):
+        out[g].append(entry)
+    return out
 
 
 def row_normalise(scores: np.ndarray) -> np.ndarray:

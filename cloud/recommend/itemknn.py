@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from .base import BaseRecommender
+from .base import BaseRecommender, top_per_group
 from .data import Interactions
 
 #: item rows of the similarity computed at once (a block is BLOCK x items dense)
@@ -42,28 +42,22 @@ class ItemKNN(BaseRecommender):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray((self.history_[rows] @ self.similarity_).toarray())
 
-    def contributions(self, row: int, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The user's history items (codes) and, per recommended item, each one's share of the score."""
-        history = self.history_[row]
-        sims = self.similarity_[history.indices][:, items].toarray()
-        return history.indices, sims * history.data[:, None]
+    def _explain_pairs(self, rows: np.ndarray, items: np.ndarray) -> list[tuple[str, ...]]:
+        return [(words,) if words else ("popular",) for words in self.similar_reasons(rows, items)]
 
-    def _explain(self, row: int, items: np.ndarray) -> list[tuple[str, ...]]:
-        reasons: list[tuple[str, ...]] = []
-        for words in self.similar_reasons(row, items):
-            reasons.append((words,) if words else ("popular",))
-        return reasons
-
-    def similar_reasons(self, row: int, items: np.ndarray, most: int = 3) -> list[str | None]:
-        """Per item, "similar to items you viewed: A, B" naming the top contributors (None: none)."""
-        history, contrib = self.contributions(row, items)
-        out: list[str | None] = []
+    def similar_reasons(self, rows: np.ndarray, items: np.ndarray, most: int = 3) -> list[str | None]:
+        """Per (user code, item code) pair, "similar to items you viewed: A, B" naming the user's history
+        items that contributed most to the item's score (r_ui * sim(i, j)); None when none did."""
+        history = self.history_[rows]
+        pair = np.repeat(np.arange(len(rows)), np.diff(history.indptr))
+        # each history entry's share of its pair's score: one sparse lookup for all of them
+        sims = np.asarray(self.similarity_[history.indices, items[pair]]).ravel()
+        contrib = sims * history.data
         ids = self.catalogue_.item_ids
-        for col in range(len(items)):
-            order = np.argsort(-contrib[:, col], kind="stable")[:most]
-            names = [ids[history[h]] for h in order if contrib[h, col] > 0]
-            out.append("similar to items you viewed: " + ", ".join(names) if names else None)
-        return out
+        return [
+            "similar to items you viewed: " + ", ".join(ids[history.indices[e]] for e in top) if top else None
+            for top in top_per_group(pair, contrib, len(rows), most)
+        ]
 
 
 def cosine_neighbours(matrix: sp.csr_matrix, neighbours: int, shrink: float) -> sp.csr_matrix:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import BaseRecommender
+from .base import BaseRecommender, top_per_group
 from .data import Interactions
 
 log = logging.getLogger(__name__)
@@ -47,23 +47,23 @@ class _Factorisation(BaseRecommender):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.user_factors_[rows] @ self.item_factors_.T)
 
-    def _explain(self, row: int, items: np.ndarray) -> list[tuple[str, ...]]:
-        return [("liked by customers with a history like yours", *s) for s in self.close_reasons(row, items)]
+    def _explain_pairs(self, rows: np.ndarray, items: np.ndarray) -> list[tuple[str, ...]]:
+        return [("liked by customers with a history like yours", *s) for s in self.close_reasons(rows, items)]
 
-    def close_reasons(self, row: int, items: np.ndarray, most: int = 2) -> list[tuple[str, ...]]:
-        """Per item, ("close to items you viewed: A, B",) by cosine in the item factor space, or ()."""
-        history = self.seen_[row].indices
-        if not len(history):
-            return [()] * len(items)
+    def close_reasons(self, rows: np.ndarray, items: np.ndarray, most: int = 2) -> list[tuple[str, ...]]:
+        """Per (user code, item code) pair, ("close to items you viewed: A, B",) naming the user's history
+        items closest to the item by cosine in the item factor space, or ()."""
+        history = self.seen_[rows]
+        pair = np.repeat(np.arange(len(rows)), np.diff(history.indptr))
         v = self.item_factors_
         norms = np.linalg.norm(v, axis=1) + 1e-12
-        cos = (v[history] @ v[items].T) / (norms[history, None] * norms[None, items])
-        out: list[tuple[str, ...]] = []
-        for col in range(len(items)):
-            order = np.argsort(-cos[:, col], kind="stable")[:most]
-            names = [self.catalogue_.item_ids[history[h]] for h in order if cos[h, col] > 0]
-            out.append(("close to items you viewed: " + ", ".join(names),) if names else ())
-        return out
+        near, target = history.indices, items[pair]
+        cos = np.einsum("ij,ij->i", v[near], v[target]) / (norms[near] * norms[target])
+        ids = self.catalogue_.item_ids
+        return [
+            ("close to items you viewed: " + ", ".join(ids[near[e]] for e in top),) if top else ()
+            for top in top_per_group(pair, cos, len(rows), most)
+        ]
 
 
 class ALS(_Factorisation):

@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import ClassVar, Self
 
 import numpy as np
+import scipy.sparse as sp
 
-from .base import BaseRecommender, row_normalise
+from .base import BaseRecommender, row_normalise, top_per_group
 from .data import Interactions, ItemFeatures, UserFeatures
 from .itemknn import ItemKNN
 from .learned import ALS
@@ -108,42 +109,46 @@ class Personalized(BaseRecommender):
             total += part
         return total
 
-    def _explain(self, row: int, items: np.ndarray) -> list[tuple[str, ...]]:
-        rows = np.array([row])
-        parts = {key: part[0, items] for key, part in self._components(rows).items()}
+    def _explain_pairs(self, rows: np.ndarray, items: np.ndarray) -> list[tuple[str, ...]]:
+        pairs = np.arange(len(rows))
+        parts = {key: part[pairs, items] for key, part in self._components(rows).items()}
         # the items named are those that co-occur with the recommended one (item-kNN's similarity), whichever
         # collaborative component carried it
         cf = parts.get("knn", 0.0) + parts.get("als", 0.0) if ("knn" in parts or "als" in parts) else None
-        similar = self.knn_.similar_reasons(row, items) if cf is not None else [None] * len(items)
-        pop_reason = self.popularity_._explain(row, items[:1])[0][0] if len(items) else "popular"
+        similar = self.knn_.similar_reasons(rows, items) if cf is not None else [None] * len(items)
+        pop_reasons = self.popularity_.region_reasons(rows)
+        matched = self._matched(rows, items) if "content" in parts else None
         reasons: list[tuple[str, ...]] = []
         for col, item in enumerate(items.tolist()):
             said: list[tuple[float, str]] = []
-            if "content" in parts and parts["content"][col] > 0:
-                said.extend((parts["content"][col], words) for words in self._matched(row, item))
+            if matched is not None and parts["content"][col] > 0:
+                said.extend((parts["content"][col], words) for words in matched[col])
             if cf is not None and cf[col] > 0 and similar[col]:
                 said.append((cf[col], str(similar[col])))
             if "als" in parts and parts["als"][col] > 0:
                 said.append((parts["als"][col], "liked by customers with a history like yours"))
             pop = parts["pop"][col] if "pop" in parts else 0.0
             if pop > 0 and (not said or pop >= max(v for v, _ in said)):
-                said.append((pop, pop_reason))
+                said.append((pop, pop_reasons[col]))
             if not said:  # nothing speaks for it but that nothing else is left: say what it is
-                said.append((0.0, pop_reason if self.prior_[item] > 0 else "new in the catalogue"))
+                said.append((0.0, pop_reasons[col] if self.prior_[item] > 0 else "new in the catalogue"))
             said.sort(key=lambda p: -p[0])
             reasons.append(tuple(words for _, words in said))
         return reasons
 
-    def _matched(self, row: int, item: int) -> list[str]:
-        """Reasons "matched tags: a, b" and "matched categories: c" for what the user and the item share."""
-        out = []
-        users, items = self.users_, self.catalogue_
+    def _matched(self, rows: np.ndarray, items: np.ndarray) -> list[list[str]]:
+        """Per (user code, item code) pair, "matched tags: a, b" and "matched categories: c" for the three
+        strongest of what the user and the item share."""
+        out: list[list[str]] = [[] for _ in range(len(rows))]
+        users, catalogue = self.users_, self.catalogue_
         for label, u, i, names in (
-            ("tags", users.tags, items.tags, items.tag_names),
-            ("categories", users.categories, items.categories, items.category_names),
+            ("tags", users.tags, catalogue.tags, catalogue.tag_names),
+            ("categories", users.categories, catalogue.categories, catalogue.category_names),
         ):
-            shared = u[row].multiply(i[item]).tocoo()
-            if shared.nnz:
-                order = np.argsort(-shared.data, kind="stable")[:3]
-                out.append(f"matched {label}: " + ", ".join(names[shared.col[o]] for o in order))
+            shared = sp.csr_matrix(u[rows].multiply(i[items]))
+            shared.sort_indices()
+            pair = np.repeat(np.arange(len(rows)), np.diff(shared.indptr))
+            for r, top in enumerate(top_per_group(pair, shared.data, len(rows), 3)):
+                if top:
+                    out[r].append(f"matched {label}: " + ", ".join(names[shared.indices[e]] for e in top))
         return out
