@@ -389,7 +389,7 @@ def test_recommended_arms_choose_by_portrait_or_popularity_with_reasons(
     # popularity gives everyone the tyres (bought by 30), EV owners included
     relevance = by_arm["relevance"]
     assert relevance and all(item == "I-TYRES" for _, item, _ in relevance)
-    assert all(reason.startswith("popularity:") for _, _, reason in relevance)
+    assert all(reason.startswith("by popularity; ") for _, _, reason in relevance)
     # the buyers are not offered the tyres again
     buyers = {index[c] for c in customers[1:61:2]}
     assert not [i for i, item, _ in relevance if i in buyers]
