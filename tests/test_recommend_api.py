@@ -34,6 +34,18 @@ def test_recommendations_route(fresh_database: str, vehicle_prefix: str) -> None
             "INSERT INTO conversions (customer_id, item_id, at) VALUES (%s, 'I-TYRES', %s)",
             (buyer, NOON_SHANGHAI - timedelta(days=2)),
         )
+        # an online article, bought more than anything: it teaches the models but is no offer to recommend
+        conn.execute(
+            "INSERT INTO content_items (item_id, kind, title, body, category, tags, target_models,"
+            " valid_from, valid_until, cost_per_send, value_per_conversion) VALUES"
+            " ('I-ARTICLE', 'article', 'Winter driving', 'read me', 'accessory', '{ev,winter}', '{}',"
+            "  NULL, NULL, 0, 0)"
+        )
+        for c in customers[5:60]:
+            conn.execute(
+                "INSERT INTO conversions (customer_id, item_id, at) VALUES (%s, 'I-ARTICLE', %s)",
+                (c, NOON_SHANGHAI - timedelta(days=2)),
+            )
         key = create_key(conn, name="marketing", scopes=["marketing:read"]).key
     headers = {"Authorization": f"Bearer {key}"}
     with TestClient(create_app(fresh_database, settings=CloudSettings(recommend_cache_s=60))) as api:
@@ -47,6 +59,12 @@ def test_recommendations_route(fresh_database: str, vehicle_prefix: str) -> None
         assert "I-OLD" not in [i["item_id"] for i in body["items"]]  # expired
         popular = api.get(f"/v1/customers/{ev_owner}/recommendations?algorithm=popularity", headers=headers)
         assert popular.json()["items"][0]["item_id"] == "I-TYRES"
+        # only the offer kinds campaigns recommend, whatever the algorithm
+        for algorithm in ("personalized", "popularity", "itemknn", "als"):
+            ranked = api.get(
+                f"/v1/customers/{ev_owner}/recommendations?algorithm={algorithm}", headers=headers
+            )
+            assert "I-ARTICLE" not in [i["item_id"] for i in ranked.json()["items"]], algorithm
         bought = api.get(f"/v1/customers/{buyer}/recommendations?algorithm=popularity", headers=headers)
         assert "I-TYRES" not in [i["item_id"] for i in bought.json()["items"]]
         refused = api.get(f"/v1/customers/{no_consent}/recommendations", headers=headers)
@@ -58,4 +76,4 @@ def test_recommendations_route(fresh_database: str, vehicle_prefix: str) -> None
         assert bad.status_code == 422
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         reads = "SELECT count(*) FROM audit_log WHERE action = 'recommendations.read' AND subject = %s"
-        assert count(conn, reads, personal_subject("customer", ev_owner)) == 3
+        assert count(conn, reads, personal_subject("customer", ev_owner)) == 7  # 3 + the 4 algorithms

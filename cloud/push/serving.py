@@ -1,8 +1,10 @@
 """Recommendations served online: one fitted recommender per algorithm and process, refitted when older than
 its time to live, so that a request costs a ranking (about a millisecond), not a fit (seconds at scale).
 
-Fitting happens on the first request after the model expired, under a lock (other requests for the same
-algorithm wait for it instead of fitting too); a model is never older than ``ttl_s`` plus one fit.
+Only the offer kinds a campaign's recommended slot offers (``content.RECOMMENDABLE_KINDS``) are ranked:
+online content (articles) teaches the model but is never recommended. Fitting happens on the first request
+after the model expired, under a lock (other requests for the same algorithm wait for it instead of fitting
+too); a model is never older than ``ttl_s`` plus one fit.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from cloud.recommend.base import BaseRecommender
 
-from .content import fit_recommender
+from .content import RECOMMENDABLE_KINDS, fit_recommender
 
 #: the default time to live of a fitted model (DRIVESIGHT_RECOMMEND_CACHE_S)
 DEFAULT_TTL_S = 600.0
@@ -51,6 +54,14 @@ class RecommenderCache:
                 return cached[1]
             started = time.monotonic()
             now = datetime.now(UTC)
-            fitted = Fitted(fit_recommender(conn, name, now), now, time.monotonic() - started)
+            # the same offer kinds as a campaign's recommended slot: online articles teach, never fill it
+            recommendable = [
+                str(r[0])
+                for r in conn.cursor(row_factory=tuple_row).execute(
+                    "SELECT item_id FROM content_items WHERE kind = ANY(%s)", (sorted(RECOMMENDABLE_KINDS),)
+                )
+            ]
+            model = fit_recommender(conn, name, now, recommendable)
+            fitted = Fitted(model, now, time.monotonic() - started)
             self._models[name] = (time.monotonic(), fitted)
             return fitted
