@@ -45,7 +45,7 @@ class InsightsPage(BaseModel):
 #: evidence, category preferences, cluster and its description, segments): nothing personal is read without
 #: consent. Seven queries of their own cost more CPU in the API process than the database spent on them.
 _PORTRAIT = """
-WITH asked AS (
+WITH asked AS MATERIALIZED (  -- once: the consent check is used twice below
     SELECT EXISTS (SELECT FROM customers WHERE customer_id = %(id)s) AS known,
            EXISTS (SELECT FROM consent_current
                    WHERE customer_id = %(id)s AND scope = 'marketing' AND granted) AS allowed
