@@ -53,3 +53,50 @@ def test_a_row_that_cannot_be_written_is_an_error(fresh_database: str) -> None:
     closed = AuditWriter(fresh_database)
     with pytest.raises(AuditUnavailable):
         closed.record(key_id=1, action="test.read", subject="x", outcome="ok")
+
+
+def test_the_async_writer_commits_each_row_before_record_returns(fresh_database: str) -> None:
+    import asyncio
+
+    from cloud.privacy.audit import AsyncAuditWriter
+
+    async def run() -> tuple[list[bool], int]:
+        writer = AsyncAuditWriter(fresh_database)
+        writer.open()
+        seen: list[bool] = []
+        async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as check:
+
+            async def reader(n: int) -> None:
+                for i in range(10):
+                    subject = f"a{n}-{i}"
+                    await writer.record(key_id=n, action="test.read", subject=subject, outcome="ok")
+                    cur = await check.execute("SELECT 1 FROM audit_log WHERE subject = %s", (subject,))
+                    seen.append(await cur.fetchone() is not None)
+
+            await asyncio.gather(*(reader(n) for n in range(20)))
+        await writer.close()
+        return seen, writer.transactions
+
+    seen, transactions = asyncio.run(run())
+    assert seen == [True] * 200
+    assert 1 <= transactions < 200  # rows of concurrent readers were committed together
+    with psycopg.connect(fresh_database) as conn:
+        report = verify(conn)
+        assert report.ok and report.rows == 200, report.problems
+
+
+def test_the_async_writer_reports_a_database_it_cannot_write_to(fresh_database: str) -> None:
+    import asyncio
+
+    from cloud.privacy.audit import AsyncAuditWriter
+
+    async def run() -> None:
+        writer = AsyncAuditWriter(fresh_database.replace("dbname=", "dbname=no_such_database_"), timeout_s=10)
+        writer.open()
+        try:
+            with pytest.raises(AuditUnavailable):
+                await writer.record(key_id=1, action="test.read", subject="x", outcome="ok")
+        finally:
+            await writer.close()
+
+    asyncio.run(run())
