@@ -90,7 +90,7 @@ def _campaign(url: str, broker_url: str, world: World, seed: int) -> dict[str, A
         "decided": run.report.decided,
         "feedback_messages": run.feedback,
         "feedback_s": round(run.seconds["feedback"], 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _peak_rss_mb(),
     }
     for name in ("personalized", "relevance", "random"):
         a = arms[name]
@@ -101,6 +101,20 @@ def _campaign(url: str, broker_url: str, world: World, seed: int) -> dict[str, A
     out["holdout_conversion"] = round(arms["holdout"]["conversion"]["value"], 4)
     out["srm_p"] = run.results["sample_ratio"]["p_value"]
     return out
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's ``ru_maxrss`` is no use in a spawned child: the fork it
+    is exec'd from counts the parent's resident pages (the whole population, 3.3 GB at 100,000 cars) and the
+    maximum survives the exec; ``VmHWM`` is the peak of the child's own memory."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main() -> None:
