@@ -1,5 +1,10 @@
 """The HTTP API under load: authenticated portrait reads at a fixed offered rate from a separate process.
 
+``--route recommendations`` loads ``GET /v1/customers/{id}/recommendations`` (personalized, k = 10) instead,
+on the same population with a simulated catalogue (simulators/push_world.py) and the purchases of one
+simulated campaign's worth of organic conversions: each API worker fits its model once before the load
+(a few requests ahead, not counted), then serves from its cache.
+
 A simulated population (CRM and online files through the importer, trips by COPY, the analytics job run) in
 a scratch database; an API key with ``marketing:read`` made by the real code; the API started as production
 starts it (``drivesight-cloud api --workers W --port P``, a separate process); then locust, headless in a
@@ -25,6 +30,7 @@ machine the latencies are only comparable between runs at a similar pressure.
 
     python tests/benchmarks/api.py                              # 500 requests/s for 30 s, 2 workers
     python tests/benchmarks/api.py --rps 50 --seconds 5 --customers 200 --days 10   # smoke size
+    python tests/benchmarks/api.py --route recommendations --workers 1
 """
 
 from __future__ import annotations
@@ -125,12 +131,34 @@ def cpu_waiting_s() -> float | None:
     return int(some.rsplit("total=", 1)[1]) / 1e6
 
 
-def seed(url: str, customers: int, days: int, seed_: int, directory: Path) -> tuple[list[str], str]:
-    """Load a population, run the analytics, and return the consenting customers' ids and a new key."""
+def seed(
+    url: str, customers: int, days: int, seed_: int, directory: Path, *, catalogue: bool = False
+) -> tuple[list[str], str]:
+    """Load a population, run the analytics (with ``catalogue``: a simulated catalogue and organic
+    conversions too), and return the consenting customers' ids and a new key."""
     migrate(url)
     pop = simulate_population(customers, seed_, days=days)
     load(url, pop, directory / "files")
     run_analytics(url, load_config(), full=True)
+    if catalogue:
+        import numpy as np
+
+        from cloud.analytics.imports import import_file
+        from simulators.push_world import make_catalogue, write_catalogue
+
+        rng = np.random.default_rng(seed_)
+        made = make_catalogue(rng)
+        with psycopg.connect(url, autocommit=True) as conn:
+            import_file(conn, "catalogue", write_catalogue(made, directory / "catalogue.csv"))
+            # a history to learn from: each customer bought one to three items
+            rows = [
+                (c, str(made.item_ids[int(i)]))
+                for c in pop.customers["customer_id"]
+                for i in rng.choice(len(made.item_ids), size=int(rng.integers(1, 4)), replace=False)
+            ]
+            with conn.cursor().copy("COPY conversions (customer_id, item_id, at) FROM STDIN") as copy:
+                for c, item in rows:
+                    copy.write_row((c, item, "2026-10-01T00:00:00Z"))
     with psycopg.connect(url, autocommit=True) as conn:
         ids = [
             str(r[0])
@@ -142,6 +170,29 @@ def seed(url: str, customers: int, days: int, seed_: int, directory: Path) -> tu
         key = create_key(conn, name="api benchmark", scopes="marketing:read").key
         conn.execute("VACUUM ANALYZE")
     return ids, key
+
+
+def audit_rows(url: str, route: str) -> int:
+    """How many reads of ``route`` the audit log holds."""
+    action = "portrait.read" if route == "portrait" else "recommendations.read"
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM audit_log WHERE action = %s", (action,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def warm(base: str, key: str, ids: list[str], requests: int) -> None:
+    """Send ``requests`` recommendation GETs one after another (not counted): each worker fits its model."""
+    import urllib.request
+
+    started = time.monotonic()
+    for n in range(requests):
+        request = urllib.request.Request(
+            f"{base}/v1/customers/{ids[n % len(ids)]}/recommendations",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            response.read()
+    progress(f"recommenders fitted and cached in {time.monotonic() - started:.1f} s")
 
 
 def summarise(samples: list[tuple[float, float, int, float, str]], warmup_s: float) -> dict[str, Any]:
@@ -179,12 +230,15 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--route", choices=("portrait", "recommendations"), default="portrait")
     args = parser.parse_args()
     out: dict[str, Any] = {"offered_rps": args.rps, "seconds": args.seconds, "workers": args.workers}
     with scratch_database(ADMIN_URL, "drivesight_bench_api") as url, tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         started = time.monotonic()
-        ids, key = seed(url, args.customers, args.days, args.seed, directory)
+        ids, key = seed(
+            url, args.customers, args.days, args.seed, directory, catalogue=args.route == "recommendations"
+        )
         progress(f"{len(ids)} consenting customers of {args.customers} in {time.monotonic() - started:.0f} s")
         (directory / "ids").write_text("\n".join(ids))
         port = free_port()
@@ -213,7 +267,11 @@ def main() -> None:
                     "DS_BENCH_IDS": str(directory / "ids"),
                     "DS_BENCH_RATE": str(args.rps / args.users),
                     "DS_BENCH_SAMPLES": str(samples_path),
+                    "DS_BENCH_ROUTE": args.route,
                 }
+                if args.route == "recommendations":  # every worker fits its model before the load
+                    warm(base, key, ids, 8 * args.workers)
+                audited_before = audit_rows(url, args.route)
                 command = [BIN / "locust", "-f", LOCUSTFILE, "--headless", "--host", base, "--only-summary"]
                 command += ["-u", str(args.users), "-r", str(args.users)]  # all users within a second
                 command += ["-t", f"{args.warmup + args.seconds:g}s", "--stop-timeout", "5"]
@@ -251,9 +309,7 @@ def main() -> None:
         out["locust_cores"] = round(load_cpu_s / span, 2)
         out["cpu_pressure"] = round(cpu_pressure, 2) if cpu_pressure is not None else None
         out["load_average"] = round(os.getloadavg()[0], 2)
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'portrait.read'").fetchone()
-            audited = int(row[0]) if row else 0
+        audited = audit_rows(url, args.route) - audited_before
         answered = sum(1 for s in samples if 200 <= s[2] < 300)
         out["audit_rows_per_answer"] = round(audited / answered, 3) if answered else None
         if out["failures"]:

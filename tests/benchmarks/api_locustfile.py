@@ -25,6 +25,8 @@ KEY = os.environ.get("DS_BENCH_KEY", "")
 IDS = Path(os.environ["DS_BENCH_IDS"]).read_text().split() if "DS_BENCH_IDS" in os.environ else []
 RATE = float(os.environ.get("DS_BENCH_RATE", "10"))
 SAMPLES = os.environ.get("DS_BENCH_SAMPLES")
+#: the route read: a customer's portrait, or their recommendations
+ROUTE = os.environ.get("DS_BENCH_ROUTE", "portrait")
 
 _TIMING = re.compile(r'auth;dur=([0-9.]+);desc="(\w+)"')
 #: (start time s, response time ms, status, server auth ms or -1, "cached" / "lookup" / "")
@@ -72,9 +74,9 @@ class PortraitReader(FastHttpUser):
         """GET one portrait with the key; anything but a 2xx is a failure."""
         customer = random.choice(IDS)
         with self.client.get(
-            f"/v1/customers/{customer}/portrait",
+            f"/v1/customers/{customer}/{ROUTE}",
             headers={"Authorization": f"Bearer {KEY}"},
-            name="/v1/customers/{id}/portrait",
+            name=f"/v1/customers/{{id}}/{ROUTE}",
             catch_response=True,
         ) as response:
             if not 200 <= response.status_code < 300:
