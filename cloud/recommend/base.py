@@ -202,10 +202,13 @@ class BaseRecommender(ABC):
         exclude: Mapping[str, Iterable[str]] | None = None,
         at: float | None = None,
         exclude_seen: bool = True,
+        upcoming: bool = False,
     ) -> TopK:
         """Up to ``k`` items for each of ``users``, best first (the module docstring says what is left out).
 
         ``at`` (seconds since the epoch) is the moment validity windows are checked against; None: now.
+        With ``upcoming``, items whose window opens after ``at`` are ranked too: for a caller that keeps the
+        lists and checks each item's window when it serves one (cloud/push/serving.py).
         """
         self._check_fitted()
         if k < 1:
@@ -220,7 +223,7 @@ class BaseRecommender(ABC):
         for start in range(0, len(users), BLOCK):
             rows = codes[start : start + BLOCK]
             block = self._block_scores(rows)
-            self._mask(block, rows, users[start : start + BLOCK], exclude, at, exclude_seen)
+            self._mask(block, rows, users[start : start + BLOCK], exclude, at, exclude_seen, upcoming)
             top, top_scores = _top_k(block, kk)
             items[start : start + len(rows)] = top
             scores[start : start + len(rows)] = top_scores
@@ -234,6 +237,7 @@ class BaseRecommender(ABC):
         exclude: Mapping[str, Iterable[str]] | None,
         at: float | None,
         exclude_seen: bool,
+        upcoming: bool = False,
     ) -> None:
         """Set -inf where an item may not go to the user: seen, excluded, ineligible."""
         known = np.flatnonzero(rows >= 0)
@@ -244,7 +248,7 @@ class BaseRecommender(ABC):
         unknown_model = len(self.catalogue_.model_names)
         regions = np.where(rows >= 0, self.users_.regions[rows], unknown_region)
         models = np.where(rows >= 0, self.users_.models[rows], unknown_model)
-        eligible = self.catalogue_.eligible(regions, models, at)
+        eligible = self.catalogue_.eligible(regions, models, at, upcoming=upcoming)
         if eligible is not None:
             block[~np.broadcast_to(eligible, block.shape)] = -np.inf
         if exclude:

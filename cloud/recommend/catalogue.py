@@ -109,20 +109,25 @@ class Catalogue:
         """Whether any item targets regions or models."""
         return bool(self.region_names or self.model_names)
 
-    def valid_at(self, at: float) -> np.ndarray:
-        """Items whose validity window contains ``at``."""
+    def valid_at(self, at: float, *, upcoming: bool = False) -> np.ndarray:
+        """Items whose validity window contains ``at`` (with ``upcoming``: or opens after it)."""
         with np.errstate(invalid="ignore"):
-            started = ~(self.valid_from > at)
             running = ~(self.valid_until <= at)
+            if upcoming:
+                return np.asarray(running)
+            started = ~(self.valid_from > at)
         return np.asarray(started & running)
 
-    def eligible(self, regions: np.ndarray, models: np.ndarray, at: float | None) -> np.ndarray | None:
-        """users x items: may the item go to the user (by region and model codes) at ``at``; None: all."""
+    def eligible(
+        self, regions: np.ndarray, models: np.ndarray, at: float | None, *, upcoming: bool = False
+    ) -> np.ndarray | None:
+        """users x items: may the item go to the user (by region and model codes) at ``at`` (with
+        ``upcoming``: or once its window opens); None: all."""
         mask: np.ndarray | None = None
         if self.has_targets:
             mask = self.region_ok[regions] & self.model_ok[models]
         if at is not None and self.has_validity:
-            valid = self.valid_at(at)[None, :]
+            valid = self.valid_at(at, upcoming=upcoming)[None, :]
             mask = valid if mask is None else mask & valid
         return mask
 
