@@ -110,8 +110,10 @@ class Personalized(BaseRecommender):
         return total
 
     def _explain_pairs(self, rows: np.ndarray, items: np.ndarray) -> list[tuple[str, ...]]:
-        pairs = np.arange(len(rows))
-        parts = {key: part[pairs, items] for key, part in self._components(rows).items()}
+        # each user's components once: the pairs come a user's whole list at a time (cloud/push/serving.py
+        # explains 50 items per customer), and a row of components costs a row of every algorithm's scores
+        users, pairs = np.unique(rows, return_inverse=True)
+        parts = {key: part[pairs, items] for key, part in self._components(users).items()}
         # the items named are those that co-occur with the recommended one (item-kNN's similarity), whichever
         # collaborative component carried it
         cf = parts.get("knn", 0.0) + parts.get("als", 0.0) if ("knn" in parts or "als" in parts) else None
