@@ -34,10 +34,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     run.set_defaults(handler=run_agent)
     replay = sub.add_parser(
         "replay",
-        help="run a recorded CSV or Parquet file through the agent offline; print events and trip summaries",
+        help="run a recorded CSV, Parquet or CAN log (.log, .asc, .blf) through the agent offline; print"
+        " events and trip summaries",
     )
     replay.add_argument("file", type=Path)
-    replay.add_argument("--mapping", type=Path, required=True, help="TOML/JSON column -> VSS signal mapping")
+    replay.add_argument(
+        "--mapping", type=Path, required=True, help="TOML/JSON column -> VSS (or, for a CAN log, DBC -> VSS)"
+    )
+    replay.add_argument(
+        "--dbc", action="append", type=Path, default=[], help="CAN log: a DBC file (repeatable), instead of"
+        " the mapping's own",
+    )  # fmt: skip
     replay.add_argument(
         "--json", action="store_true", help="print one JSON document (default: a short table)"
     )
@@ -53,8 +60,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 #: ``edge run`` flags that override an :class:`~edge_agent.config.EdgeSettings` field of the same name
 _SETTING_FLAGS = (
     "vehicle_id", "mqtt_url", "state_dir", "timezone", "source", "source_file", "mapping_file",
-    "can_interface", "can_channel", "obd_port",
+    "dbc_files", "can_interface", "can_channel", "obd_port",
 )  # fmt: skip
+
+#: per source, the source settings it does not use: giving one is an error rather than silently ignored
+_IGNORED_BY = {
+    "replay": ("dbc_files", "can_interface", "can_channel", "obd_port"),
+    "can": ("obd_port",),
+    "can_log": ("obd_port", "can_interface", "can_channel"),
+    "obd": ("source_file", "mapping_file", "dbc_files", "can_interface", "can_channel"),
+}
+_FLAG_OF = {"source_file": "--file", "mapping_file": "--mapping", "dbc_files": "--dbc"}
 
 
 def add_run_arguments(run: argparse.ArgumentParser, *, source_flags: bool = True) -> None:
@@ -67,10 +83,17 @@ def add_run_arguments(run: argparse.ArgumentParser, *, source_flags: bool = True
     if not source_flags:
         return
     run.add_argument("--source", choices=["replay", "can", "obd"], help="default: DRIVESIGHT_EDGE_SOURCE")
-    run.add_argument("--file", dest="source_file", type=Path, help="replay: the recorded CSV or Parquet file")
+    run.add_argument(
+        "--file", dest="source_file", type=Path, help="replay: the recorded CSV or Parquet file; can: a"
+        " recorded CAN log (.log, .asc, .blf) instead of the bus",
+    )  # fmt: skip
     run.add_argument(
         "--mapping", dest="mapping_file", type=Path, help="replay/can: the column or DBC -> VSS mapping"
     )
+    run.add_argument(
+        "--dbc", dest="dbc_files", action="append", type=Path, help="can: a DBC file (repeatable), instead"
+        " of the mapping's own",
+    )  # fmt: skip
     run.add_argument("--can-interface", help="can: python-can interface (socketcan, virtual)")
     run.add_argument("--can-channel", help="can: the channel, e.g. can0 or vcan0")
     run.add_argument("--obd-port", help="obd: the adapter's serial port (default: scan)")
@@ -114,6 +137,14 @@ def configured_source(settings: object, stop: object) -> Iterable[SignalBlock]:
     assert isinstance(settings, EdgeSettings)
     if settings.source is None:
         raise ValueError("no signal source: set DRIVESIGHT_EDGE_SOURCE (replay, can, obd) or pass --source")
+    kind = "can_log" if settings.source == "can" and settings.source_file is not None else settings.source
+    ignored = [f for f in _IGNORED_BY[kind] if f in settings.model_fields_set]
+    if ignored:
+        named = ", ".join(
+            f"{_FLAG_OF.get(f, '--' + f.replace('_', '-'))} (DRIVESIGHT_EDGE_{f.upper()})" for f in ignored
+        )
+        what = "a recorded CAN log" if kind == "can_log" else f"source {settings.source}"
+        raise ValueError(f"{what} does not use {named}: remove it")
     if settings.source == "replay":
         from .sources.mapping import load_mapping
         from .sources.replay import ReplaySource
@@ -127,13 +158,15 @@ def configured_source(settings: object, stop: object) -> Iterable[SignalBlock]:
     if settings.source == "can":
         import can
 
-        from .sources.can import CanSource, load_can_mapping
+        from .sources.can import CanLogSource, CanSource, load_can_mapping
 
         if settings.mapping_file is None:
             raise ValueError(
                 "source can needs a DBC -> VSS mapping (DRIVESIGHT_EDGE_MAPPING_FILE or --mapping)"
             )
-        mapping = load_can_mapping(settings.mapping_file)
+        mapping = load_can_mapping(settings.mapping_file, settings.dbc_files)
+        if settings.source_file is not None:
+            return CanLogSource(settings.source_file, mapping, stop=stop)  # type: ignore[arg-type]
         bus = can.Bus(interface=settings.can_interface, channel=settings.can_channel)
         return CanSource(bus, mapping, stop=stop)  # type: ignore[arg-type]
     from .sources.obd import ObdSource
@@ -150,15 +183,26 @@ def _replay(args: argparse.Namespace) -> int:
 
     from .detectors import VehicleClass, thresholds_for
     from .offline import run_offline
+    from .processing import Pipeline, Resampler
+    from .sources.can import CanLogSource, is_can_log, load_can_mapping
     from .sources.mapping import MappingError, load_mapping
     from .sources.replay import ReplayError, ReplaySource
     from .trips import TripSettings
 
+    source: ReplaySource | CanLogSource
+    blocks: Iterable[SignalBlock]
     try:
-        mapping = load_mapping(args.mapping)
-        source = ReplaySource(args.file, mapping)
+        if is_can_log(args.file):
+            source = CanLogSource(args.file, load_can_mapping(args.mapping, args.dbc))
+            # CAN signals come at their own rates, each frame a row: put them on one grid first
+            blocks = Pipeline([Resampler(10.0)]).run(source)
+        elif args.dbc:
+            raise MappingError(f"--dbc is for a CAN log (.log, .asc, .blf); {args.file} is a table")
+        else:
+            source = ReplaySource(args.file, load_mapping(args.mapping))
+            blocks = source
         result = run_offline(
-            source,
+            blocks,
             trip_settings=TripSettings(trip_gap_s=args.trip_gap, timezone=args.timezone),
             thresholds=thresholds_for(
                 VehicleClass(args.vehicle_class), speed_limit_kmh=args.speed_limit or None

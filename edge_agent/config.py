@@ -57,6 +57,8 @@ class EdgeSettings(BaseSettings):
     source: Literal["replay", "can", "obd"] | None = None
     source_file: Path | None = None
     mapping_file: Path | None = None
+    #: can: DBC files that replace the mapping's own ``dbc`` (JSON list in the environment)
+    dbc_files: list[Path] = Field(default_factory=list)
     can_interface: str = "socketcan"
     can_channel: str = "can0"
     obd_port: str | None = None

@@ -2,7 +2,7 @@
 
 A mapping file ties DBC signals to VSS signals::
 
-    dbc = "vehicle.dbc"              # relative to the mapping file
+    dbc = "vehicle.dbc"              # relative to the mapping file; or a list: ["powertrain.dbc", "body.dbc"]
 
     [signals."Vehicle.Speed"]
     message = "ESC_VehicleSpeed"     # DBC message name
@@ -17,6 +17,9 @@ blocks through :class:`edge_agent.processing.Resampler` before the detectors (``
 Error frames, remote frames, frames of unmapped ids and frames that do not decode are counted in the
 source's quality report, never passed on.
 
+:class:`CanLogSource` reads a recorded log instead of a bus (python-can's ``LogReader``: candump ``.log``,
+Vector ``.asc`` and ``.blf``), at the recording's own timestamps and as fast as it can be decoded.
+
 Requires the ``can`` extra (python-can, cantools).
 """
 
@@ -26,7 +29,7 @@ import logging
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from ..protocol import VSS_PATH_RE, format_validation_error
 from ..signals import SignalBlock
 from .mapping import MappingError
 from .quality import QualityMonitor, SourceReport
+from .timebase import TimeBase, TimeFormat
 from .units import UnitError, conversion, vss_unit
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,7 @@ class CanMappingFile(BaseModel):
     """The mapping file's content."""
 
     model_config = ConfigDict(extra="forbid")
-    dbc: str
+    dbc: str | list[str] = Field(min_length=1)
     signals: dict[str, CanSignalSpec] = Field(min_length=1)
 
 
@@ -95,8 +99,21 @@ class CanMapping:
     signals: tuple[str, ...]
 
 
-def load_can_mapping(path: str | Path) -> CanMapping:
-    """Read a mapping and its DBC; check that every message, signal and unit exists and converts."""
+#: suffixes of the CAN logs python-can reads (``can.LogReader``); the replay picks the CAN source by them
+CAN_LOG_SUFFIXES = (".log", ".asc", ".blf")
+
+
+def is_can_log(path: str | Path) -> bool:
+    """Whether ``path`` is a CAN recording (by its suffix) rather than a CSV or Parquet table."""
+    return Path(path).suffix.lower() in CAN_LOG_SUFFIXES
+
+
+def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> CanMapping:
+    """Read a mapping and its DBC(s); check that every message, signal and unit exists and converts.
+
+    ``dbc_files`` (``--dbc``), when given, replace the mapping's own ``dbc``: the same mapping then serves
+    another variant of the car's database. They are taken as given (relative to the working directory).
+    """
     try:
         import cantools
     except ImportError:
@@ -110,11 +127,18 @@ def load_can_mapping(path: str | Path) -> CanMapping:
         raise MappingError(f"CAN mapping {path} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
         raise MappingError(f"CAN mapping {path}: {format_validation_error(exc)}") from exc
-    dbc_path = (path.parent / spec.dbc).resolve()
-    try:
-        database = cantools.database.load_file(str(dbc_path))
-    except (OSError, cantools.database.UnsupportedDatabaseFormatError) as exc:
-        raise MappingError(f"cannot load DBC {dbc_path}: {exc}") from exc
+    if dbc_files:
+        dbc_paths = [Path(p).resolve() for p in dbc_files]
+    else:
+        named = [spec.dbc] if isinstance(spec.dbc, str) else spec.dbc
+        dbc_paths = [(path.parent / p).resolve() for p in named]
+    # one database for all files: a frame id is looked up once, whichever file defines it
+    database = cantools.database.can.Database()
+    for dbc_path in dbc_paths:
+        try:
+            database.add_dbc_file(str(dbc_path))
+        except (OSError, cantools.database.UnsupportedDatabaseFormatError, cantools.database.Error) as exc:
+            raise MappingError(f"cannot load DBC {dbc_path}: {exc}") from exc
     by_frame: dict[int, list[_Decoder]] = {}
     for vss_name, s in spec.signals.items():
         if not VSS_PATH_RE.match(vss_name):
@@ -179,21 +203,35 @@ class CanSource:
         ignored = self.report.unparsable
         ignored[reason] = ignored.get(reason, 0) + 1
 
-    def __iter__(self) -> Iterator[SignalBlock]:
-        names = self.mapping.signals
-        column_of = {n: i for i, n in enumerate(names)}
-        rows_t: list[float] = []
-        rows: list[list[float]] = []
+    def _messages(self) -> Iterator[Any]:
+        """Frames off the bus until stopped, or until idle for ``idle_timeout_s``."""
         last_frame = time.monotonic()
-        block_start: float | None = None
         while not self.stop.is_set():
             msg = self.bus.recv(timeout=0.1)
             now = time.monotonic()
             if msg is None:
                 if self.idle_timeout_s is not None and now - last_frame > self.idle_timeout_s:
-                    break
+                    return
                 continue
             last_frame = now
+            yield msg
+
+    def _timestamp(self, msg: Any) -> float:
+        """The epoch time of a frame (a bus stamps frames with the epoch time)."""
+        return float(msg.timestamp)
+
+    def __iter__(self) -> Iterator[SignalBlock]:
+        yield from self._decode(self._messages())
+
+    def _decode(self, messages: Iterable[Any]) -> Iterator[SignalBlock]:
+        names = self.mapping.signals
+        column_of = {n: i for i, n in enumerate(names)}
+        rows_t: list[float] = []
+        rows: list[list[float]] = []
+        block_start: float | None = None
+        for msg in messages:
+            if self.stop.is_set():
+                break
             self.frames += 1
             if msg.is_error_frame or msg.is_remote_frame:
                 self._ignore("error_or_remote_frame")
@@ -209,7 +247,7 @@ class CanSource:
                 log.debug("frame 0x%x does not decode: %s", msg.arbitration_id, exc)
                 self._ignore(f"undecodable_0x{msg.arbitration_id:x}")
                 continue
-            t = float(msg.timestamp)
+            t = self._timestamp(msg)
             if not rows_t or rows_t[-1] != t:
                 rows_t.append(t)
                 rows.append([np.nan] * len(names))
@@ -230,3 +268,50 @@ class CanSource:
         data = np.asarray(rows, dtype=np.float64)
         columns = {name: data[:, i] for i, name in enumerate(self.mapping.signals)}
         return self.monitor.check(np.asarray(rows_t, dtype=np.float64), columns)
+
+
+class CanLogSource(CanSource):
+    """A recorded CAN log (candump ``.log``, Vector ``.asc`` or ``.blf``) decoded like a live bus.
+
+    Frames keep the recording's timestamps. candump and BLF store epoch times; an ASC file stores times
+    relative to its ``date`` header, which is read to make them absolute. A log with only relative times
+    (below 1e8 s, i.e. before 1973) is anchored like a relative CSV recording (``time_base`` says so).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        mapping: CanMapping,
+        *,
+        block_s: float = 60.0,
+        monitor: QualityMonitor | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        super().__init__(None, mapping, block_s=block_s, monitor=monitor, stop=stop)
+        self.path = Path(path)
+        if not is_can_log(self.path):
+            raise MappingError(f"{self.path}: not a CAN log; known: {', '.join(CAN_LOG_SUFFIXES)}")
+        if not self.path.exists():
+            raise MappingError(f"no such file: {self.path}")
+        self.time_base: TimeBase | None = None
+
+    def _messages(self) -> Iterator[Any]:
+        import can
+
+        # ASC: absolute times from the file's "date" line rather than the reader's default of 0-based times
+        options: dict[str, Any] = {"relative_timestamp": False} if self.path.suffix.lower() == ".asc" else {}
+        try:
+            reader = can.LogReader(self.path, **options)
+        except Exception as exc:  # python-can's readers raise OSError, struct.error, BLFParseError, ...
+            raise MappingError(f"cannot read CAN log {self.path}: {exc}") from exc
+        with reader:
+            try:
+                yield from reader
+            except Exception as exc:  # a truncated or corrupt log (several types): stop with its reason
+                raise MappingError(f"{self.path}: unreadable after {self.frames} frames: {exc}") from exc
+
+    def _timestamp(self, msg: Any) -> float:
+        stamp = float(msg.timestamp)
+        if self.time_base is None:
+            self.time_base = TimeBase(TimeFormat.EPOCH_S if stamp > 1e8 else TimeFormat.RELATIVE_S)
+        return stamp + self.time_base.anchor if self.time_base.relative else stamp

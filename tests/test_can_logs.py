@@ -1,0 +1,153 @@
+"""Recorded CAN logs (candump .log, Vector .asc and .blf) replayed through DBC -> VSS mappings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import can
+import cantools
+import numpy as np
+import pytest
+
+from edge_agent import signals as vss
+from edge_agent.cli import configured_source
+from edge_agent.config import EdgeSettings
+from edge_agent.sources.can import CanLogSource, load_can_mapping
+
+T0 = 1793577600.0  # 2026-11-02T00:00:00Z
+
+POWERTRAIN_DBC = """VERSION ""
+NS_ :
+BS_:
+BU_: ESC TBOX
+BO_ 256 ESC_Speed: 8 ESC
+ SG_ VehSpd : 0|16@1+ (0.01,0) [0|655.35] "kph" TBOX
+"""
+
+CHASSIS_DBC = """VERSION ""
+NS_ :
+BS_:
+BU_: ESC TBOX
+BO_ 512 ESC_Accel: 8 ESC
+ SG_ LongAccel : 0|16@1- (0.001,0) [-32.768|32.767] "m/s2" TBOX
+"""
+
+MAPPING = """
+dbc = ["powertrain.dbc", "chassis.dbc"]
+[signals."Vehicle.Speed"]
+message = "ESC_Speed"
+signal = "VehSpd"
+[signals."Vehicle.Acceleration.Longitudinal"]
+message = "ESC_Accel"
+signal = "LongAccel"
+"""
+
+
+def _setup(tmp_path: Path, suffix: str) -> tuple[Path, Path]:
+    """Two DBCs, a mapping naming both, and a 60 s log: 60 km/h, a -5 m/s^2 brake from 20.0 s to 21.5 s."""
+    (tmp_path / "powertrain.dbc").write_text(POWERTRAIN_DBC)
+    (tmp_path / "chassis.dbc").write_text(CHASSIS_DBC)
+    (tmp_path / "map.toml").write_text(MAPPING)
+    db = cantools.database.can.Database()
+    db.add_dbc_string(POWERTRAIN_DBC)
+    db.add_dbc_string(CHASSIS_DBC)
+    speed, accel = db.get_message_by_name("ESC_Speed"), db.get_message_by_name("ESC_Accel")
+    log = tmp_path / f"drive.{suffix}"
+    with can.Logger(log) as writer:
+        for i in range(600):
+            t = T0 + i / 10
+            ax = -5.0 if 200 <= i < 215 else 0.0
+            frames = ((0.0, speed, {"VehSpd": 60.0}), (0.004, accel, {"LongAccel": ax}))
+            for offset, message, values in frames:
+                writer.on_message_received(
+                    can.Message(
+                        timestamp=t + offset,
+                        arbitration_id=message.frame_id,
+                        is_extended_id=False,
+                        data=message.encode(values),
+                        channel=0,
+                    )
+                )
+        # an error frame is counted, never decoded
+        writer.on_message_received(can.Message(timestamp=T0 + 60, is_error_frame=True, channel=0))
+    return log, tmp_path / "map.toml"
+
+
+def _replay(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edge_agent.cli", "replay", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("suffix", ["log", "asc", "blf"])
+def test_replay_a_can_log_at_its_own_timestamps(tmp_path: Path, suffix: str) -> None:
+    log, mapping = _setup(tmp_path, suffix)
+    result = _replay(str(log), "--mapping", str(mapping), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["time_format"] == "epoch_s" and document["absolute_time"] is True
+    (brake,) = [e for e in document["events"] if e["kind"] == "harsh_brake"]
+    assert brake["start"] == pytest.approx(T0 + 20.0, abs=0.15)
+    assert brake["end"] == pytest.approx(T0 + 21.4, abs=0.15)
+    assert brake["peak"] == pytest.approx(-5.0, abs=0.01)
+    (trip,) = document["trips"]
+    assert trip["started_at"] == pytest.approx(T0, abs=0.01)
+    assert trip["distance_km"] == pytest.approx(60 * 59.9 / 3600, rel=0.01)  # kph read as km/h
+    quality = document["quality"]
+    assert quality["rows"] == 1200 and quality["unparsable"] == {"error_or_remote_frame": 1}
+
+
+def test_dbc_flags_replace_the_mappings_own(tmp_path: Path) -> None:
+    log, mapping = _setup(tmp_path, "log")
+    mapping.write_text(MAPPING.replace('["powertrain.dbc", "chassis.dbc"]', '"gone.dbc"'))
+    assert "cannot load DBC" in _replay(str(log), "--mapping", str(mapping)).stderr
+    dbcs = ["--dbc", str(tmp_path / "powertrain.dbc"), "--dbc", str(tmp_path / "chassis.dbc")]
+    result = _replay(str(log), "--mapping", str(mapping), *dbcs, "--json")
+    assert result.returncode == 0, result.stderr
+    assert [e["kind"] for e in json.loads(result.stdout)["events"]] == ["harsh_brake"]
+    (tmp_path / "r.csv").write_text("t,v\n0,1\n")
+    table = _replay(str(tmp_path / "r.csv"), "--mapping", str(mapping), *dbcs)
+    assert table.returncode == 2 and "--dbc is for a CAN log" in table.stderr
+
+
+def test_run_source_can_reads_a_file_instead_of_the_bus(tmp_path: Path) -> None:
+    log, mapping = _setup(tmp_path, "blf")
+    settings = EdgeSettings(source="can", source_file=log, mapping_file=mapping)
+    source = configured_source(settings, threading.Event())
+    assert isinstance(source, CanLogSource)
+    blocks = list(source)
+    t = np.concatenate([b.t for b in blocks])
+    assert t[0] == pytest.approx(T0) and t[-1] == pytest.approx(T0 + 59.904)  # the recording's own time
+    speed = np.concatenate([b.signals[vss.SPEED] for b in blocks])
+    assert np.nanmax(np.abs(speed - 60.0)) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"source": "obd", "source_file": "x.log"}, "source obd does not use --file"),
+        ({"source": "replay", "source_file": "x.csv", "dbc_files": ["a.dbc"]}, "does not use --dbc"),
+        ({"source": "can", "source_file": "x.log", "can_channel": "vcan0"}, "does not use --can-channel"),
+        ({"source": "can", "obd_port": "/dev/ttyUSB0"}, "source can does not use --obd-port"),
+    ],
+)
+def test_an_option_the_source_ignores_is_an_error(settings: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        configured_source(EdgeSettings(**settings), threading.Event())  # type: ignore[arg-type]
+
+
+def test_an_option_the_source_ignores_is_an_error_on_the_command_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "edge_agent.cli", "run", "--vehicle-id", "VIN1"]
+    cmd += ["--state-dir", str(tmp_path), "--source", "obd", "--file", "x.log"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "source obd does not use --file" in result.stderr
+
+
+def test_a_corrupt_log_is_an_error_with_the_file(tmp_path: Path) -> None:
+    _, mapping = _setup(tmp_path, "log")
+    (tmp_path / "bad.blf").write_bytes(b"not a blf file at all")
+    with pytest.raises(ValueError, match=r"bad\.blf"):
+        list(CanLogSource(tmp_path / "bad.blf", load_can_mapping(mapping)))
