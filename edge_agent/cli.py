@@ -236,6 +236,8 @@ def _replay(args: argparse.Namespace) -> int:
         f" duplicates {q['duplicates']}, gaps {q['gaps_total']},"
         f" out of range {q['out_of_range']}, unparsable {q['unparsable']}"
     )
+    for warning in q["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

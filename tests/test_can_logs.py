@@ -151,3 +151,50 @@ def test_a_corrupt_log_is_an_error_with_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.blf").write_bytes(b"not a blf file at all")
     with pytest.raises(ValueError, match=r"bad\.blf"):
         list(CanLogSource(tmp_path / "bad.blf", load_can_mapping(mapping)))
+
+
+# What published DBCs look like: an overlap, a 29-bit id without its extended flag, a name starting with a
+# digit, an unterminated comment, a value table for a signal that does not exist.
+MESSY_DBC = (
+    POWERTRAIN_DBC
+    + """
+BO_ 768 EMS2: 8 ESC
+ SG_ CAN_VERS : 0|6@1+ (1,0) [0|63] "" TBOX
+ SG_ TQ_STND : 4|8@1+ (1,0) [0|255] "Nm" TBOX
+
+BO_ 275971072 DriverDoorStatus: 1 ESC
+ SG_ DriverDoorOpened : 0|1@1+ (1,0) [0|1] "" TBOX
+
+BO_ 1275 2017_5: 8 ESC
+ SG_ counter : 4|5@0+ (1,0) [0|31] "" TBOX
+
+CM_ "Front target"
+BO_ 1664 CLUSTER_F: 8 ESC
+ SG_ LONG_DIST : 7|13@1+ (0.03,0) [0|245] "m" TBOX
+
+VAL_ 256 VehSpdQual 0 "Valid" 1 "Invalid" ;
+"""
+)
+
+
+def test_a_lenient_dbc_load_reports_what_it_skipped(tmp_path: Path) -> None:
+    log, mapping = _setup(tmp_path, "log")
+    (tmp_path / "powertrain.dbc").write_text(MESSY_DBC)
+    with pytest.raises(ValueError, match=r"cannot load DBC .*powertrain\.dbc.*strict = false"):
+        load_can_mapping(mapping)  # strict stays the default
+    mapping.write_text("strict = false\n" + MAPPING)
+    loaded = load_can_mapping(mapping)
+    assert sorted(w.split(": ", 1)[1] for w in loaded.warnings) == [
+        "kept message EMS2 as is: The signals TQ_STND and CAN_VERS are overlapping in message EMS2.",
+        "skipped line 15: 'BO_ 1275 2017_5: 8 ESC' (syntax)",
+        "skipped line 18: 'CM_ \"Front target\"' (syntax)",
+        "skipped message DriverDoorStatus: standard frame id 0x1072fc00 is wider than 11 bits",
+        "skipped value table VAL_ 256 VehSpdQual: no such signal",
+    ]
+    assert {m.name for m in loaded.database.messages} == {"ESC_Speed", "EMS2", "CLUSTER_F", "ESC_Accel"}
+    result = _replay(str(log), "--mapping", str(mapping), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "lenient DBC load: 5 problems" in result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["quality"]["warnings"]) == 5
+    assert [e["kind"] for e in document["events"]] == ["harsh_brake"]  # the good messages still decode

@@ -3,6 +3,7 @@
 A mapping file ties DBC signals to VSS signals::
 
     dbc = "vehicle.dbc"              # relative to the mapping file; or a list: ["powertrain.dbc", "body.dbc"]
+    strict = true                    # false: load published DBCs leniently, reporting what was skipped
 
     [signals."Vehicle.Speed"]
     message = "ESC_VehicleSpeed"     # DBC message name
@@ -26,6 +27,7 @@ Requires the ``can`` extra (python-can, cantools).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import tomllib
@@ -78,6 +80,8 @@ class CanMappingFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dbc: str | list[str] = Field(min_length=1)
+    #: false: load DBCs as published for real cars, skipping (and reporting) what cantools would refuse
+    strict: bool = True
     signals: dict[str, CanSignalSpec] = Field(min_length=1)
 
 
@@ -97,6 +101,8 @@ class CanMapping:
     database: Any  # cantools.database.can.Database
     by_frame: dict[int, list[_Decoder]]
     signals: tuple[str, ...]
+    #: lenient mode: what the DBC(s) had that strict mode refuses, skipped or kept as is (one line each)
+    warnings: tuple[str, ...] = ()
 
 
 #: suffixes of the CAN logs python-can reads (``can.LogReader``); the replay picks the CAN source by them
@@ -133,12 +139,26 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
         named = [spec.dbc] if isinstance(spec.dbc, str) else spec.dbc
         dbc_paths = [(path.parent / p).resolve() for p in named]
     # one database for all files: a frame id is looked up once, whichever file defines it
-    database = cantools.database.can.Database()
+    database = cantools.database.can.Database(strict=spec.strict)
+    warnings: list[str] = []
     for dbc_path in dbc_paths:
         try:
-            database.add_dbc_file(str(dbc_path))
-        except (OSError, cantools.database.UnsupportedDatabaseFormatError, cantools.database.Error) as exc:
-            raise MappingError(f"cannot load DBC {dbc_path}: {exc}") from exc
+            if spec.strict:
+                database.add_dbc_file(str(dbc_path))
+            else:
+                warnings += _add_dbc_leniently(database, dbc_path)
+        except MappingError:
+            raise
+        except Exception as exc:  # OSError, textparser's ParseError, ValueError...: no common base
+            hint = "" if not spec.strict else " (strict = false in the mapping loads it leniently)"
+            raise MappingError(f"cannot load DBC {dbc_path}: {exc}{hint}") from exc
+    if warnings:
+        log.warning(
+            "lenient DBC load: %d problems skipped or kept (%s%s)",
+            len(warnings),
+            "; ".join(warnings[:3]),
+            "; ..." if len(warnings) > 3 else "",
+        )
     by_frame: dict[int, list[_Decoder]] = {}
     for vss_name, s in spec.signals.items():
         if not VSS_PATH_RE.match(vss_name):
@@ -170,7 +190,88 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
         by_frame.setdefault(message.frame_id, []).append(
             _Decoder(vss_name, s.signal, factor, s.scale, s.offset)
         )
-    return CanMapping(database, by_frame, tuple(spec.signals))
+    return CanMapping(database, by_frame, tuple(spec.signals), tuple(warnings))
+
+
+_BO_RE = re.compile(r"^BO_\s+(\d+)\s+(\S+?)\s*:")
+_SYNTAX_LINE_RE = re.compile(r"Invalid syntax at line (\d+)")
+_UNUSED_VAL_RE = re.compile(r"^\s*(VAL_ \d+ \S+)", re.MULTILINE)
+#: a lenient load gives up after this many repairs: a file that needs more is not a DBC
+_MAX_REPAIRS = 200
+
+
+def _drop_message_block(lines: list[str], i: int) -> None:
+    """Blank the ``BO_`` line ``i`` and the ``SG_`` lines that follow it."""
+    lines[i] = ""
+    j = i + 1
+    while j < len(lines) and lines[j].lstrip().startswith("SG_"):
+        lines[j] = ""
+        j += 1
+
+
+def _add_dbc_leniently(database: Any, path: Path) -> list[str]:
+    """Add a DBC file to a non-strict database, repairing what cantools refuses even then; return what
+    was skipped, and what non-strict mode keeps that strict mode refuses (overlapping signals, signals
+    outside their message).
+
+    Published DBCs (opendbc, vendor exports) break cantools in a few recurring ways: standard frame ids
+    wider than 11 bits (an extended id whose flag bit 31 is missing), names starting with a digit, a
+    statement missing its ``;``, value tables of signals that do not exist. Each offending statement is
+    dropped and named, never guessed at: a message whose id is ambiguous is skipped, not reinterpreted.
+    """
+    lines = path.read_text(encoding="cp1252").splitlines()
+    skipped: list[str] = []
+    for i, line in enumerate(lines):
+        match = _BO_RE.match(line)
+        if match and 0x7FF < int(match.group(1)) < 0x80000000:
+            skipped.append(
+                f"{path.name}: skipped message {match.group(2)}: standard frame id "
+                f"0x{int(match.group(1)):x} is wider than 11 bits"
+            )
+            _drop_message_block(lines, i)
+    before = {id(m) for m in database.messages}  # messages of the files added earlier
+    for _ in range(_MAX_REPAIRS):
+        try:
+            database.add_dbc_string("\n".join(lines))
+            break
+        except Exception as exc:  # add_dbc_string raises ParseError, ValueError, ... (no common base)
+            text = str(exc)
+            unused = _UNUSED_VAL_RE.findall(text) if "unused VAL_" in text else []
+            syntax = _SYNTAX_LINE_RE.search(text)
+            if unused:
+                for statement in unused:
+                    skipped.append(f"{path.name}: skipped value table {statement}: no such signal")
+                    # blanked, not removed: later messages name lines by their number in the file
+                    lines = ["" if ln.strip().startswith(statement + " ") else ln for ln in lines]
+            elif syntax:
+                i = int(syntax.group(1)) - 1
+                previous = next((k for k in range(i - 1, -1, -1) if lines[k].strip()), None)
+                if (
+                    previous is not None
+                    and not lines[previous].lstrip().startswith(("BO_", "SG_"))
+                    and not lines[previous].rstrip().endswith(";")
+                ):
+                    i = previous  # the statement before is unterminated: it is the broken one
+                skipped.append(f"{path.name}: skipped line {i + 1}: {lines[i].strip()[:80]!r} (syntax)")
+                if lines[i].lstrip().startswith("BO_"):
+                    _drop_message_block(lines, i)
+                else:
+                    lines[i] = ""
+            else:
+                raise MappingError(f"cannot load DBC {path} even leniently: {text}") from exc
+    else:
+        raise MappingError(f"{path}: more than {_MAX_REPAIRS} repairs needed; not loaded")
+    kept: list[str] = []
+    for message in database.messages:
+        if id(message) in before:
+            continue
+        try:
+            message.refresh(strict=True)
+        except Exception as exc:  # cantools' own check of overlapping / out-of-frame signals
+            kept.append(f"{path.name}: kept message {message.name} as is: {exc}")
+        finally:
+            message.refresh(strict=False)
+    return skipped + kept
 
 
 class CanSource:
@@ -193,6 +294,7 @@ class CanSource:
         self.monitor = monitor or QualityMonitor()
         self.stop = stop or threading.Event()
         self.frames = 0
+        self.monitor.report.warnings.extend(mapping.warnings)
 
     @property
     def report(self) -> SourceReport:

@@ -60,6 +60,8 @@ class SourceReport:
     gaps_total: int = 0
     first_t: float | None = None
     last_t: float | None = None
+    #: problems of the source's set-up it worked around (e.g. what a lenient DBC load skipped), one line each
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self, time_of: Any = float) -> dict[str, Any]:
         """Plain data; ``time_of`` renders epoch seconds (a replay uses the file's own time base)."""
@@ -74,6 +76,7 @@ class SourceReport:
             "gaps_total": self.gaps_total,
             "first": time_of(self.first_t) if self.first_t is not None else None,
             "last": time_of(self.last_t) if self.last_t is not None else None,
+            "warnings": list(self.warnings),
         }
 
 
