@@ -20,21 +20,15 @@ from edge_agent.sources.can import CanLogSource, load_can_mapping
 
 T0 = 1793577600.0  # 2026-11-02T00:00:00Z
 
-POWERTRAIN_DBC = """VERSION ""
-NS_ :
-BS_:
-BU_: ESC TBOX
-BO_ 256 ESC_Speed: 8 ESC
+HEADER = 'VERSION ""\nNS_ :\nBS_:\nBU_: ESC TBOX\n'
+POWERTRAIN_DBC = (
+    HEADER
+    + """BO_ 256 ESC_Speed: 8 ESC
  SG_ VehSpd : 0|16@1+ (0.01,0) [0|655.35] "kph" TBOX
 """
+)
 
-CHASSIS_DBC = """VERSION ""
-NS_ :
-BS_:
-BU_: ESC TBOX
-BO_ 512 ESC_Accel: 8 ESC
- SG_ LongAccel : 0|16@1- (0.001,0) [-32.768|32.767] "m/s2" TBOX
-"""
+CHASSIS_DBC = HEADER + 'BO_ 512 ESC_Accel: 8 ESC\n SG_ LongAccel : 0|16@1- (0.001,0) [-33|33] "m/s2" X\n'
 
 MAPPING = """
 dbc = ["powertrain.dbc", "chassis.dbc"]
@@ -198,3 +192,79 @@ def test_a_lenient_dbc_load_reports_what_it_skipped(tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     assert len(document["quality"]["warnings"]) == 5
     assert [e["kind"] for e in document["events"]] == ["harsh_brake"]  # the good messages still decode
+
+
+UNITS_DBC = (
+    HEADER
+    + """BO_ 300 Powertrain: 8 ESC
+ SG_ Gear : 0|8@1+ (1,0) [0|255] "" TBOX
+ SG_ Torque : 8|16@1- (0.5,0) [-16384|16383] "Nm" TBOX
+ SG_ TirePress : 24|16@1+ (0.01,0) [0|655] "Bar" TBOX
+ SG_ SteerAngle : 40|16@1- (0.1,0) [-3276|3276] "Deg" TBOX
+ SG_ SpeedMph : 56|8@1+ (1,0) [0|255] "MPH" TBOX
+VAL_ 300 Gear 0 "PARK" 8 "REVERSE" 16 "NEUTRAL" 32 "DRIVE" 255 "INVALID" ;
+"""
+)
+
+UNITS_MAPPING = """
+dbc = "units.dbc"
+[signals."Vehicle.Powertrain.Transmission.SelectedGear"]
+message = "Powertrain"
+signal = "Gear"
+choices = { PARK = "P", REVERSE = "R", NEUTRAL = "N", DRIVE = "D" }
+[signals."Vehicle.Powertrain.CombustionEngine.Torque"]
+message = "Powertrain"
+signal = "Torque"
+[signals."Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure"]
+message = "Powertrain"
+signal = "TirePress"
+[signals."Vehicle.Chassis.SteeringWheel.Angle"]
+message = "Powertrain"
+signal = "SteerAngle"
+[signals."Vehicle.Speed"]
+message = "Powertrain"
+signal = "SpeedMph"
+"""
+
+
+def test_value_tables_and_dbc_units_reach_vss(tmp_path: Path) -> None:
+    (tmp_path / "units.dbc").write_text(UNITS_DBC)
+    (tmp_path / "m.toml").write_text(UNITS_MAPPING)
+    db = cantools.database.load_string(UNITS_DBC)
+    message = db.get_message_by_name("Powertrain")
+    values = {"Torque": 250.5, "TirePress": 2.35, "SteerAngle": -90.5, "SpeedMph": 50}
+    with can.Logger(tmp_path / "d.log") as writer:
+        for i, gear in enumerate(["DRIVE", "PARK", "INVALID", "REVERSE"]):
+            data = message.encode({**values, "Gear": gear})
+            frame = can.Message(timestamp=T0 + i, arbitration_id=300, data=data, channel=0)
+            writer.on_message_received(frame)
+    source = CanLogSource(tmp_path / "d.log", load_can_mapping(tmp_path / "m.toml"))
+    (block,) = list(source)
+    s = block.signals
+    gear = s["Vehicle.Powertrain.Transmission.SelectedGear"]
+    assert gear[[0, 1, 3]].tolist() == [127.0, 126.0, -1.0] and np.isnan(gear[2])  # VSS: 127 D, 126 P
+    assert source.report.unparsable == {"unmapped_value_Gear": 1}
+    assert s["Vehicle.Powertrain.CombustionEngine.Torque"][0] == pytest.approx(250.5)  # Nm
+    assert s["Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure"][0] == pytest.approx(235.0)  # Bar -> kPa
+    assert s["Vehicle.Chassis.SteeringWheel.Angle"][0] == pytest.approx(-90.5)  # Deg
+    assert s[vss.SPEED][0] == pytest.approx(50 * 1.609344)  # MPH -> km/h
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (('"MPH"', '"furlong/fortnight"'), r"Vehicle\.Speed from Powertrain\.SpeedMph: unknown unit"),
+        (('"MPH"', '""'), r"the DBC gives no unit and Vehicle\.Speed is in km/h; set unit"),
+        (('"Bar"', '"Nm"'), "cannot convert from Nm"),
+        (('DRIVE = "D"', 'DRIVE = "S"'), "'S' is not a VSS value of .*SelectedGear; known: P, R, N, D"),
+        (('DRIVE = "D"', 'Drive = "D"'), "no value 'Drive' in its value table; it has: PARK, REVERSE"),
+        (("VAL_ 300 Gear", "VAL_ 300 Torque"), "choices given, but the DBC has no value table"),
+    ],
+)
+def test_units_and_value_tables_that_do_not_fit_are_refused(
+    tmp_path: Path, change: tuple[str, str], fragment: str
+) -> None:
+    (tmp_path / "units.dbc").write_text(UNITS_DBC.replace(*change))
+    (tmp_path / "m.toml").write_text(UNITS_MAPPING.replace(*change))
+    with pytest.raises(ValueError, match=fragment):
+        load_can_mapping(tmp_path / "m.toml")

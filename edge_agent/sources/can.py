@@ -8,9 +8,10 @@ A mapping file ties DBC signals to VSS signals::
     [signals."Vehicle.Speed"]
     message = "ESC_VehicleSpeed"     # DBC message name
     signal = "VehSpd"                # DBC signal name
-    unit = "km/h"                    # optional: default is the DBC unit (or the VSS unit if none)
+    unit = "km/h"                    # optional: default is the DBC unit (aliases such as kph, Deg, Bar)
     scale = 1.0                      # optional, applied after the DBC's own scaling
     offset = 0.0
+    choices = { DRIVE = "D" }        # optional: DBC value table name -> VSS value (number or enum name)
 
 Each frame becomes a row at the frame's timestamp with the signals it carries; the other signals have no
 sample (NaN) there. Frames at the same timestamp share a row. Signals arrive at their own rates, so run the
@@ -44,24 +45,9 @@ from ..signals import SignalBlock
 from .mapping import MappingError
 from .quality import QualityMonitor, SourceReport
 from .timebase import TimeBase, TimeFormat
-from .units import UnitError, conversion, vss_unit
+from .units import VSS_ENUMS, UnitError, conversion, vss_unit
 
 log = logging.getLogger(__name__)
-
-#: DBC files spell units in many ways; these are read as the unit named on the right.
-DBC_UNIT_ALIASES = {
-    "kph": "km/h",
-    "kmh": "km/h",
-    "km/hr": "km/h",
-    "m/s²": "m/s^2",
-    "m/s2": "m/s^2",
-    "m/s/s": "m/s^2",
-    "°/s": "deg/s",
-    "deg/sec": "deg/s",
-    "1/min": "rpm",
-    "U/min": "rpm",
-    "percent": "%",
-}
 
 
 class CanSignalSpec(BaseModel):
@@ -73,6 +59,10 @@ class CanSignalSpec(BaseModel):
     unit: str | None = None
     scale: float = 1.0
     offset: float = 0.0
+    #: value table (DBC ``VAL_``) entry name -> the VSS value: a number, or a name of the signal's VSS
+    #: enumeration (``units.VSS_ENUMS``: "P", "R", "N", "D" for the selected gear); entries not listed
+    #: become "no sample" and are counted
+    choices: dict[str, float | str] | None = None
 
 
 class CanMappingFile(BaseModel):
@@ -92,6 +82,8 @@ class _Decoder:
     factor: float
     scale: float
     offset: float
+    #: raw value -> VSS value, for a signal mapped through its value table
+    choices: dict[int, float] | None = None
 
 
 @dataclass
@@ -177,20 +169,50 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
             raise MappingError(
                 f"{path}: {vss_name}: {s.message} has no signal {s.signal!r}; it has: {names}"
             ) from None
-        unit = (
-            s.unit
-            or DBC_UNIT_ALIASES.get(dbc_signal.unit or "", dbc_signal.unit)
-            or vss_unit(vss_name)
-            or "1"
-        )
-        try:
-            factor = conversion(unit, vss_name)
-        except UnitError as exc:
-            raise MappingError(f"{path}: {vss_name} from {s.message}.{s.signal}: {exc}; set unit") from exc
+        where = f"{path}: {vss_name} from {s.message}.{s.signal}"
+        choices = _choices(where, vss_name, dbc_signal, s.choices) if s.choices is not None else None
         by_frame.setdefault(message.frame_id, []).append(
-            _Decoder(vss_name, s.signal, factor, s.scale, s.offset)
+            _Decoder(vss_name, s.signal, _factor(where, vss_name, s, dbc_signal), s.scale, s.offset, choices)
         )
     return CanMapping(database, by_frame, tuple(spec.signals), tuple(warnings))
+
+
+def _factor(where: str, vss_name: str, spec: CanSignalSpec, dbc_signal: Any) -> float:
+    """The unit conversion of one mapped signal: the mapping's unit, else the DBC's (aliases understood).
+
+    An empty DBC unit is taken as "no unit" only where the VSS signal has none: a speed without a unit
+    could be km/h or mph, and guessing would mix units silently.
+    """
+    target = vss_unit(vss_name)
+    unit = spec.unit or (dbc_signal.unit or "").strip()
+    if not unit:
+        if target not in (None, "1", "bool"):
+            raise MappingError(f"{where}: the DBC gives no unit and {vss_name} is in {target}; set unit")
+        unit = target or "1"
+    try:
+        return conversion(unit, vss_name)
+    except UnitError as exc:
+        raise MappingError(f"{where}: {exc}; set unit") from exc
+
+
+def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float | str]) -> dict[int, float]:
+    """Raw value -> VSS value of a signal mapped through its DBC value table."""
+    table = {str(name): int(raw) for raw, name in (dbc_signal.choices or {}).items()}
+    if not table:
+        raise MappingError(f"{where}: choices given, but the DBC has no value table (VAL_) for it")
+    enum = VSS_ENUMS.get(vss_name, {})
+    out: dict[int, float] = {}
+    for name, target in names.items():
+        if name not in table:
+            raise MappingError(f"{where}: no value {name!r} in its value table; it has: {', '.join(table)}")
+        if isinstance(target, str):
+            if target not in enum:
+                known = ", ".join(enum) if enum else "none (give numbers)"
+                raise MappingError(f"{where}: {target!r} is not a VSS value of {vss_name}; known: {known}")
+            out[table[name]] = float(enum[target])
+        else:
+            out[table[name]] = float(target)
+    return out
 
 
 _BO_RE = re.compile(r"^BO_\s+(\d+)\s+(\S+?)\s*:")
@@ -354,7 +376,19 @@ class CanSource:
                 rows_t.append(t)
                 rows.append([np.nan] * len(names))
             row = rows[-1]
+            raw: dict[str, Any] | None = None
             for d in decoders:
+                if d.choices is not None:
+                    if raw is None:  # value tables are keyed by the raw value, before the DBC's scaling
+                        raw = self.mapping.database.decode_message(
+                            msg.arbitration_id, bytes(msg.data), decode_choices=False, scaling=False
+                        )
+                    mapped = d.choices.get(int(raw[d.dbc_signal])) if d.dbc_signal in raw else None
+                    if mapped is None:
+                        self._ignore(f"unmapped_value_{d.dbc_signal}")
+                    else:
+                        row[column_of[d.vss]] = mapped
+                    continue
                 value = decoded.get(d.dbc_signal)
                 if isinstance(value, int | float):
                     row[column_of[d.vss]] = (float(value) * d.scale + d.offset) * d.factor

@@ -1,7 +1,13 @@
 """Unit conversion into the VSS unit of each signal.
 
 A mapping names the unit its column is recorded in; the value is converted to the unit VSS defines for the
-signal (``edge_agent.signals.UNITS``). Converting between units of different quantities is an error.
+signal (``edge_agent.signals.UNITS``, then :data:`EDGE_UNITS`). Converting between units of different
+quantities is an error. Unit names are read case-insensitively and through :data:`UNIT_ALIASES`, the
+spellings DBC files and loggers use (``Deg``, ``°``, ``Bar``, ``kph``, ``N.m`` ...).
+
+A signal whose VSS unit neither table knows gets the VSS unit of the recorded unit's quantity: the first
+unit of each quantity below (km/h, m/s^2, deg/s, rpm, kW, %, km, deg, l, celsius, V, kPa, Nm) is the one VSS
+uses, so that a pressure in bar reaches the cloud in kPa whatever the signal is called.
 """
 
 from __future__ import annotations
@@ -41,7 +47,60 @@ _UNITS: dict[str, tuple[str, float]] = {
     "mV": ("voltage", 1e-3),
     "bool": ("boolean", 1.0),
     "1": ("dimensionless", 1.0),
+    "kPa": ("pressure", 1.0),
+    "bar": ("pressure", 100.0),
+    "mbar": ("pressure", 0.1),
+    "hPa": ("pressure", 0.1),
+    "Pa": ("pressure", 1e-3),
+    "psi": ("pressure", 6.894757293168),
+    "Nm": ("torque", 1.0),
+    "lbf-ft": ("torque", 1.3558179483314),
 }
+
+#: other spellings of the units above (matched case-insensitively, like the units themselves)
+UNIT_ALIASES = {
+    "kph": "km/h",
+    "kmh": "km/h",
+    "km/hr": "km/h",
+    "m/s²": "m/s^2",
+    "m/s2": "m/s^2",
+    "m/s/s": "m/s^2",
+    "°/s": "deg/s",
+    "deg/sec": "deg/s",
+    "1/min": "rpm",
+    "u/min": "rpm",
+    "percent": "%",
+    "°": "deg",
+    "degree": "deg",
+    "degrees": "deg",
+    "°c": "celsius",
+    "n.m": "Nm",
+    "n·m": "Nm",
+    "n-m": "Nm",
+    "lb-ft": "lbf-ft",
+    "volt": "V",
+}
+
+#: VSS signals outside the shared catalogue that mappings commonly feed, with their VSS unit ("1": an
+#: integer enumeration or count). Kept on the edge: the cloud stores them as recorded (``extra``).
+EDGE_UNITS = {
+    "Vehicle.Powertrain.Transmission.SelectedGear": "1",
+    "Vehicle.Powertrain.Transmission.CurrentGear": "1",
+    "Vehicle.Chassis.SteeringWheel.Angle": "deg",
+    "Vehicle.Powertrain.CombustionEngine.Torque": "Nm",
+    "Vehicle.Powertrain.ElectricMotor.Torque": "Nm",
+    "Vehicle.Chassis.Accelerator.PedalPosition": "%",
+    "Vehicle.Chassis.Brake.PedalPosition": "%",
+}
+
+#: VSS enumerations of integer signals, by name, for value tables (DBC ``VAL_``) mapped by name: VSS 4
+#: writes the selected gear as 0 neutral, 1.. forward, -1.. reverse, 126 park, 127 drive
+VSS_ENUMS: dict[str, dict[str, int]] = {
+    "Vehicle.Powertrain.Transmission.SelectedGear": {"P": 126, "R": -1, "N": 0, "D": 127},
+    "Vehicle.Powertrain.Transmission.CurrentGear": {"R": -1, "N": 0},
+}
+
+_BY_NAME = {u.lower(): u for u in _UNITS} | {alias.lower(): u for alias, u in UNIT_ALIASES.items()}
 
 
 class UnitError(ValueError):
@@ -49,23 +108,33 @@ class UnitError(ValueError):
 
 
 def known_units() -> list[str]:
-    """Every unit a mapping may name."""
+    """Every unit a mapping may name (aliases aside)."""
     return sorted(_UNITS)
 
 
 def vss_unit(signal: str) -> str | None:
     """The unit VSS uses for ``signal``, if this agent knows it."""
-    return UNITS.get(signal)
+    return (
+        UNITS.get(signal) or EDGE_UNITS.get(signal) or ("kPa" if signal.endswith(".Tire.Pressure") else None)
+    )
+
+
+def normalize_unit(unit: str) -> str | None:
+    """The unit ``unit`` names (any case, or an alias: ``Deg`` -> ``deg``, ``Bar`` -> ``bar``), or None."""
+    return _BY_NAME.get(unit.strip().lower())
 
 
 def conversion(from_unit: str, signal: str) -> float:
     """The factor that converts values in ``from_unit`` to ``signal``'s VSS unit."""
     target = vss_unit(signal)
-    if from_unit not in _UNITS:
+    unit = normalize_unit(from_unit)
+    if unit is None:
         raise UnitError(f"unknown unit {from_unit!r} for {signal}; known: {', '.join(known_units())}")
+    q_from, f_from = _UNITS[unit]
     if target is None:
-        return 1.0  # a signal without a known VSS unit (features, custom) is passed as recorded
-    q_from, f_from = _UNITS[from_unit]
+        # no known VSS unit: features and custom signals as recorded if unitless, else the VSS unit of
+        # the quantity (each quantity's base unit is the one VSS uses)
+        return f_from
     q_to, f_to = _UNITS[target]
     if q_from != q_to:
         raise UnitError(f"{signal} is in {target} ({q_to}); cannot convert from {from_unit} ({q_from})")
