@@ -202,7 +202,7 @@ UNITS_DBC = (
  SG_ TirePress : 24|16@1+ (0.01,0) [0|655] "Bar" TBOX
  SG_ SteerAngle : 40|16@1- (0.1,0) [-3276|3276] "Deg" TBOX
  SG_ SpeedMph : 56|8@1+ (1,0) [0|255] "MPH" TBOX
-VAL_ 300 Gear 0 "PARK" 8 "REVERSE" 16 "NEUTRAL" 32 "DRIVE" 255 "INVALID" ;
+VAL_ 300 Gear 0 "PARK" 8 "REVERSE" 16 "NEUTRAL" 32 "DRIVE" 33 "DRIVE" 255 "INVALID" ;
 """
 )
 
@@ -229,12 +229,12 @@ signal = "SpeedMph"
 
 def test_value_tables_and_dbc_units_reach_vss(tmp_path: Path) -> None:
     (tmp_path / "units.dbc").write_text(UNITS_DBC)
-    (tmp_path / "m.toml").write_text(UNITS_MAPPING)
+    (tmp_path / "m.toml").write_text(UNITS_MAPPING.replace('"Torque"', '"Torque"\nunit = "Unit_NewtoMeter"'))
     db = cantools.database.load_string(UNITS_DBC)
     message = db.get_message_by_name("Powertrain")
     values = {"Torque": 250.5, "TirePress": 2.35, "SteerAngle": -90.5, "SpeedMph": 50}
     with can.Logger(tmp_path / "d.log") as writer:
-        for i, gear in enumerate(["DRIVE", "PARK", "INVALID", "REVERSE"]):
+        for i, gear in enumerate([32, 0, 255, 8, 33]):  # raws; 32 and 33 are both "DRIVE" (as in mazda's)
             data = message.encode({**values, "Gear": gear})
             frame = can.Message(timestamp=T0 + i, arbitration_id=300, data=data, channel=0)
             writer.on_message_received(frame)
@@ -242,7 +242,7 @@ def test_value_tables_and_dbc_units_reach_vss(tmp_path: Path) -> None:
     (block,) = list(source)
     s = block.signals
     gear = s["Vehicle.Powertrain.Transmission.SelectedGear"]
-    assert gear[[0, 1, 3]].tolist() == [127.0, 126.0, -1.0] and np.isnan(gear[2])  # VSS: 127 D, 126 P
+    assert gear[[0, 1, 3, 4]].tolist() == [127.0, 126.0, -1.0, 127.0] and np.isnan(gear[2])  # 127 D, 126 P
     assert source.report.unparsable == {"unmapped_value_Gear": 1}
     assert s["Vehicle.Powertrain.CombustionEngine.Torque"][0] == pytest.approx(250.5)  # Nm
     assert s["Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure"][0] == pytest.approx(235.0)  # Bar -> kPa

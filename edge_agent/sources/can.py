@@ -197,7 +197,9 @@ def _factor(where: str, vss_name: str, spec: CanSignalSpec, dbc_signal: Any) -> 
 
 def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float | str]) -> dict[int, float]:
     """Raw value -> VSS value of a signal mapped through its DBC value table."""
-    table = {str(name): int(raw) for raw, name in (dbc_signal.choices or {}).items()}
+    table: dict[str, list[int]] = {}  # one name may stand for several raws (mazda: 1..6 are all "D")
+    for raw, name in (dbc_signal.choices or {}).items():
+        table.setdefault(str(name), []).append(int(raw))
     if not table:
         raise MappingError(f"{where}: choices given, but the DBC has no value table (VAL_) for it")
     enum = VSS_ENUMS.get(vss_name, {})
@@ -209,9 +211,10 @@ def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float 
             if target not in enum:
                 known = ", ".join(enum) if enum else "none (give numbers)"
                 raise MappingError(f"{where}: {target!r} is not a VSS value of {vss_name}; known: {known}")
-            out[table[name]] = float(enum[target])
+            value = float(enum[target])
         else:
-            out[table[name]] = float(target)
+            value = float(target)
+        out.update(dict.fromkeys(table[name], value))
     return out
 
 

@@ -79,6 +79,20 @@ UNIT_ALIASES = {
     "n-m": "Nm",
     "lb-ft": "lbf-ft",
     "volt": "V",
+    "deg c": "celsius",
+    "m/sec": "m/s",
+    "meter": "m",
+    "unitless": "1",
+    "-": "1",
+    # Vector's CANdb++ unit names, as in Volkswagen's DBCs
+    "unit_percent": "%",
+    "unit_meterperseconsquar": "m/s^2",
+    "unit_newtometer": "Nm",
+    "unit_minutinver": "rpm",
+    "unit_kilometerperhour": "km/h",
+    "unit_degrecelsi": "celsius",
+    "unit_degreofarc": "deg",
+    "unit_volt": "V",
 }
 
 #: VSS signals outside the shared catalogue that mappings commonly feed, with their VSS unit ("1": an
