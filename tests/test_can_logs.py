@@ -268,3 +268,73 @@ def test_units_and_value_tables_that_do_not_fit_are_refused(
     (tmp_path / "m.toml").write_text(UNITS_MAPPING.replace(*change))
     with pytest.raises(ValueError, match=fragment):
         load_can_mapping(tmp_path / "m.toml")
+
+
+COMPOSITE_DBC = (
+    HEADER
+    + """BO_ 400 SAS: 4 ESC
+ SG_ AngleMag : 0|15@1+ (0.1,0) [0|3276.7] "deg" TBOX
+ SG_ AngleSign : 15|1@1+ (1,0) [0|1] "" TBOX
+ SG_ SpdCoarse : 16|8@1+ (1,0) [0|255] "km/h" TBOX
+ SG_ SpdFine : 24|4@1+ (0.0625,0) [0|0.9375] "km/h" TBOX
+ SG_ Count : 28|4@1+ (1,0) [0|15] "" TBOX
+"""
+)
+
+COMPOSITE_MAPPING = """
+dbc = "sas.dbc"
+[signals."Vehicle.Chassis.SteeringWheel.Angle"]
+message = "SAS"
+value = "-AngleMag if AngleSign else AngleMag"
+[signals."Vehicle.Speed"]
+message = "SAS"
+value = "SpdCoarse + SpdFine"
+[signals."Vehicle.Powertrain.CombustionEngine.Torque"]
+message = "SAS"
+value = "100 / Count"
+unit = "Nm"
+"""
+
+
+def test_composite_signals_by_a_safe_expression(tmp_path: Path) -> None:
+    (tmp_path / "sas.dbc").write_text(COMPOSITE_DBC)
+    (tmp_path / "m.toml").write_text(COMPOSITE_MAPPING)
+    message = cantools.database.load_string(COMPOSITE_DBC).get_message_by_name("SAS")
+    parts = [(12.5, 1, 50, 0.25, 4), (7.0, 0, 3, 0.5, 0)]
+    with can.Logger(tmp_path / "d.asc") as writer:
+        for i, (mag, sign, coarse, fine, count) in enumerate(parts):
+            values = {
+                "AngleMag": mag,
+                "AngleSign": sign,
+                "SpdCoarse": coarse,
+                "SpdFine": fine,
+                "Count": count,
+            }
+            frame = can.Message(timestamp=T0 + i, arbitration_id=400, data=message.encode(values), channel=0)
+            writer.on_message_received(frame)
+    source = CanLogSource(tmp_path / "d.asc", load_can_mapping(tmp_path / "m.toml"))
+    (block,) = list(source)
+    assert block.signals["Vehicle.Chassis.SteeringWheel.Angle"].tolist() == [-12.5, 7.0]
+    assert block.signals[vss.SPEED].tolist() == [50.25, 3.5]
+    torque = block.signals["Vehicle.Powertrain.CombustionEngine.Torque"]
+    assert torque[0] == 25.0 and np.isnan(torque[1])  # 100 / 0: no sample, counted
+    assert source.report.unparsable == {"no_value_Vehicle.Powertrain.CombustionEngine.Torque": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('__import__(\\"os\\").system(\\"true\\")', "is not allowed"),
+        ("AngleMag ** 2", r"'AngleMag \*\* 2' is not allowed"),
+        ("AngleMag.real", "is not allowed"),
+        ("Nope * 2", "no signal 'Nope' in the message; it has: AngleMag, AngleSign"),
+        ("AngleMag +", "is not an expression"),
+        ("AngleMag + SpdFine", "its signals are in deg, km/h; set unit"),
+    ],
+)
+def test_expressions_outside_the_safe_subset_are_refused(tmp_path: Path, value: str, fragment: str) -> None:
+    (tmp_path / "sas.dbc").write_text(COMPOSITE_DBC)
+    mapping = COMPOSITE_MAPPING.replace('"-AngleMag if AngleSign else AngleMag"', f'"{value}"')
+    (tmp_path / "m.toml").write_text(mapping)
+    with pytest.raises(ValueError, match=fragment):
+        load_can_mapping(tmp_path / "m.toml")

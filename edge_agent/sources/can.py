@@ -13,6 +13,10 @@ A mapping file ties DBC signals to VSS signals::
     offset = 0.0
     choices = { DRIVE = "D" }        # optional: DBC value table name -> VSS value (number or enum name)
 
+    [signals."Vehicle.Chassis.SteeringWheel.Angle"]
+    message = "SAS"
+    value = "-angle if sign else angle"   # instead of signal: + - * /, a if c else b over its signals
+
 Each frame becomes a row at the frame's timestamp with the signals it carries; the other signals have no
 sample (NaN) there. Frames at the same timestamp share a row. Signals arrive at their own rates, so run the
 blocks through :class:`edge_agent.processing.Resampler` before the detectors (``drivesight edge run`` does).
@@ -28,6 +32,7 @@ Requires the ``can`` extra (python-can, cantools).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -35,13 +40,15 @@ import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..protocol import VSS_PATH_RE, format_validation_error
 from ..signals import SignalBlock
+from .expression import Expression, ExpressionError, compile_expression
 from .mapping import MappingError
 from .quality import QualityMonitor, SourceReport
 from .timebase import TimeBase, TimeFormat
@@ -55,7 +62,9 @@ class CanSignalSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     message: str = Field(min_length=1)
-    signal: str = Field(min_length=1)
+    signal: str | None = Field(default=None, min_length=1)
+    #: instead of ``signal``: an expression over the message's signals (``sources/expression.py``)
+    value: str | None = Field(default=None, min_length=1)
     unit: str | None = None
     scale: float = 1.0
     offset: float = 0.0
@@ -63,6 +72,14 @@ class CanSignalSpec(BaseModel):
     #: enumeration (``units.VSS_ENUMS``: "P", "R", "N", "D" for the selected gear); entries not listed
     #: become "no sample" and are counted
     choices: dict[str, float | str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CanSignalSpec:
+        if (self.signal is None) == (self.value is None):
+            raise ValueError("give either signal (a DBC signal) or value (an expression over signals)")
+        if self.value is not None and self.choices is not None:
+            raise ValueError("choices map one signal's value table; they do not apply to a value expression")
+        return self
 
 
 class CanMappingFile(BaseModel):
@@ -84,6 +101,8 @@ class _Decoder:
     offset: float
     #: raw value -> VSS value, for a signal mapped through its value table
     choices: dict[int, float] | None = None
+    #: for a composite value: the compiled expression over the message's decoded signals
+    expression: Expression | None = None
 
 
 @dataclass
@@ -162,6 +181,11 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
             raise MappingError(
                 f"{path}: {vss_name}: no message {s.message!r} in the DBC; it has: {names}"
             ) from None
+        if s.value is not None:
+            where = f"{path}: {vss_name} from {s.message}: value = {s.value!r}"
+            by_frame.setdefault(message.frame_id, []).append(_composite(where, vss_name, s, message))
+            continue
+        assert s.signal is not None  # the spec's validator: signal or value
         try:
             dbc_signal = message.get_signal_by_name(s.signal)
         except KeyError:
@@ -193,6 +217,22 @@ def _factor(where: str, vss_name: str, spec: CanSignalSpec, dbc_signal: Any) -> 
         return conversion(unit, vss_name)
     except UnitError as exc:
         raise MappingError(f"{where}: {exc}; set unit") from exc
+
+
+def _composite(where: str, vss_name: str, spec: CanSignalSpec, message: Any) -> _Decoder:
+    """The decoder of a value computed from several signals of one message."""
+    assert spec.value is not None
+    try:
+        expression, used = compile_expression(spec.value, [sig.name for sig in message.signals])
+    except ExpressionError as exc:
+        raise MappingError(f"{where}: {exc}") from None
+    # the result's unit: the mapping's, else the one all its signals share in the DBC
+    units = {(message.get_signal_by_name(n).unit or "").strip() for n in used} - {""}
+    if spec.unit is None and len(units) > 1:
+        raise MappingError(f"{where}: its signals are in {', '.join(sorted(units))}; set unit")
+    shared = SimpleNamespace(unit=units.pop() if units else "")
+    factor = _factor(where, vss_name, spec, shared)
+    return _Decoder(vss_name, "", factor, spec.scale, spec.offset, expression=expression)
 
 
 def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float | str]) -> dict[int, float]:
@@ -392,7 +432,16 @@ class CanSource:
                     else:
                         row[column_of[d.vss]] = mapped
                     continue
-                value = decoded.get(d.dbc_signal)
+                if d.expression is not None:
+                    try:
+                        value = d.expression(decoded)
+                    except KeyError:  # a multiplexed signal this frame does not carry
+                        continue
+                    if not math.isfinite(value):  # a division by zero: no sample, counted
+                        self._ignore(f"no_value_{d.vss}")
+                        continue
+                else:
+                    value = decoded.get(d.dbc_signal)
                 if isinstance(value, int | float):
                     row[column_of[d.vss]] = (float(value) * d.scale + d.offset) * d.factor
             if block_start is None:
