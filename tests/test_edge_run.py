@@ -12,6 +12,8 @@ import psycopg
 from cloud.ingest.worker import IngestWorker
 from edge_agent.protocol import BrokerAddress
 from tests.helpers import count, wait_until
+from tests.test_can_logs import T0
+from tests.test_can_logs import _setup as can_log
 
 MAPPING = """
 [time]
@@ -64,5 +66,37 @@ def test_edge_run_replays_a_file_into_the_cloud(
         wrong = [*cmd[:-2], "--mapping", str(tmp_path / "nope.toml")]
         bad = subprocess.run(wrong, capture_output=True, text=True, timeout=60, env=env)
         assert bad.returncode == 2 and "cannot read mapping" in bad.stderr
+    finally:
+        worker.stop()
+
+
+def test_edge_run_reads_a_recorded_can_log(
+    tmp_path: Path,
+    database_url: str,
+    db: psycopg.Connection,
+    broker: BrokerAddress,
+    ingest_group: str | None,
+    vehicle_prefix: str,
+) -> None:
+    """``run --source can --file``: a BLF log through two DBCs, at the recorded times, into the cloud."""
+    log, mapping = can_log(tmp_path, "blf")
+    vehicle = vehicle_prefix + "canlog"
+    worker = IngestWorker(database_url, broker, group=ingest_group, client_id="i" + vehicle, persistent=False)
+    worker.start()
+    try:
+        state = ["--state-dir", str(tmp_path / "state"), "--mqtt-url", broker.url()]
+        cmd = [sys.executable, "-m", "edge_agent.cli", "run", "--vehicle-id", vehicle, *state]
+        cmd += ["--source", "can", "--file", str(log), "--mapping", str(mapping)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIVESIGHT_")}
+        env["DRIVESIGHT_EDGE_PERSISTENT_SESSION"] = "false"
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert wait_until(lambda: count(db, "SELECT count(*) FROM trips WHERE vehicle_id = %s", vehicle) == 1)
+        row = db.execute(
+            "SELECT extract(epoch FROM started_at) FROM driving_events"
+            " WHERE vehicle_id = %s AND kind = 'harsh_brake'",
+            (vehicle,),
+        ).fetchone()
+        assert row is not None and abs(float(row[0]) - (T0 + 20.0)) < 0.2  # the recording's time, not now
     finally:
         worker.stop()
