@@ -113,3 +113,34 @@ def test_vehicles_carry_their_time_zone(fresh_database: str, tmp_path: Path) -> 
         bad.write_text(header + "V3,C1,DS-EV,2025,ev,2025-01-02,Mars/Olympus\n")
         with pytest.raises(RowErrors, match=r"line 2: .*unknown time zone 'Mars/Olympus'"):
             import_file(conn, "vehicles", bad)
+
+
+def test_the_catalogue_route_stores_like_the_import(fresh_database: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud.access.keys import create_key
+    from cloud.api.app import create_app
+
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        key = create_key(conn, name="m", scopes=["marketing:write"]).key
+    item = {
+        "item_id": "T1",
+        "kind": "accessory",
+        "title": "Tyres",
+        "tags": ["winter"],
+        "categories": {"suv": 0.9},
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(fresh_database)) as api:
+        assert api.post("/v1/catalogue", json=[item], headers=headers).json() == {"imported": 1}
+        # a price update without categories keeps them
+        update = {"item_id": "T1", "kind": "accessory", "title": "Tyres", "value_per_conversion": 99}
+        assert api.post("/v1/catalogue", json=[update], headers=headers).status_code == 200
+        twice = api.post("/v1/catalogue", json=[item, {**item, "title": "again"}], headers=headers)
+        assert twice.status_code == 422 and "appears more than once" in twice.json()["errors"][0]["msg"]
+        assert twice.json()["errors"][0]["loc"] == ["body", 0]  # the first of the two
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        items = load_items(conn)
+        assert items["T1"].value_per_conversion == 99 and items["T1"].title == "Tyres"
+        cats = conn.execute("SELECT category FROM item_categories WHERE item_id = 'T1'").fetchall()
+        assert cats == [("suv",)]

@@ -627,6 +627,38 @@ def import_file(
     rows, errors = _validate(kind, path)
     if errors:
         raise RowErrors(str(path), errors)
+    return _store(conn, kind_name, kind, rows, str(path), ledger_key)
+
+
+def import_rows(
+    conn: psycopg.Connection[Any],
+    kind_name: str,
+    rows: list[BaseModel],
+    *,
+    source: str = "request",
+    ledger_key: bytes | None = None,
+) -> ImportResult:
+    """Import rows validated already (an API body: ``rows`` of the kind's row model, numbered from 1 in
+    errors) through the same staging, checks and upsert as a file."""
+    kind = KINDS[kind_name]
+    numbered = [
+        (n, kind.to_record(r) if kind.to_record else tuple(getattr(r, c) for c in kind.columns))
+        for n, r in enumerate(rows, start=1)
+    ]
+    return _store(conn, kind_name, kind, numbered, source, ledger_key)
+
+
+def _store(
+    conn: psycopg.Connection[tuple[object, ...]],
+    kind_name: str,
+    kind: Kind,
+    rows: list[tuple[int, tuple[object, ...]]],
+    source: str,
+    ledger_key: bytes | None,
+) -> ImportResult:
+    """Stage ``rows`` (line, values), check erased people, references and duplicates in SQL, upsert; all
+    in one transaction, nothing written when a line is refused."""
+    errors: list[tuple[int, str]] = []
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             f"CREATE TEMP TABLE staging ON COMMIT DROP AS SELECT 0 AS line, {', '.join(kind.columns)}"
@@ -654,7 +686,7 @@ def import_file(
                 for line, key in duplicates
             ]
         if errors:
-            raise RowErrors(str(path), sorted(errors))  # the transaction rolls back: nothing written
+            raise RowErrors(source, sorted(errors))  # the transaction rolls back: nothing written
         for statement in kind.upsert.split(";"):
             cur.execute(statement.encode())
     return ImportResult(len(rows) - len(erased_lines), erased_lines)

@@ -19,7 +19,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from cloud.analytics.imports import CatalogueRow
+from cloud.analytics.imports import CatalogueRow, ImportError_, RowErrors, import_rows
 from cloud.config import CloudSettings
 from cloud.privacy.audit import AsyncAuditWriter, AuditUnavailable, personal_subject, record
 from cloud.push import campaigns as campaign_ops
@@ -145,58 +145,37 @@ def _audit(conn: Conn, principal: Principal, action: str, subject: str, detail: 
     record(conn, key_id=principal.key_id, action=action, subject=subject, outcome="ok", detail=detail)
 
 
-@router.post("/v1/catalogue", response_model=ImportedOut, responses={422: documented("invalid items")})
+@router.post(
+    "/v1/catalogue",
+    response_model=ImportedOut,
+    responses={
+        422: documented("invalid items"),
+        503: documented(
+            "imports need the erasure ledger key (DRIVESIGHT_PRIVACY_LEDGER_KEY) once it holds entries"
+        ),
+    },
+)
 def import_catalogue(
     principal: Annotated[Principal, require("marketing:write")],
     conn: Conn,
+    request: Request,
     rows: Annotated[list[CatalogueItemIn], Body(max_length=10_000)],
 ) -> ImportedOut:
     """Create or update catalogue items (the fields of the ``catalogue`` import); every item is validated
     first and nothing is stored unless all are valid."""
-    errors = []
-    ids = [r.item_id for r in rows]
-    if len(set(ids)) != len(ids):
-        errors.append({"loc": ["body"], "msg": "an item_id appears more than once", "type": "duplicate"})
-    if errors:
-        raise ApiError(422, f"{len(errors)} invalid item(s); nothing stored", errors=errors)
-    with conn.transaction():
-        for r in rows:
-            conn.execute(
-                "INSERT INTO content_items (item_id, kind, title, body, url, category, tags, target_models,"
-                " target_regions, valid_from, valid_until, cost_per_send, value_per_conversion, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-                " ON CONFLICT (item_id) DO UPDATE SET kind = excluded.kind, title = excluded.title,"
-                " body = excluded.body, url = excluded.url, category = excluded.category,"
-                " tags = excluded.tags,"
-                " target_models = excluded.target_models, target_regions = excluded.target_regions,"
-                " valid_from = excluded.valid_from, valid_until = excluded.valid_until,"
-                " cost_per_send = excluded.cost_per_send,"
-                " value_per_conversion = excluded.value_per_conversion, updated_at = now()",
-                (
-                    r.item_id,
-                    r.kind,
-                    r.title,
-                    r.body,
-                    r.url,
-                    r.category,
-                    r.tags,
-                    r.target_models,
-                    r.target_regions,
-                    r.valid_from,
-                    r.valid_until,
-                    r.cost_per_send,
-                    r.value_per_conversion,
-                ),
+    conn.row_factory = tuple_row  # type: ignore[assignment]
+    try:
+        with conn.transaction():
+            imported = import_rows(
+                conn, "catalogue", list(rows), ledger_key=_settings(request).ledger_key_if_set()
             )
-            if r.categories:
-                conn.execute("DELETE FROM item_categories WHERE item_id = %s", (r.item_id,))
-                for category, degree in r.categories.items():
-                    conn.execute(
-                        "INSERT INTO item_categories (item_id, category, membership) VALUES (%s, %s, %s)",
-                        (r.item_id, category, degree),
-                    )
-        _audit(conn, principal, "catalogue.import", "catalogue", {"items": len(rows)})
-    return ImportedOut(imported=len(rows))
+            _audit(conn, principal, "catalogue.import", "catalogue", {"items": imported.imported})
+    except RowErrors as exc:  # an item twice in the body: refused whole
+        errors = [{"loc": ["body", line - 1], "msg": msg, "type": "invalid_item"} for line, msg in exc.errors]
+        raise ApiError(422, f"{len(errors)} invalid item(s); nothing stored", errors=errors) from exc
+    except ImportError_ as exc:  # the import cannot run here (no erasure ledger key while it holds entries)
+        raise ApiError(503, str(exc), code="unavailable") from exc
+    return ImportedOut(imported=imported.imported)
 
 
 @router.get("/v1/catalogue", response_model=Page[CatalogueItemOut])
