@@ -338,3 +338,106 @@ def test_expressions_outside_the_safe_subset_are_refused(tmp_path: Path, value: 
     (tmp_path / "m.toml").write_text(mapping)
     with pytest.raises(ValueError, match=fragment):
         load_can_mapping(tmp_path / "m.toml")
+
+
+def test_a_candump_log_with_mangled_lines_still_replays(tmp_path: Path) -> None:
+    # a real recording passed through a spreadsheet: a payload turned into a number, one cut short
+    log, mapping = _setup(tmp_path, "log")
+    lines = log.read_text().splitlines()
+    lines.insert(100, f"({T0 + 5:.6f}) can0 100#5.90E+90")
+    lines.insert(200, "# a logger's comment")
+    lines.insert(300, f"({T0 + 15:.6f}) can0 100#ABC")
+    lines.insert(400, "garbage")
+    log.write_text("\n".join(lines) + "\n")
+    source = CanLogSource(log, load_can_mapping(mapping))
+    speed = np.concatenate([b.signals[vss.SPEED] for b in source])
+    assert np.nanmax(np.abs(speed - 60.0)) < 0.01 and np.isfinite(speed).sum() == 600  # all good frames
+    assert source.report.unparsable == {"error_or_remote_frame": 1, "malformed_line": 3}
+    (warning,) = source.report.warnings
+    assert warning.startswith("drive.log: skipped 3 lines that are not candump frames (line 101: '(")
+    assert "5.90E+90" in warning and "line 401: 'garbage'" in warning
+    result = _replay(str(log), "--mapping", str(mapping), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [e["kind"] for e in json.loads(result.stdout)["events"]] == ["harsh_brake"]
+
+
+def test_candump_frames_fd_remote_error_and_extended() -> None:
+    from edge_agent.sources.can import _candump_frame
+
+    fd = _candump_frame("(1.5) can1 1F334455##3" + "11" * 12 + " R")
+    assert (fd.is_fd, fd.arbitration_id, fd.is_extended_id, fd.data, fd.channel) == (
+        True,
+        0x1F334455,
+        True,
+        b"\x11" * 12,
+        "can1",
+    )
+    assert _candump_frame("(2.0) vcan0 123#R").is_remote_frame
+    assert _candump_frame("(2.0) vcan0 20000080#0000000000000000").is_error_frame
+    assert _candump_frame("(2.0) can0 0B4#").data == b""
+    for bad in ["(2.0) can0 800#00", "(2.0) can0 123#0", "(x) can0 123#00", "(2.0) can0 123#" + "00" * 9]:
+        with pytest.raises(ValueError):
+            _candump_frame(bad)
+
+
+# Two buses recorded together, one frame id on each with another meaning (as Toyota's brake module on the
+# car's bus and its radar's tracks on the radar bus, both 0x224), each bus with its own DBC
+BRAKE_DBC = HEADER + 'BO_ 548 BRAKE_MODULE: 8 ESC\n SG_ BRAKE_PRESSURE : 0|16@1+ (0.1,0) [0|6553] "bar" X\n'
+RADAR_DBC = HEADER + 'BO_ 548 TRACK_B_4: 8 ESC\n SG_ LONG_DIST : 0|16@1+ (0.01,0) [0|655] "" X\n'
+BUS_MAPPING = """
+dbc = ["brake.dbc", "radar.dbc"]
+channel = "can0"
+[signals."Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure"]
+message = "BRAKE_MODULE"
+signal = "BRAKE_PRESSURE"
+[signals."Vehicle.Private.Radar.Track4.Distance"]
+message = "TRACK_B_4"
+signal = "LONG_DIST"
+channel = 1
+"""
+
+
+@pytest.mark.parametrize("suffix", ["log", "asc", "blf"])
+def test_a_mapping_reads_each_signal_from_its_own_bus(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / "brake.dbc").write_text(BRAKE_DBC)
+    (tmp_path / "radar.dbc").write_text(RADAR_DBC)
+    mapping = BUS_MAPPING
+    if suffix != "log":  # ASC and BLF number channels from 1, as Vector's tools show them
+        mapping = mapping.replace("channel = 1\n", "channel = 2\n").replace('channel = "can0"', "channel = 1")
+    (tmp_path / "m.toml").write_text(mapping)
+    log = tmp_path / f"two_buses.{suffix}"
+    with can.Logger(log) as writer:
+        for i in range(10):
+            for channel, raw in ((0, 1200 + i), (1, 4000 + i)):  # 120.x bar on bus 0; 40.x m on bus 1
+                frame = can.Message(
+                    timestamp=T0 + i + channel * 0.01,
+                    arbitration_id=548,
+                    is_extended_id=False,
+                    data=raw.to_bytes(2, "little") + bytes(6),
+                    channel=f"can{channel}" if suffix == "log" else channel,
+                )
+                writer.on_message_received(frame)
+    source = CanLogSource(log, load_can_mapping(tmp_path / "m.toml"))
+    (block,) = list(source)
+    pressure = block.signals["Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure"]
+    distance = block.signals["Vehicle.Private.Radar.Track4.Distance"]
+    # bar -> kPa from bus 0 only; the distance from bus 1 only, decoded with the radar's DBC, not the brake's
+    assert np.nanmin(pressure) == pytest.approx(12000.0) and np.nanmax(pressure) == pytest.approx(12090.0)
+    assert np.nanmin(distance) == pytest.approx(40.0) and np.nanmax(distance) == pytest.approx(40.09)
+    assert np.isfinite(pressure).sum() == 10 and np.isfinite(distance).sum() == 10
+    assert source.stats.as_dict()["per_message"] == {"BRAKE_MODULE": 10, "TRACK_B_4": 10}
+    assert source.report.warnings == []
+
+
+def test_a_mapped_message_the_recording_never_carries_is_warned_about(tmp_path: Path) -> None:
+    log, mapping = _setup(tmp_path, "log")
+    text = MAPPING.replace('signal = "LongAccel"', 'signal = "LongAccel"\nchannel = "can1"')
+    mapping.write_text(text)
+    source = CanLogSource(log, load_can_mapping(mapping))
+    blocks = list(source)
+    accel = np.concatenate([b.signals[vss.ACCEL_LONGITUDINAL] for b in blocks])
+    assert np.isnan(accel).all()  # the log has can0 only
+    assert source.report.warnings == [
+        "mapped message ESC_Accel (0x200) never seen on channel can1 in 1201 frames"
+    ]
+    assert source.stats.other_channel == 600 and source.stats.decoded == 600

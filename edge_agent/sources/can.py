@@ -4,6 +4,7 @@ A mapping file ties DBC signals to VSS signals::
 
     dbc = "vehicle.dbc"              # relative to the mapping file; or a list: ["powertrain.dbc", "body.dbc"]
     strict = true                    # false: load published DBCs leniently, reporting what was skipped
+    channel = "can0"                 # optional: only frames of this bus (default: every bus in the recording)
 
     [signals."Vehicle.Speed"]
     message = "ESC_VehicleSpeed"     # DBC message name
@@ -12,6 +13,7 @@ A mapping file ties DBC signals to VSS signals::
     scale = 1.0                      # optional, applied after the DBC's own scaling
     offset = 0.0
     choices = { DRIVE = "D" }        # optional: DBC value table name -> VSS value (number or enum name)
+    channel = 1                      # optional: this signal's bus, instead of the mapping's channel
 
     [signals."Vehicle.Chassis.SteeringWheel.Angle"]
     message = "SAS"
@@ -23,8 +25,17 @@ blocks through :class:`edge_agent.processing.Resampler` before the detectors (``
 Error frames, remote frames, frames of unmapped ids and frames that do not decode are counted in the
 source's quality report, never passed on.
 
+A recording of several buses (candump's ``can0``/``can1``, an ASC or BLF file's channels) can carry one
+frame id on two buses with different meanings: Toyota's brake module and its radar's tracks share 0x224.
+``channel`` picks the bus: a name (``"can0"``, as candump writes it) or a number, which matches the
+interface's trailing number in candump (``can0`` is 0) and the channel as Vector's tools number it in ASC
+and BLF (from 1). Each mapped signal is decoded with its own DBC message, so DBCs of two buses that reuse
+a frame id do not override each other.
+
 :class:`CanLogSource` reads a recorded log instead of a bus (python-can's ``LogReader``: candump ``.log``,
-Vector ``.asc`` and ``.blf``), at the recording's own timestamps and as fast as it can be decoded.
+Vector ``.asc`` and ``.blf``), at the recording's own timestamps and as fast as it can be decoded. candump
+logs are parsed here, line by line: a line that is not a frame (a logger's comment, a line cut short or
+mangled by a spreadsheet) is counted and named in a warning, and the rest of the recording still replays.
 
 Requires the ``can`` extra (python-can, cantools).
 """
@@ -38,7 +49,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -72,6 +83,8 @@ class CanSignalSpec(BaseModel):
     #: enumeration (``units.VSS_ENUMS``: "P", "R", "N", "D" for the selected gear); entries not listed
     #: become "no sample" and are counted
     choices: dict[str, float | str] | None = None
+    #: the bus this signal is read from, instead of the mapping's ``channel``
+    channel: str | int | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> CanSignalSpec:
@@ -89,6 +102,8 @@ class CanMappingFile(BaseModel):
     dbc: str | list[str] = Field(min_length=1)
     #: false: load DBCs as published for real cars, skipping (and reporting) what cantools would refuse
     strict: bool = True
+    #: only frames of this bus (a candump interface name, or a channel number); default: every bus
+    channel: str | int | None = None
     signals: dict[str, CanSignalSpec] = Field(min_length=1)
 
 
@@ -103,6 +118,10 @@ class _Decoder:
     choices: dict[int, float] | None = None
     #: for a composite value: the compiled expression over the message's decoded signals
     expression: Expression | None = None
+    #: the DBC message this signal is decoded with (cantools ``Message``)
+    message: Any = None
+    #: only frames of this bus (see :func:`_same_channel`); None: any
+    channel: str | None = None
 
 
 @dataclass
@@ -181,9 +200,12 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
             raise MappingError(
                 f"{path}: {vss_name}: no message {s.message!r} in the DBC; it has: {names}"
             ) from None
+        channel = s.channel if s.channel is not None else spec.channel
+        bus = None if channel is None else str(channel).strip()
         if s.value is not None:
             where = f"{path}: {vss_name} from {s.message}: value = {s.value!r}"
-            by_frame.setdefault(message.frame_id, []).append(_composite(where, vss_name, s, message))
+            decoder = _composite(where, vss_name, s, message)
+            by_frame.setdefault(message.frame_id, []).append(replace(decoder, channel=bus))
             continue
         assert s.signal is not None  # the spec's validator: signal or value
         try:
@@ -195,8 +217,9 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
             ) from None
         where = f"{path}: {vss_name} from {s.message}.{s.signal}"
         choices = _choices(where, vss_name, dbc_signal, s.choices) if s.choices is not None else None
+        factor = _factor(where, vss_name, s, dbc_signal)
         by_frame.setdefault(message.frame_id, []).append(
-            _Decoder(vss_name, s.signal, _factor(where, vss_name, s, dbc_signal), s.scale, s.offset, choices)
+            _Decoder(vss_name, s.signal, factor, s.scale, s.offset, choices, message=message, channel=bus)
         )
     return CanMapping(database, by_frame, tuple(spec.signals), tuple(warnings))
 
@@ -232,7 +255,7 @@ def _composite(where: str, vss_name: str, spec: CanSignalSpec, message: Any) -> 
         raise MappingError(f"{where}: its signals are in {', '.join(sorted(units))}; set unit")
     shared = SimpleNamespace(unit=units.pop() if units else "")
     factor = _factor(where, vss_name, spec, shared)
-    return _Decoder(vss_name, "", factor, spec.scale, spec.offset, expression=expression)
+    return _Decoder(vss_name, "", factor, spec.scale, spec.offset, expression=expression, message=message)
 
 
 def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float | str]) -> dict[int, float]:
@@ -339,6 +362,50 @@ def _add_dbc_leniently(database: Any, path: Path) -> list[str]:
     return skipped + kept
 
 
+@dataclass(slots=True)
+class CanStats:
+    """What a CAN source did with the frames it read."""
+
+    frames: int = 0
+    #: frames with at least one mapped signal decoded from them
+    decoded: int = 0
+    #: frames of ids the mapping does not use (other traffic on the bus), and how many distinct ids
+    unmapped: int = 0
+    unmapped_ids: set[tuple[str, int]] = field(default_factory=set)
+    #: frames of a mapped id on a bus the mapping does not read (``channel``)
+    other_channel: int = 0
+    #: frames counted as unparsable in the quality report (error/remote frames, decode errors, bad lines)
+    refused: int = 0
+    #: frames per mapped DBC message name (a mapped message never seen is warned about)
+    per_message: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, for a replay's summary."""
+        return {
+            "frames": self.frames,
+            "decoded": self.decoded,
+            "unmapped": self.unmapped,
+            "unmapped_ids": len(self.unmapped_ids),
+            "other_channel": self.other_channel,
+            "refused": self.refused,
+            "per_message": dict(sorted(self.per_message.items())),
+        }
+
+
+def _same_channel(wanted: str, got: str) -> bool:
+    """Whether a frame's channel ``got`` is the mapping's ``wanted``: the same name, or a number equal to
+    the name's trailing number (``0`` is ``can0``, ``vcan0`` and channel 0)."""
+    if got == wanted:
+        return True
+    if wanted.isdigit():
+        match = _TRAILING_NUMBER_RE.search(got)
+        return match is not None and int(match.group(1)) == int(wanted)
+    return False
+
+
+_TRAILING_NUMBER_RE = re.compile(r"(\d+)$")
+
+
 class CanSource:
     """Reads frames from a python-can bus until stopped (or idle too long) and yields signal blocks."""
 
@@ -358,8 +425,13 @@ class CanSource:
         self.idle_timeout_s = idle_timeout_s
         self.monitor = monitor or QualityMonitor()
         self.stop = stop or threading.Event()
-        self.frames = 0
+        self.stats = CanStats()
         self.monitor.report.warnings.extend(mapping.warnings)
+
+    @property
+    def frames(self) -> int:
+        """Frames read so far."""
+        return self.stats.frames
 
     @property
     def report(self) -> SourceReport:
@@ -387,51 +459,94 @@ class CanSource:
         """The epoch time of a frame (a bus stamps frames with the epoch time)."""
         return float(msg.timestamp)
 
+    def _channel(self, msg: Any) -> str:
+        """A frame's channel as a mapping names it (python-can's channel of a live bus as is)."""
+        return str(msg.channel)
+
     def __iter__(self) -> Iterator[SignalBlock]:
         yield from self._decode(self._messages())
+        self._warn_unseen()
+
+    def _warn_unseen(self) -> None:
+        """A warning per mapped message the recording never carried (on the mapped bus): a wrong DBC,
+        bus or channel would otherwise only show as signals without samples."""
+        if self.stop.is_set() or self.stats.frames == 0:
+            return
+        for decoders in self.mapping.by_frame.values():
+            for message in {id(d.message): d.message for d in decoders}.values():
+                if message is not None and message.name not in self.stats.per_message:
+                    channels = sorted({d.channel for d in decoders if d.message is message and d.channel})
+                    on = f" on channel {', '.join(channels)}" if channels else ""
+                    self.report.warnings.append(
+                        f"mapped message {message.name} (0x{message.frame_id:x}) never seen{on} in"
+                        f" {self.stats.frames} frames"
+                    )
 
     def _decode(self, messages: Iterable[Any]) -> Iterator[SignalBlock]:
         names = self.mapping.signals
         column_of = {n: i for i, n in enumerate(names)}
+        by_frame = self.mapping.by_frame
+        filtered = {fid for fid, ds in by_frame.items() if any(d.channel is not None for d in ds)}
+        stats = self.stats
         rows_t: list[float] = []
         rows: list[list[float]] = []
         block_start: float | None = None
         for msg in messages:
             if self.stop.is_set():
                 break
-            self.frames += 1
+            stats.frames += 1
             if msg.is_error_frame or msg.is_remote_frame:
                 self._ignore("error_or_remote_frame")
+                stats.refused += 1
                 continue
-            decoders = self.mapping.by_frame.get(msg.arbitration_id)
+            decoders = by_frame.get(msg.arbitration_id)
             if decoders is None:
+                stats.unmapped += 1
+                stats.unmapped_ids.add((str(msg.channel), msg.arbitration_id))
                 continue  # traffic this mapping does not use
-            try:
-                decoded = self.mapping.database.decode_message(
-                    msg.arbitration_id, bytes(msg.data), decode_choices=False
-                )
-            except Exception as exc:  # cantools raises several types for a frame that does not fit its DBC
-                log.debug("frame 0x%x does not decode: %s", msg.arbitration_id, exc)
-                self._ignore(f"undecodable_0x{msg.arbitration_id:x}")
-                continue
-            t = self._timestamp(msg)
-            if not rows_t or rows_t[-1] != t:
-                rows_t.append(t)
-                rows.append([np.nan] * len(names))
-            row = rows[-1]
-            raw: dict[str, Any] | None = None
+            if msg.arbitration_id in filtered:
+                channel = self._channel(msg)
+                decoders = [d for d in decoders if d.channel is None or _same_channel(d.channel, channel)]
+                if not decoders:
+                    stats.other_channel += 1
+                    continue
+            data = bytes(msg.data)
+            # each signal with its own DBC message: two DBCs (two buses) may reuse a frame id
+            decoded_by: dict[int, dict[str, Any] | None] = {}
+            raw_by: dict[int, dict[str, Any]] = {}
+            row: list[float] | None = None
             for d in decoders:
-                if d.choices is not None:
-                    if raw is None:  # value tables are keyed by the raw value, before the DBC's scaling
-                        raw = self.mapping.database.decode_message(
-                            msg.arbitration_id, bytes(msg.data), decode_choices=False, scaling=False
+                key = id(d.message)
+                if key not in decoded_by:
+                    try:
+                        decoded_by[key] = d.message.decode(data, decode_choices=False)
+                        stats.per_message[d.message.name] = stats.per_message.get(d.message.name, 0) + 1
+                    except Exception as exc:  # cantools raises several types for a frame that does not fit
+                        log.debug(
+                            "frame 0x%x does not decode as %s: %s", msg.arbitration_id, d.message.name, exc
                         )
+                        decoded_by[key] = None
+                        self._ignore(f"undecodable_0x{msg.arbitration_id:x}")
+                decoded = decoded_by[key]
+                if decoded is None:
+                    continue
+                if row is None:
+                    t = self._timestamp(msg)
+                    if not rows_t or rows_t[-1] != t:
+                        rows_t.append(t)
+                        rows.append([np.nan] * len(names))
+                    row = rows[-1]
+                if d.choices is not None:
+                    raw = raw_by.get(key)
+                    if raw is None:  # value tables are keyed by the raw value, before the DBC's scaling
+                        raw = raw_by[key] = d.message.decode(data, decode_choices=False, scaling=False)
                     mapped = d.choices.get(int(raw[d.dbc_signal])) if d.dbc_signal in raw else None
                     if mapped is None:
                         self._ignore(f"unmapped_value_{d.dbc_signal}")
                     else:
                         row[column_of[d.vss]] = mapped
                     continue
+                value: Any
                 if d.expression is not None:
                     try:
                         value = d.expression(decoded)
@@ -444,9 +559,13 @@ class CanSource:
                     value = decoded.get(d.dbc_signal)
                 if isinstance(value, int | float):
                     row[column_of[d.vss]] = (float(value) * d.scale + d.offset) * d.factor
+            if row is None:
+                stats.refused += 1
+                continue
+            stats.decoded += 1
             if block_start is None:
-                block_start = t
-            if t - block_start >= self.block_s:
+                block_start = rows_t[-1]
+            if rows_t[-1] - block_start >= self.block_s:
                 yield self._block(rows_t, rows)
                 rows_t, rows, block_start = [], [], None
         if rows_t:
@@ -458,6 +577,55 @@ class CanSource:
         return self.monitor.check(np.asarray(rows_t, dtype=np.float64), columns)
 
 
+@dataclass(slots=True)
+class _Frame:
+    """One frame of a candump log (the attributes of ``can.Message`` the source reads)."""
+
+    timestamp: float
+    arbitration_id: int
+    data: bytes
+    channel: str
+    is_extended_id: bool
+    is_error_frame: bool = False
+    is_remote_frame: bool = False
+    is_fd: bool = False
+
+
+#: ``(1436509052.249713) can0 123#DEADBEEF`` as ``candump -l``/``-L`` writes it; ``##<flags>`` for CAN FD,
+#: ``#R`` (with an optional length) for a remote request, an optional R/T direction at the end
+_CANDUMP_RE = re.compile(
+    r"\((?P<t>[0-9]+(?:\.[0-9]*)?)\)\s+(?P<channel>\S+)\s+(?P<id>[0-9A-Fa-f]{1,8})"
+    r"#(?:(?P<remote>[Rr][0-9]*)|#(?P<flags>[0-9A-Fa-f])(?P<fd>[0-9A-Fa-f.]*)|(?P<data>[0-9A-Fa-f.]*))"
+    r"(?:\s+[RrTt])?"
+)
+_CAN_ERR_FLAG = 0x20000000
+
+
+def _candump_frame(line: str) -> _Frame:
+    """Parse one candump log line; ValueError if it is not a frame."""
+    match = _CANDUMP_RE.fullmatch(line)
+    if match is None:
+        raise ValueError("not a candump frame")
+    ident = match.group("id")
+    can_id = int(ident, 16)
+    extended = len(ident) > 3
+    if extended and can_id & _CAN_ERR_FLAG:
+        return _Frame(float(match.group("t")), can_id, b"", match.group("channel"), True, is_error_frame=True)
+    if match.group("remote") is not None:
+        return _Frame(
+            float(match.group("t")), can_id, b"", match.group("channel"), extended, is_remote_frame=True
+        )
+    fd = match.group("fd") is not None
+    text = (match.group("fd") if fd else match.group("data")).replace(".", "")
+    if len(text) % 2 or len(text) > (128 if fd else 16):
+        raise ValueError("data is not whole bytes, or too long")
+    if can_id > (0x1FFFFFFF if extended else 0x7FF):
+        raise ValueError("frame id out of range")
+    return _Frame(
+        float(match.group("t")), can_id, bytes.fromhex(text), match.group("channel"), extended, is_fd=fd
+    )
+
+
 class CanLogSource(CanSource):
     """A recorded CAN log (candump ``.log``, Vector ``.asc`` or ``.blf``) decoded like a live bus.
 
@@ -465,6 +633,9 @@ class CanLogSource(CanSource):
     relative to its ``date`` header, which is read to make them absolute. A log with only relative times
     (below 1e8 s, i.e. before 1973) is anchored like a relative CSV recording (``time_base`` says so).
     """
+
+    #: malformed candump lines quoted in the warning
+    MAX_QUOTED_LINES = 3
 
     def __init__(
         self,
@@ -482,8 +653,12 @@ class CanLogSource(CanSource):
         if not self.path.exists():
             raise MappingError(f"no such file: {self.path}")
         self.time_base: TimeBase | None = None
+        self._vector = self.path.suffix.lower() in (".asc", ".blf")
 
     def _messages(self) -> Iterator[Any]:
+        if self.path.suffix.lower() == ".log":
+            yield from self._candump()
+            return
         import can
 
         # ASC: absolute times from the file's "date" line rather than the reader's default of 0-based times
@@ -497,6 +672,40 @@ class CanLogSource(CanSource):
                 yield from reader
             except Exception as exc:  # a truncated or corrupt log (several types): stop with its reason
                 raise MappingError(f"{self.path}: unreadable after {self.frames} frames: {exc}") from exc
+
+    def _candump(self) -> Iterator[_Frame]:
+        """The frames of a candump log; lines that are not frames are counted and quoted, not fatal."""
+        bad: list[str] = []
+        bad_count = 0
+        try:
+            with self.path.open(encoding="utf-8", errors="replace") as lines:
+                for number, line in enumerate(lines, 1):
+                    text = line.strip()
+                    if not text or text.startswith("#"):  # blank lines and comments of some loggers
+                        continue
+                    try:
+                        frame = _candump_frame(text)
+                    except ValueError:
+                        bad_count += 1
+                        self._ignore("malformed_line")
+                        if len(bad) < self.MAX_QUOTED_LINES:
+                            bad.append(f"line {number}: {text[:60]!r}")
+                        continue
+                    yield frame
+        except OSError as exc:
+            raise MappingError(f"cannot read CAN log {self.path}: {exc.strerror}") from exc
+        if bad_count:
+            more = "; ..." if bad_count > len(bad) else ""
+            quoted = "; ".join(bad) + more
+            self.report.warnings.append(
+                f"{self.path.name}: skipped {bad_count} lines that are not candump frames ({quoted})"
+            )
+
+    def _channel(self, msg: Any) -> str:
+        # python-can numbers ASC and BLF channels from 0; Vector's tools (and the file) from 1
+        if self._vector and isinstance(msg.channel, int):
+            return str(msg.channel + 1)
+        return str(msg.channel)
 
     def _timestamp(self, msg: Any) -> float:
         stamp = float(msg.timestamp)
