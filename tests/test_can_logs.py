@@ -159,6 +159,9 @@ BO_ 768 EMS2: 8 ESC
 BO_ 275971072 DriverDoorStatus: 1 ESC
  SG_ DriverDoorOpened : 0|1@1+ (1,0) [0|1] "" TBOX
 
+BO_ 1073741824 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX
+ SG_ Orphan : 0|8@1+ (1,0) [0|255] "" TBOX
+
 BO_ 1275 2017_5: 8 ESC
  SG_ counter : 4|5@0+ (1,0) [0|31] "" TBOX
 
@@ -167,6 +170,10 @@ BO_ 1664 CLUSTER_F: 8 ESC
  SG_ LONG_DIST : 7|13@1+ (0.03,0) [0|245] "m" TBOX
 
 VAL_ 256 VehSpdQual 0 "Valid" 1 "Invalid" ;
+CM_ BO_ 275971072 "a 29-bit id, written without its extended flag";
+BA_DEF_ BO_ "GenMsgCycleTime" INT 0 65535;
+BA_ "GenMsgCycleTime" BO_ 275971072 100;
+VAL_ 275971072 DriverDoorOpened 0 "closed" 1 "open" ;
 """
 )
 
@@ -180,18 +187,37 @@ def test_a_lenient_dbc_load_reports_what_it_skipped(tmp_path: Path) -> None:
     loaded = load_can_mapping(mapping)
     assert sorted(w.split(": ", 1)[1] for w in loaded.warnings) == [
         "kept message EMS2 as is: The signals TQ_STND and CAN_VERS are overlapping in message EMS2.",
-        "skipped line 15: 'BO_ 1275 2017_5: 8 ESC' (syntax)",
-        "skipped line 18: 'CM_ \"Front target\"' (syntax)",
-        "skipped message DriverDoorStatus: standard frame id 0x1072fc00 is wider than 11 bits",
+        "read 1 messages with ids wider than 11 bits as extended (29-bit) ids, their flag (bit 31) missing:"
+        " DriverDoorStatus 0x1072fc00",
+        "skipped line 18: 'BO_ 1275 2017_5: 8 ESC' (syntax)",
+        "skipped line 21: 'CM_ \"Front target\"' (syntax)",
+        "skipped message VECTOR__INDEPENDENT_SIG_MSG: frame id 0x40000000 is neither a standard (11-bit)"
+        " nor an extended (29-bit) id",
         "skipped value table VAL_ 256 VehSpdQual: no such signal",
     ]
-    assert {m.name for m in loaded.database.messages} == {"ESC_Speed", "EMS2", "CLUSTER_F", "ESC_Accel"}
+    names = {m.name for m in loaded.database.messages}
+    assert names == {"ESC_Speed", "EMS2", "CLUSTER_F", "ESC_Accel", "DriverDoorStatus"}
+    door = loaded.database.get_message_by_name("DriverDoorStatus")
+    assert door.is_extended_frame and door.frame_id == 0x1072FC00 and door.cycle_time == 100
+    assert door.comment == "a 29-bit id, written without its extended flag"
+    assert door.signals[0].choices == {0: "closed", 1: "open"}  # its value table still names it
     result = _replay(str(log), "--mapping", str(mapping), "--json")
     assert result.returncode == 0, result.stderr
-    assert "lenient DBC load: 5 problems" in result.stderr
+    assert "lenient DBC load: 6 problems" in result.stderr
     document = json.loads(result.stdout)
-    assert len(document["quality"]["warnings"]) == 5
+    assert len(document["quality"]["warnings"]) == 6
     assert [e["kind"] for e in document["events"]] == ["harsh_brake"]  # the good messages still decode
+
+
+def test_a_29_bit_message_of_a_lenient_dbc_decodes_from_an_extended_frame(tmp_path: Path) -> None:
+    (tmp_path / "door.dbc").write_text(MESSY_DBC)
+    mapping = 'dbc = "door.dbc"\nstrict = false\n[signals."Vehicle.Cabin.Door.Row1.DriverSide.IsOpen"]\n'
+    (tmp_path / "m.toml").write_text(mapping + 'message = "DriverDoorStatus"\nsignal = "DriverDoorOpened"\n')
+    log = tmp_path / "door.log"  # candump writes a 29-bit id with 8 digits: an extended frame
+    log.write_text(f"({T0:.6f}) can0 1072FC00#01\n({T0 + 1:.6f}) can0 1072FC00#00\n")
+    source = CanLogSource(log, load_can_mapping(tmp_path / "m.toml"))
+    (block,) = list(source)
+    assert block.signals["Vehicle.Cabin.Door.Row1.DriverSide.IsOpen"].tolist() == [1.0, 0.0]
 
 
 UNITS_DBC = (

@@ -283,6 +283,11 @@ def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float 
 
 _BO_RE = re.compile(r"^BO_\s+(\d+)\s+(\S+?)\s*:")
 _SYNTAX_LINE_RE = re.compile(r"Invalid syntax at line (\d+)")
+#: the statements that name a message by its frame id, and where the id is
+_ID_REF_RE = re.compile(
+    r'^(\s*(?:BO_|VAL_|BO_TX_BU_|SIG_VALTYPE_|SG_MUL_VAL_|SIG_GROUP_|CM_\s+(?:BO_|SG_)|BA_\s+"[^"]*"\s+(?:BO_|SG_))\s+)'
+    r"(\d+)\b"
+)
 _UNUSED_VAL_RE = re.compile(r"^\s*(VAL_ \d+ \S+)", re.MULTILINE)
 #: a lenient load gives up after this many repairs: a file that needs more is not a DBC
 _MAX_REPAIRS = 200
@@ -302,21 +307,41 @@ def _add_dbc_leniently(database: Any, path: Path) -> list[str]:
     was skipped, and what non-strict mode keeps that strict mode refuses (overlapping signals, signals
     outside their message).
 
-    Published DBCs (opendbc, vendor exports) break cantools in a few recurring ways: standard frame ids
-    wider than 11 bits (an extended id whose flag bit 31 is missing), names starting with a digit, a
-    statement missing its ``;``, value tables of signals that do not exist. Each offending statement is
-    dropped and named, never guessed at: a message whose id is ambiguous is skipped, not reinterpreted.
+    Published DBCs (opendbc, vendor exports) break cantools in a few recurring ways: frame ids wider than
+    11 bits written without the extended flag (bit 31), names starting with a digit, a statement missing
+    its ``;``, value tables of signals that do not exist. An id wider than 11 bits but within 29 can only be
+    an extended id (opendbc writes GM's, Honda's, Toyota's and VW's 29-bit messages so): it is read as one,
+    everywhere the file names it, and reported. Other offending statements are dropped and named, never
+    guessed at: an id beyond 29 bits (Vector's ``VECTOR__INDEPENDENT_SIG_MSG``) is skipped.
     """
     lines = path.read_text(encoding="cp1252").splitlines()
     skipped: list[str] = []
+    extended: dict[int, str] = {}
     for i, line in enumerate(lines):
         match = _BO_RE.match(line)
-        if match and 0x7FF < int(match.group(1)) < 0x80000000:
+        if match is None:
+            continue
+        frame_id = int(match.group(1))
+        if 0x7FF < frame_id <= 0x1FFFFFFF:
+            extended[frame_id] = match.group(2)
+        elif 0x1FFFFFFF < frame_id < 0x80000000:
             skipped.append(
-                f"{path.name}: skipped message {match.group(2)}: standard frame id "
-                f"0x{int(match.group(1)):x} is wider than 11 bits"
+                f"{path.name}: skipped message {match.group(2)}: frame id 0x{frame_id:x} is neither a"
+                " standard (11-bit) nor an extended (29-bit) id"
             )
             _drop_message_block(lines, i)
+    if extended:
+        for i, line in enumerate(lines):
+            match = _ID_REF_RE.match(line)
+            if match and int(match.group(2)) in extended:
+                flagged = int(match.group(2)) | 0x80000000
+                lines[i] = f"{match.group(1)}{flagged}{line[match.end(2) :]}"
+        named = ", ".join(f"{name} 0x{frame_id:x}" for frame_id, name in list(extended.items())[:4])
+        more = f" and {len(extended) - 4} more" if len(extended) > 4 else ""
+        skipped.append(
+            f"{path.name}: read {len(extended)} messages with ids wider than 11 bits as extended (29-bit)"
+            f" ids, their flag (bit 31) missing: {named}{more}"
+        )
     before = {id(m) for m in database.messages}  # messages of the files added earlier
     for _ in range(_MAX_REPAIRS):
         try:
