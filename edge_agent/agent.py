@@ -27,6 +27,7 @@ from .features import health_features, style_features
 from .inference import ModelError
 from .model_store import ModelStore
 from .outbox import MessageTooLarge, Outbox, OutboxFull
+from .profiles import SensorProfile
 from .protocol import (
     MAX_EVENTS_PER_MESSAGE,
     Body,
@@ -199,6 +200,7 @@ class EdgeAgent:
         self._reported_dtcs: set[str] = set()
         # the rule set's parameters, so that a config change can rebuild it
         self.vehicle_class = VehicleClass.CAR
+        self.sensor_profile = SensorProfile.VEHICLE_BUS
         self.speed_limit_kmh: float | None = next(
             (t.value for t in thresholds if t.kind is EventKind.SPEEDING), None
         )
@@ -248,7 +250,10 @@ class EdgeAgent:
             if config.idle_min_s is not None:
                 self.idle_min_s = config.idle_min_s
             self.thresholds = thresholds_for(
-                self.vehicle_class, speed_limit_kmh=self.speed_limit_kmh, idle_min_s=self.idle_min_s
+                self.vehicle_class,
+                speed_limit_kmh=self.speed_limit_kmh,
+                idle_min_s=self.idle_min_s,
+                profile=self.sensor_profile,
             )
             if self._trip is not None:
                 self._emit_events(self._detectors.flush(), None)

@@ -49,6 +49,10 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print one JSON document (default: a short table)"
     )
     replay.add_argument("--vehicle-class", default="car", choices=["car", "suv", "van", "truck"])
+    replay.add_argument(
+        "--profile", default="vehicle-bus", help="sensor profile: vehicle-bus (CAN, an aligned box), phone,"
+        " aftermarket-imu; sets the harsh-event thresholds",
+    )  # fmt: skip
     replay.add_argument("--speed-limit", type=float, default=120.0, help="km/h; 0 turns speeding off")
     replay.add_argument("--timezone", default="UTC", help="IANA zone of the recording, for night rules")
     replay.add_argument(
@@ -154,7 +158,8 @@ def configured_source(settings: object, stop: object) -> Iterable[SignalBlock]:
                 "source replay needs a file and a mapping (DRIVESIGHT_EDGE_SOURCE_FILE and"
                 " DRIVESIGHT_EDGE_MAPPING_FILE, or --file and --mapping)"
             )
-        return ReplaySource(settings.source_file, load_mapping(settings.mapping_file))
+        # the runner conditions every source the same way: the replay source does not do it a second time
+        return ReplaySource(settings.source_file, load_mapping(settings.mapping_file), conditioned=False)
     if settings.source == "can":
         import can
 
@@ -183,7 +188,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     from .detectors import VehicleClass, thresholds_for
     from .offline import run_offline
-    from .processing import Pipeline, Resampler
+    from .processing import Pipeline, conditioning_stages
+    from .profiles import parse_profile
     from .sources.can import CanLogSource, is_can_log, load_can_mapping
     from .sources.mapping import MappingError, load_mapping
     from .sources.replay import ReplayError, ReplaySource
@@ -192,10 +198,15 @@ def _replay(args: argparse.Namespace) -> int:
     source: ReplaySource | CanLogSource
     blocks: Iterable[SignalBlock]
     try:
+        profile = parse_profile(args.profile)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         if is_can_log(args.file):
             source = CanLogSource(args.file, load_can_mapping(args.mapping, args.dbc))
-            # CAN signals come at their own rates, each frame a row: put them on one grid first
-            blocks = Pipeline([Resampler(10.0)]).run(source)
+            # CAN signals come at their own rates, each frame a row: the car's conditioning and grid
+            blocks = Pipeline(conditioning_stages()).run(source)
         elif args.dbc:
             raise MappingError(f"--dbc is for a CAN log (.log, .asc, .blf); {args.file} is a table")
         else:
@@ -205,7 +216,7 @@ def _replay(args: argparse.Namespace) -> int:
             blocks,
             trip_settings=TripSettings(trip_gap_s=args.trip_gap, timezone=args.timezone),
             thresholds=thresholds_for(
-                VehicleClass(args.vehicle_class), speed_limit_kmh=args.speed_limit or None
+                VehicleClass(args.vehicle_class), speed_limit_kmh=args.speed_limit or None, profile=profile
             ),
             time_of=lambda t: source.time_base.from_epoch(t) if source.time_base else t,
         )

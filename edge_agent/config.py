@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .detectors import VehicleClass
 from .outbox_budget import DEFAULT_PAGE_SIZE, DiskBudget
+from .profiles import SensorProfile
 from .protocol import MAX_PAYLOAD_BYTES, ConsentState
 
 
@@ -42,8 +43,12 @@ class EdgeSettings(BaseSettings):
     #: dies before its next autosave (deploy/mosquitto: at most 10 s); 0 forgets them at the PUBACK
     resend_window_s: float = Field(default=60.0, ge=0)
     vehicle_class: VehicleClass = VehicleClass.CAR
+    #: the kind of sensor the accelerations come from (edge_agent.profiles): its harsh-event thresholds
+    sensor_profile: SensorProfile = SensorProfile.VEHICLE_BUS
     speed_limit_kmh: float | None = Field(default=120.0, gt=0)
     timezone: str = "UTC"
+    #: the detection grid every source is put on, after the rate-independent anti-alias box (unset: the
+    #: source's own sample times, box-averaged)
     resample_hz: float | None = Field(default=10.0, gt=0)
     telemetry_period_s: float = Field(default=1.0, ge=0, description="0 turns telemetry off")
     telemetry_batch_s: float = Field(default=60.0, gt=0)

@@ -122,7 +122,10 @@ class Resampler(Stage):
             if xs.size == 0:
                 columns[name] = np.full(grid.size, np.nan)
                 continue
-            values = np.interp(grid, xs, ys, left=np.nan, right=np.nan)
+            # a grid point a rounding error past the last sample is that sample (the grid is k * period,
+            # the samples t0 + i * step: they differ in the last bits), not "no sample"
+            at = np.where((grid > xs[-1]) & (grid <= xs[-1] + 1e-6), xs[-1], grid)
+            values = np.interp(at, xs, ys, left=np.nan, right=np.nan)
             # no interpolation across a signal's own dropout
             p = np.searchsorted(xs, grid, side="right")
             span = xs[np.minimum(p, xs.size - 1)] - xs[np.maximum(p - 1, 0)]
@@ -140,6 +143,146 @@ class Resampler(Stage):
             idx = np.flatnonzero(~np.isnan(column))
             if idx.size:
                 self._last[name] = (float(block.t[idx[-1]]), float(column[idx[-1]]))
+
+
+# ------------------------------------------------------------------------------------------ anti-alias
+
+#: the motion signals the conditioning smooths (others are only resampled); raw IMU axes too, before the
+#: mount calibration
+MOTION_SIGNALS = (
+    vss.ACCEL_LONGITUDINAL, vss.ACCEL_LATERAL, vss.YAW_RATE, VERTICAL, "imu.x", "imu.y", "imu.z",
+)  # fmt: skip
+#: the detection grid every source is put on (Hz), in the car and in replay alike
+DETECTION_HZ = 10.0
+#: width of the continuous-time box average before the grid (s): -3 dB at 0.89 Hz, zero at 2 Hz, so the
+#: 10 Hz grid does not alias and harsh manoeuvres (lobes of 0.7-3 s) keep their peaks
+SMOOTHING_S = 0.5
+
+
+class AntiAlias(Stage):
+    """Box average of the named signals over ``window_s`` of continuous time, whatever the sample rate.
+
+    Each output sample is the mean of the signal's linear interpolant over [t - w/2, t + w/2], computed
+    exactly from its running integral. A 10 Hz and a 200 Hz recording of the same motion therefore give the
+    same values (up to what the slower one did not sample), unlike a moving average of N samples, whose span
+    in seconds depends on the rate. Samples keep their times; output lags input by ``window_s / 2`` (held in
+    a small buffer). A window that spans a signal's own dropout longer than ``max_gap_s`` gives "no sample".
+    Other signals pass through unchanged.
+    """
+
+    def __init__(
+        self,
+        window_s: float = SMOOTHING_S,
+        signals: Sequence[str] = MOTION_SIGNALS,
+        *,
+        max_gap_s: float = 1.0,
+    ) -> None:
+        self.half = window_s / 2
+        self.names = frozenset(signals)
+        self.max_gap_s = max_gap_s
+        self._t = np.empty(0)
+        self._cols: dict[str, FloatArray] = {}
+        self._done = -np.inf  # time of the last sample already yielded
+
+    def process(self, block: SignalBlock) -> Iterator[SignalBlock]:
+        if len(block) == 0:
+            if block.dtcs:
+                yield block
+            return
+        n_old = self._t.size
+        t = np.concatenate((self._t, block.t))
+        cols = {}
+        for name in dict.fromkeys([*self._cols, *block.signals]):
+            old = self._cols.get(name, np.full(n_old, np.nan))
+            cols[name] = np.concatenate((old, block.signals.get(name, np.full(len(block), np.nan))))
+        ready = (t > self._done) & (t <= t[-1] - self.half)
+        out = self._output(t, cols, np.flatnonzero(ready), block.dtcs)
+        if out is not None:
+            yield out
+        elif block.dtcs:
+            yield SignalBlock(np.empty(0), {k: np.empty(0) for k in cols}, block.dtcs)
+        # keep what the next outputs' windows still reach (plus a dropout's worth for the interpolation)
+        keep = t >= min(self._done, t[-1] - self.half) - self.half - self.max_gap_s - 1e-9
+        self._t = t[keep]
+        self._cols = {k: v[keep] for k, v in cols.items()}
+
+    def flush(self) -> Iterator[SignalBlock]:
+        t, cols = self._t, self._cols
+        out = self._output(t, cols, np.flatnonzero(t > self._done), ()) if t.size else None
+        self._t, self._cols = np.empty(0), {}
+        if out is not None:
+            yield out
+
+    def _output(
+        self,
+        t: FloatArray,
+        cols: dict[str, FloatArray],
+        rows: np.ndarray,
+        dtcs: tuple[tuple[float, str], ...],
+    ) -> SignalBlock | None:
+        if rows.size == 0:
+            return None
+        at = t[rows]
+        columns = {
+            name: self._box(t, column, at) if name in self.names else column[rows]
+            for name, column in cols.items()
+        }
+        self._done = float(at[-1])
+        return SignalBlock(at, columns, dtcs)
+
+    def _box(self, t: FloatArray, column: FloatArray, at: FloatArray) -> FloatArray:
+        """The mean of ``column``'s linear interpolant over [at - half, at + half], clipped to its samples."""
+        valid = ~np.isnan(column)
+        xs, ys = t[valid], column[valid]
+        if xs.size < 2:
+            lone = np.full(at.size, np.nan)
+            if xs.size:
+                lone[np.abs(at - xs[0]) <= self.max_gap_s] = ys[0]
+            return lone
+        dx = np.diff(xs)
+        slope = np.diff(ys) / np.where(dx > 0, dx, 1.0)
+        integral = np.concatenate(([0.0], np.cumsum((ys[:-1] + ys[1:]) / 2 * dx)))
+
+        def running(tau: FloatArray) -> FloatArray:
+            j = np.clip(np.searchsorted(xs, tau, side="right") - 1, 0, xs.size - 2)
+            d = tau - xs[j]
+            result: FloatArray = integral[j] + ys[j] * d + 0.5 * slope[j] * d * d
+            return result
+
+        lo = np.maximum(at - self.half, xs[0])
+        hi = np.minimum(at + self.half, xs[-1])
+        width = hi - lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean: FloatArray = (running(hi) - running(lo)) / width
+        # a window of one instant (a lone sample at the stream's edge): the interpolant's value there
+        point = width <= 1e-9
+        if point.any():
+            mean[point] = np.interp(at[point], xs, ys)
+        # no value across the signal's own dropout, nor far from its samples
+        big = np.concatenate(([0], np.cumsum(dx > self.max_gap_s + 1e-9)))
+        first = np.clip(np.searchsorted(xs, lo, side="right") - 1, 0, xs.size - 1)
+        last = np.clip(np.searchsorted(xs, hi, side="left"), 0, xs.size - 1)
+        gap = big[last] - big[first] > 0
+        far = (xs[0] - at > self.max_gap_s) | (at - xs[-1] > self.max_gap_s)
+        mean[gap | far] = np.nan
+        return mean
+
+
+def conditioning_stages(
+    rate_hz: float | None = DETECTION_HZ, *, window_s: float = SMOOTHING_S, lowpass_hz: float | None = None
+) -> list[Stage]:
+    """The one conditioning path of every source, in the car and in replay: the rate-independent
+    anti-alias box, then the fixed detection grid (and, if asked, a further low-pass on that grid).
+
+    ``rate_hz=None`` keeps the source's own sample times (only the box average): for sources already on
+    a fixed grid that should stay as they are.
+    """
+    stages: list[Stage] = [AntiAlias(window_s)] if window_s > 0 else []
+    if rate_hz:
+        stages.append(Resampler(rate_hz))
+        if lowpass_hz:
+            stages.append(LowPass(lowpass_hz, rate_hz))
+    return stages
 
 
 # --------------------------------------------------------------------------------------------- low-pass
@@ -211,18 +354,62 @@ class MountCalibration:
 MIN_REST_SAMPLES = 50
 
 
+#: the principal-axis method needs this much straight acceleration and braking (seconds of samples past
+#: 0.8 m/s^2 while the yaw rate stays under 4 deg/s)
+MIN_STRAIGHT_S = 5.0
+
+
+def forward_without_speed(plane: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> np.ndarray | None:
+    """Forward as a unit vector in the 2-D horizontal coordinates ``plane`` (n, 2), without speed.
+
+    The axis: the principal axis of the horizontal specific force (0.5 s averages) while the car goes
+    straight (gyro yaw rate ``yaw`` under 4 deg/s) and accelerates or brakes (at least 0.8 m/s^2): then all
+    horizontal force is longitudinal. Cornering is excluded by the yaw rate, which is why this needs a gyro.
+
+    The sign is ambiguous: the axis is forward or backward. It is resolved by the asymmetry of driving:
+    braking is harder than accelerating (a car brakes at 6-9 m/s^2 and accelerates at 2-4; drivers' hardest
+    decelerations exceed their hardest accelerations), so the side with the larger extremes (the 1 % tail)
+    is backward. On a drive without any firm braking this can be wrong; a speed signal, when there is one,
+    replaces the guess (the ``speed`` method). None when there is too little straight acceleration or no
+    clear axis (the two principal moments within a factor 2).
+    """
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if step <= 0:
+        return None
+    w = max(1, round(0.5 / step))
+    kernel = np.ones(w) / w
+    smooth = np.column_stack([np.convolve(plane[:, i], kernel, mode="same") for i in (0, 1)])
+    yaw_s = np.convolve(np.nan_to_num(yaw), kernel, mode="same")
+    straight = (np.hypot(smooth[:, 0], smooth[:, 1]) >= 0.8) & (np.abs(yaw_s) < 4.0) & ~np.isnan(yaw)
+    if straight.sum() * step < MIN_STRAIGHT_S:
+        return None
+    pts = smooth[straight]
+    values, vectors = np.linalg.eigh(pts.T @ pts / pts.shape[0])  # uncentred: the axis through zero
+    if values[1] < 2.0 * values[0]:
+        return None
+    axis: np.ndarray = vectors[:, 1]
+    p = pts @ axis
+    return axis if -np.percentile(p, 1) > np.percentile(p, 99) else -axis
+
+
 def estimate_mount(
     raw: np.ndarray,
     dv_dt: np.ndarray | None,
     standing: np.ndarray | None = None,
     *,
     require_rest: bool = False,
+    t: np.ndarray | None = None,
+    yaw: np.ndarray | None = None,
 ) -> MountCalibration | None:
     """Learn the mounting from raw (n, 3) accelerometer samples and, if known, the car's dv/dt (m/s^2).
 
     ``standing`` marks samples taken at rest: there the specific force is gravity alone, a cleaner "up"
-    than the mean over driving, which cornering tilts.
+    than the mean over driving, which cornering tilts. Without dv/dt, ``t`` and a gyro yaw rate ``yaw``
+    (deg/s) let :func:`forward_without_speed` find forward (method ``principal-axis``).
     """
+    if dv_dt is None and t is not None and yaw is not None:
+        ok = ~np.isnan(raw).any(axis=1)
+        return _mount_from_axis(raw[ok], t[ok], yaw[ok])
     ok = ~np.isnan(raw).any(axis=1)
     if dv_dt is not None:
         ok &= ~np.isnan(dv_dt)
@@ -247,11 +434,34 @@ def estimate_mount(
         # horizontal axis is lateral. A wrong axis would invent harsh events, so learn nothing.
         return None
     coef, *_ = np.linalg.lstsq(plane - plane.mean(axis=0), dv_dt[ok] - dv_dt[ok].mean(), rcond=None)
-    method = "speed"
     forward = coef[0] * e1 + coef[1] * e2
     forward /= np.linalg.norm(forward)
     left = np.cross(up, forward)
-    return MountCalibration(np.vstack([forward, left, up]), method, int(a.shape[0]))
+    return MountCalibration(np.vstack([forward, left, up]), "speed", int(a.shape[0]))
+
+
+def _horizontal_basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.eye(3)[int(np.argmin(np.abs(up)))]
+    e1 = np.cross(up, helper)
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(up, e1)
+
+
+def _mount_from_axis(a: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> MountCalibration | None:
+    if a.shape[0] < 100:
+        return None
+    mean = a.mean(axis=0)
+    if not 0.7 * G < np.linalg.norm(mean) < 1.3 * G:
+        return None
+    up = mean / np.linalg.norm(mean)
+    e1, e2 = _horizontal_basis(up)
+    horizontal = a - np.outer(a @ up, up)
+    found = forward_without_speed(np.column_stack([horizontal @ e1, horizontal @ e2]), t, yaw)
+    if found is None:
+        return None
+    forward = found[0] * e1 + found[1] * e2
+    forward /= np.linalg.norm(forward)
+    return MountCalibration(np.vstack([forward, np.cross(up, forward), up]), "principal-axis", a.shape[0])
 
 
 @dataclass
@@ -297,7 +507,12 @@ class MountCalibrator(Stage):
         # with speed known, wait (bounded) for the car to stand still: gravity alone gives the cleanest "up"
         require_rest = standing is not None and not last_chance
         self.calibration = estimate_mount(
-            self._raw(joined), self._dv_dt(joined), standing, require_rest=require_rest
+            self._raw(joined),
+            self._dv_dt(joined),
+            standing,
+            require_rest=require_rest,
+            t=joined.t,
+            yaw=joined.get(vss.YAW_RATE),
         )
         if self.calibration is not None:
             log.info(

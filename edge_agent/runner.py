@@ -14,7 +14,7 @@ from .detectors import thresholds_for
 from .downlink import Downlink
 from .model_store import ModelStore, UpdateResult
 from .outbox import Outbox
-from .processing import Pipeline, Resampler
+from .processing import Pipeline, conditioning_stages
 from .protocol import BrokerAddress, ConfigV1, ConsentState, PushAction, PushV1
 from .signals import SignalBlock
 from .trips import TripSettings
@@ -74,12 +74,15 @@ def run_vehicle(
     agent = EdgeAgent(
         outbox,
         trip_settings=TripSettings(timezone=settings.timezone),
-        thresholds=thresholds_for(settings.vehicle_class, speed_limit_kmh=settings.speed_limit_kmh),
+        thresholds=thresholds_for(
+            settings.vehicle_class, speed_limit_kmh=settings.speed_limit_kmh, profile=settings.sensor_profile
+        ),
         telemetry=telemetry,
         consent=consent,
         models=models,
     )
     agent.vehicle_class = settings.vehicle_class
+    agent.sensor_profile = settings.sensor_profile
     uplink: MqttUplink | None = None
 
     def on_config(config: ConfigV1) -> None:
@@ -106,7 +109,8 @@ def run_vehicle(
         status_fields=agent.status_fields,
     )
     uplink.start()
-    stages = [Resampler(settings.resample_hz)] if settings.resample_hz else []
+    # the one conditioning path (replay conditions its own blocks the same way, from its mapping)
+    stages = [] if getattr(source, "conditioned", False) else conditioning_stages(settings.resample_hz)
     try:
         for block in Pipeline(stages).run(source):
             agent.process(block)

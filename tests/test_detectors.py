@@ -59,8 +59,10 @@ def test_known_events_exact_counts_and_times() -> None:
 
 
 def test_short_spikes_are_not_events() -> None:
-    lon = _pulse(300, 50, 5, -6.0)  # 0.4 s: below the 0.5 s minimum
+    lon = _pulse(300, 50, 2, -6.0)  # 0.2 s at -6 m/s^2: an impulse of 1.2 m/s, below the brake's 1.4
     assert _run(EventDetectors(), _block(lon), chunk=300) == []
+    lon = _pulse(300, 50, 3, -6.0)  # 0.3 s: 1.8 m/s lost in 0.3 s is a harsh brake
+    assert [e.kind for e in _run(EventDetectors(), _block(lon), chunk=300)] == [EventKind.HARSH_BRAKE]
 
 
 def test_below_threshold_is_not_an_event() -> None:

@@ -46,3 +46,12 @@ def test_a_small_bound_fits_a_smaller_message_limit(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DRIVESIGHT_EDGE_OUTBOX_MAX_MB", "0.25")
     monkeypatch.setenv("DRIVESIGHT_EDGE_MAX_MESSAGE_BYTES", "4096")
     assert EdgeSettings().outbox_max_mb == 0.25
+
+
+def test_sensor_profile_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EdgeSettings().sensor_profile == "vehicle-bus"  # the car's own bus: the thresholds as before
+    monkeypatch.setenv("DRIVESIGHT_EDGE_SENSOR_PROFILE", "phone")
+    assert EdgeSettings().sensor_profile == "phone"
+    monkeypatch.setenv("DRIVESIGHT_EDGE_SENSOR_PROFILE", "smartwatch")
+    with pytest.raises(ValidationError, match="vehicle-bus.*phone.*aftermarket-imu"):
+        EdgeSettings()

@@ -75,15 +75,19 @@ def test_events_come_back_in_the_files_own_time_base(tmp_path: Path, fmt: str) -
     result = run_offline(source, time_of=lambda t: source.time_base.from_epoch(t))  # type: ignore[union-attr]
     (brake,) = [e for e in result["events"] if e["kind"] == "harsh_brake"]
     assert brake["peak"] == pytest.approx(-0.5 * 9.80665, abs=1e-3)  # g converted to m/s^2
+    # the conditioning's 0.5 s box rounds the pulse's edges: the threshold is crossed within 0.15 s of them
     if fmt == "epoch_ms":
-        assert (brake["start"], brake["end"]) == (
-            T0.timestamp() * 1000 + 20_000,
-            T0.timestamp() * 1000 + 21_400,
-        )
+        assert brake["start"] == pytest.approx(T0.timestamp() * 1000 + 20_000, abs=150)
+        assert brake["end"] == pytest.approx(T0.timestamp() * 1000 + 21_400, abs=150)
+    elif fmt == "relative_ms":
+        assert brake["start"] == pytest.approx(start, abs=150) and brake["end"] == pytest.approx(end, abs=150)
     elif fmt == "iso8601":
-        assert brake["start"] == (T0 + timedelta(seconds=20)).isoformat()
+        started = datetime.fromisoformat(brake["start"])
+        assert abs((started - (T0 + timedelta(seconds=20))).total_seconds()) <= 0.15
     else:
-        assert brake["start"] == pytest.approx(start) and brake["end"] == pytest.approx(end)
+        assert brake["start"] == pytest.approx(start, abs=0.15) and brake["end"] == pytest.approx(
+            end, abs=0.15
+        )
     (trip,) = result["trips"]
     assert trip["distance_km"] == pytest.approx(40 * 1.609344 * 59.9 / 3600, rel=1e-3)  # mph converted
     assert trip["feature_usage"] == {
@@ -126,7 +130,9 @@ def test_quality_problems_are_reported_not_passed_on(tmp_path: Path) -> None:
     assert report["unparsable"] == {"speed_mph": 1}
     assert report["gaps"] == [{"start": pytest.approx(43_200 + 9.9), "end": pytest.approx(43_200 + 15.0)}]
     speed = np.concatenate([b.signals[vss.SPEED] for b in blocks])
-    assert np.isnan(speed).sum() == 2
+    # the two refused values are no samples: the detection grid interpolates over them, never through 999
+    assert np.nanmax(speed) == pytest.approx(40 * 1.609344)
+    assert not np.any((t > 9.9 + 43_200) & (t < 15.0 + 43_200))  # nothing invented in the 5 s gap
 
 
 def test_events_from_accelerations_and_yaw_alone(tmp_path: Path) -> None:
@@ -141,9 +147,10 @@ def test_events_from_accelerations_and_yaw_alone(tmp_path: Path) -> None:
     )
     source = ReplaySource(tmp_path / "imu.csv", load_mapping(tmp_path / "m.toml"))
     result = run_offline(source, time_of=lambda t: source.time_base.from_epoch(t))  # type: ignore[union-attr]
+    # a -4.0 m/s^2 pulse just over the -3.4 threshold: the smoothed edge crosses it 0.2 s in
     assert [(e["kind"], e["start"]) for e in result["events"]] == [
-        ("harsh_brake", 10.0),
-        ("harsh_corner", 30.0),
+        ("harsh_brake", pytest.approx(10.0, abs=0.25)),
+        ("harsh_corner", pytest.approx(30.0, abs=0.25)),
     ]
     (trip,) = result["trips"]
     assert trip["distance_km"] == 0.0  # no speed: no distance, but the events are there
@@ -165,7 +172,7 @@ def test_parquet(tmp_path: Path) -> None:
     source = ReplaySource(tmp_path / "r.parquet", load_mapping(_mapping(tmp_path)), chunk_rows=128)
     result = run_offline(source, time_of=lambda t: source.time_base.from_epoch(t))  # type: ignore[union-attr]
     (brake,) = [e for e in result["events"] if e["kind"] == "harsh_brake"]
-    assert brake["start"] == (T0 + timedelta(seconds=20)).isoformat()
+    assert abs(datetime.fromisoformat(brake["start"]) - (T0 + timedelta(seconds=20))).total_seconds() <= 0.15
     assert (
         result["trips"][0]["feature_usage"]["Vehicle.Cabin.HVAC.IsAirConditioningActive"]["activations"] == 1
     )
@@ -236,7 +243,21 @@ def test_replay_cli_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["time_format"] == "relative_s" and document["absolute_time"] is False
-    assert [(e["kind"], e["start"], e["end"]) for e in document["events"]] == [("harsh_brake", 20.0, 21.4)]
+    (brake,) = document["events"]
+    assert brake["kind"] == "harsh_brake"
+    assert (brake["start"], brake["end"]) == (pytest.approx(20.0, abs=0.15), pytest.approx(21.4, abs=0.15))
     assert document["trips"][0]["started_at"] == 0.0 and document["quality"]["rows"] == 600
     bad = subprocess.run([*cmd, str(tmp_path / "missing.toml")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "cannot read mapping" in bad.stderr
+    # a phone's thresholds are lower: the same 0.5 g brake, and an unknown profile is refused by name
+    phone = subprocess.run(
+        [*cmd, str(_mapping(tmp_path)), "--json", "--profile", "phone"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert [e["kind"] for e in json.loads(phone.stdout)["events"]] == ["harsh_brake"]
+    unknown = subprocess.run(
+        [*cmd, str(_mapping(tmp_path)), "--profile", "watch"], capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode == 2 and "unknown sensor profile 'watch'" in unknown.stderr

@@ -1,7 +1,9 @@
 """Replay of recorded CSV or Parquet files through a mapping, keeping the recorded timestamps.
 
 Files are read in chunks (``chunk_rows``), so memory does not grow with the file. Parquet needs the
-``replay`` extra (pyarrow).
+``replay`` extra (pyarrow). Blocks come out conditioned as in the car (:func:`conditioning_stages`: the
+rate-independent anti-alias box and the detection grid, ``resample_hz`` of the mapping or 10 Hz), after the
+IMU mount calibration when the mapping asks for it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..processing import LowPass, MountCalibrator, Pipeline, Resampler, Stage
+from ..processing import DETECTION_HZ, MountCalibrator, Pipeline, Stage, conditioning_stages
 from ..signals import ACCEL_LONGITUDINAL, FloatArray, SignalBlock
 from .mapping import Mapping, MappingError
 from .quality import QualityMonitor
@@ -64,6 +66,7 @@ class ReplaySource:
         *,
         chunk_rows: int = 20_000,
         monitor: QualityMonitor | None = None,
+        conditioned: bool = True,
     ) -> None:
         self.path = Path(path)
         self.mapping = mapping
@@ -71,6 +74,8 @@ class ReplaySource:
         self.monitor = monitor or QualityMonitor()
         self.time_base: TimeBase | None = None
         self.calibrator: MountCalibrator | None = None
+        #: the blocks are already conditioned (the runner does not condition them a second time)
+        self.conditioned = conditioned
         if not self.path.exists():
             raise ReplayError(f"no such file: {self.path}")
 
@@ -89,10 +94,8 @@ class ReplaySource:
         if spec.calibrate_imu:
             self.calibrator = MountCalibrator(IMU_AXES)
             stages.append(self.calibrator)
-        if spec.resample_hz:
-            stages.append(Resampler(spec.resample_hz))
-        if spec.lowpass_hz and spec.resample_hz:
-            stages.append(LowPass(spec.lowpass_hz, spec.resample_hz))
+        if self.conditioned:
+            stages += conditioning_stages(spec.resample_hz or DETECTION_HZ, lowpass_hz=spec.lowpass_hz)
         yield from Pipeline(stages).run(checked)
 
     # conversion shared by both formats ---------------------------------------------------------------
