@@ -467,3 +467,64 @@ def test_a_mapped_message_the_recording_never_carries_is_warned_about(tmp_path: 
         "mapped message ESC_Accel (0x200) never seen on channel can1 in 1201 frames"
     ]
     assert source.stats.other_channel == 600 and source.stats.decoded == 600
+
+
+# The example mapping for opendbc's Toyota DBC, against a DBC written here with the same message and
+# signal names (not opendbc's layout): it must load, read only bus 0, and turn Toyota's signs into VSS's
+TOYOTA_NAMES_DBC = (
+    HEADER
+    + """BO_ 36 KINEMATICS: 8 ESC
+ SG_ ACCEL_X : 0|16@1- (0.01,0) [-50|50] "m/s^2" X
+ SG_ ACCEL_Y : 16|16@1- (0.01,0) [-50|50] "m/s^2" X
+ SG_ YAW_RATE : 32|16@1- (0.01,0) [-300|300] "deg/s" X
+BO_ 37 STEER_ANGLE_SENSOR: 8 ESC
+ SG_ STEER_ANGLE : 0|16@1- (1.5,0) [-500|500] "deg" X
+ SG_ STEER_FRACTION : 16|8@1- (0.1,0) [-0.7|0.7] "deg" X
+BO_ 180 SPEED: 8 ESC
+ SG_ SPEED : 0|16@1+ (0.01,0) [0|250] "km/h" X
+BO_ 452 ENGINE_RPM: 8 ESC
+ SG_ RPM : 0|16@1- (0.78125,0) [0|0] "rpm" X
+BO_ 956 GEAR_PACKET: 8 ESC
+ SG_ GEAR : 0|6@1+ (1,0) [0|63] "" X
+VAL_ 956 GEAR 0 "D" 1 "S" 8 "N" 16 "R" 32 "P";
+"""
+)
+
+
+def test_the_example_toyota_mapping_loads_and_reads_vss_signs(tmp_path: Path) -> None:
+    example = Path(__file__).parents[1] / "edge_agent" / "examples" / "can" / "toyota_rav4_2017.toml"
+    (tmp_path / "toyota.dbc").write_text(TOYOTA_NAMES_DBC)
+    mapping = load_can_mapping(example, [tmp_path / "toyota.dbc"])
+    db = cantools.database.load_string(TOYOTA_NAMES_DBC)
+    frames = [
+        ("KINEMATICS", {"ACCEL_X": 3.0, "ACCEL_Y": 1.5, "YAW_RATE": 4.0}),  # Toyota: braking, right
+        ("STEER_ANGLE_SENSOR", {"STEER_ANGLE": 15.0, "STEER_FRACTION": 0.3}),
+        ("SPEED", {"SPEED": 50.0}),
+        ("ENGINE_RPM", {"RPM": 1500.0}),
+        ("GEAR_PACKET", {"GEAR": 32}),
+    ]
+    with can.Logger(tmp_path / "d.log") as writer:
+        for bus in (0, 1):  # bus 1 carries the same ids with other content (radar), to be left alone
+            for i, (name, values) in enumerate(frames):
+                message = db.get_message_by_name(name)
+                data = message.encode(values) if bus == 0 else bytes([0x7F] * 8)
+                writer.on_message_received(
+                    can.Message(timestamp=T0 + bus * 0.5 + i * 0.01, arbitration_id=message.frame_id,
+                                data=data, is_extended_id=False, channel=f"can{bus}")
+                )  # fmt: skip
+    source = CanLogSource(tmp_path / "d.log", mapping)
+    (block,) = list(source)
+    got = {name: float(np.nanmax(values)) for name, values in block.signals.items()}
+    assert got == pytest.approx(
+        {
+            vss.ACCEL_LONGITUDINAL: -3.0,  # braking is negative in VSS
+            vss.ACCEL_LATERAL: -1.5,  # to the right is negative (ISO 8855: y to the left)
+            vss.YAW_RATE: 4.0,
+            "Vehicle.Chassis.SteeringWheel.Angle": 15.3,
+            vss.SPEED: 50.0,
+            "Vehicle.Powertrain.CombustionEngine.Speed": 1500.0,
+            "Vehicle.Powertrain.Transmission.SelectedGear": 126.0,  # P
+        }
+    )
+    assert all(np.isfinite(v).sum() == 1 for v in block.signals.values())  # bus 1 never decoded
+    assert source.stats.other_channel == 5
