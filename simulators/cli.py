@@ -143,6 +143,67 @@ def _sim_population(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_sensors(args: argparse.Namespace) -> int:
+    """A realistic sensor recording of a simulated drive: CSV + replay mapping + labels (+ candump, DBC and
+    CAN mapping). The seed goes to stderr first, so whatever happens next can be reproduced."""
+    import os
+    from collections import Counter
+
+    from .sensors import SensorProfile, render, simulate_truth
+
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big") >> 1
+    print(f"seed {seed} (reproduce with --seed {seed})", file=sys.stderr)
+    profile = SensorProfile(args.profile)
+    problem = None
+    if args.candump and profile is not SensorProfile.VEHICLE_BUS:
+        problem = f"--candump writes the car's bus: it needs --profile vehicle-bus, not {profile.value}"
+    elif args.dbc_out is not None and not args.candump:
+        problem = "--dbc-out is where --candump writes its DBC: give --candump too"
+    elif not 1.0 <= args.rate <= 200.0:
+        problem = f"--rate must be between 1 and 200 Hz, got {args.rate:g}"
+    elif args.minutes <= 0:
+        problem = f"--minutes must be positive, got {args.minutes:g}"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        truth = simulate_truth(
+            seed, minutes=args.minutes, calm_only=args.calm_only, peak_range=tuple(args.event_peak)
+        )
+        recording = render(truth, profile, args.rate, seed)
+        csv_path, mapping_path = recording.write_csv(args.out)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {
+        "seed": seed, "profile": profile.value, "rate_hz": args.rate, "minutes": args.minutes,
+        "samples": int(recording.t.size), "labels": len(recording.labels),
+        "labels_by_kind": dict(sorted(Counter(e.kind for e in recording.labels).items())),
+        "calm_s": round(sum(b - a for a, b in recording.calm), 1),
+        "csv": str(csv_path), "mapping": str(mapping_path),
+        "labels_file": str(csv_path.with_suffix(".labels.json")),
+    }  # fmt: skip
+    if args.candump:
+        from .candump import write_candump
+
+        try:
+            files = write_candump(recording, csv_path.with_suffix(".log"), dbc_path=args.dbc_out)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        report |= {"candump": str(files.log), "dbc": str(files.dbc), "can_mapping": str(files.mapping)}
+        report["frames"] = files.frames
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{recording.describe()}: {report['samples']} samples, {report['labels']} labelled events")
+    print(f"replay: drivesight-edge replay {csv_path} --mapping {mapping_path}")
+    if args.candump:
+        print(f"replay the bus: drivesight-edge replay {report['candump']} --mapping {report['can_mapping']}")
+    print(f"labels: {report['labels_file']}")
+    return 0
+
+
 class _RichProgress(Progress):
     """Draws the demo's phases as rich progress bars."""
 
@@ -271,6 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     population.add_argument("--json", action="store_true", help="one JSON document on stdout")
     population.set_defaults(handler=_sim_population)
+    sensors = sim_sub.add_parser(
+        "sensors",
+        help="a realistic sensor recording of a simulated drive (car bus, phone or aftermarket IMU): CSV,"
+        " replay mapping and labelled events; with --candump also a candump log, its DBC and a CAN mapping",
+    )
+    sensors.add_argument("--profile", choices=["vehicle-bus", "phone", "aftermarket-imu"], default="phone")
+    sensors.add_argument("--rate", type=float, default=50.0, help="sample rate, Hz (default 50)")
+    sensors.add_argument("--minutes", type=float, default=20.0, help="length of the drive (default 20)")
+    sensors.add_argument("--seed", type=int, help="random seed (default: a new one, printed on stderr)")
+    sensors.add_argument("--out", type=Path, required=True, help="directory for the files")
+    sensors.add_argument("--calm-only", action="store_true", help="no harsh manoeuvres (for false alarms)")
+    sensors.add_argument(
+        "--event-peak", nargs=2, type=float, default=(2.5, 4.0), metavar=("LOW", "HIGH"),
+        help="range of manoeuvre peaks, m/s^2 (default 2.5 4.0: near the thresholds)",
+    )  # fmt: skip
+    sensors.add_argument(
+        "--candump", action="store_true", help="also a candump .log through a DBC (vehicle-bus)"
+    )
+    sensors.add_argument(
+        "--dbc-out", type=Path, help="where --candump writes the DBC (default: beside the log)"
+    )
+    sensors.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    sensors.set_defaults(handler=_sim_sensors)
     demo = sub.add_parser("demo", help="run the whole pipeline on this machine and print a summary")
     demo.add_argument("--vehicles", type=int, default=20)
     demo.add_argument("--days", type=int, default=1)

@@ -51,8 +51,8 @@ G = 9.80665
 #: internal simulation rate: well above any output rate, so vibration up to 40 Hz is represented and
 #: decimation to a phone's rate aliases it the way a phone's sampling does
 INTERNAL_HZ = 200.0
-#: 2026-11-02T00:00:00Z, the default start of a simulated drive
-T0 = 1793577600.0
+#: 2026-11-02T08:00:00Z, the default start of a simulated drive (daytime: no night-driving events)
+T0 = 1793606400.0
 #: the label kinds (named like :class:`edge_agent.protocol.EventKind`, plus lane changes)
 EVENT_KINDS = ("harsh_brake", "harsh_accel", "harsh_corner", "lane_change")
 #: default peak range of labelled manoeuvres, m/s^2: near the car thresholds (3.0 / 3.4 / 4.0)

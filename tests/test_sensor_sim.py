@@ -5,17 +5,24 @@ reproduces with ``render(simulate_truth(seed, ...), profile, rate, seed)``."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_agent import signals as vss
+from edge_agent.sources.can import CanLogSource, load_can_mapping
 from edge_agent.sources.mapping import load_mapping
 from edge_agent.sources.replay import IMU_AXES
+from simulators.candump import write_candump
+from simulators.cli import main as cli_main
 from simulators.sensors import (
     EVENT_KINDS,
     PHONE_LINEAR,
+    SELECTED_GEAR,
     G,
     Recording,
     SensorProfile,
@@ -119,13 +126,17 @@ def test_the_same_seed_gives_the_same_drive_and_sensor_another_seed_another(trut
     assert truth.labels == again.labels
     other = simulate_truth(SEED + 7, minutes=MINUTES)
     assert other.labels != truth.labels
+    short = simulate_truth(SEED, minutes=2.0)
     for profile in SensorProfile:
-        a, b = render(truth, profile, 50, 3), render(again, profile, 50, 3)
+        a, b = render(short, profile, 50, 3), render(short, profile, 50, 3)
         assert a.columns.keys() == b.columns.keys()
         for name in a.columns:
             np.testing.assert_array_equal(a.columns[name], b.columns[name], err_msg=f"{a.describe()} {name}")
-        c = render(truth, profile, 50, 4)
+        c = render(short, profile, 50, 4)
         assert c.meta != a.meta, a.describe()
+        assert not np.array_equal(c.columns[c.edge_columns()[-1]], a.columns[a.edge_columns()[-1]]), (
+            a.describe()
+        )
 
 
 @pytest.mark.parametrize("rate", [10, 25, 37, 50, 100])
@@ -277,3 +288,71 @@ def test_the_csv_holds_every_column_and_its_mapping_loads(tmp_path: Path, profil
     np.testing.assert_allclose(speed, rec.columns[vss.SPEED], rtol=1e-5, atol=1e-3, err_msg=where)
     # no sample is an empty cell, never "nan" (which the replay would count as unparsable)
     assert "nan" not in csv_path.read_text(), where
+
+
+def _replay(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edge_agent.cli", "replay", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_a_bus_recording_replays_as_a_candump_log_through_its_dbc(tmp_path: Path) -> None:
+    # brakes far above the car threshold (-3.4 m/s^2 held 0.5 s): the CAN path must find each one, on time,
+    # and nothing else (the calm driving between them stays under every threshold)
+    truth = simulate_truth(
+        SEED + 2, minutes=6.0, peak_range=(5.0, 6.0), kinds=("harsh_brake",), event_probability=1.0
+    )
+    rec = render(truth, SensorProfile.VEHICLE_BUS, 50, SEED + 2)
+    where = rec.describe()
+    assert len(rec.labels) >= 2, where
+    files = write_candump(rec, tmp_path / "drive.log", dbc_path=tmp_path / "dbc" / "car.dbc")
+    first = files.log.read_text().splitlines()[0]
+    assert re.fullmatch(r"\(\d+\.\d{6}\) can0 [0-9A-F]{3}#[0-9A-F]{16}", first), first
+    result = _replay(str(files.log), "--mapping", str(files.mapping), "--json")
+    assert result.returncode == 0, f"{where}: {result.stderr[-2000:]}"
+    document = json.loads(result.stdout)
+    assert len(document["trips"]) == 1, where
+    harsh = [e for e in document["events"] if e["kind"].startswith("harsh")]
+    assert [e["kind"] for e in harsh] == ["harsh_brake"] * len(rec.labels), (
+        f"{where}: {harsh} vs {rec.labels}"
+    )
+    for event, label in zip(harsh, rec.labels, strict=True):
+        assert event["start"] == pytest.approx(label.start, abs=0.5), f"{where} {label}: {event}"
+        assert event["end"] == pytest.approx(label.end, abs=0.5), f"{where} {label}: {event}"
+        assert event["peak"] == pytest.approx(label.peak, abs=0.8), f"{where} {label}: {event}"
+    # the gear lever's value table reaches VSS as the selected gear's enumeration: park, then drive
+    source = CanLogSource(files.log, load_can_mapping(files.mapping))
+    gear = np.concatenate([b.signals[SELECTED_GEAR] for b in source if SELECTED_GEAR in b.signals])
+    gear = gear[~np.isnan(gear)]
+    assert gear[0] == 126.0 and set(np.unique(gear)) == {126.0, 127.0}, where
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli_main(["sim", "sensors", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_cli_writes_the_files_prints_json_and_the_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _cli(
+        capsys, "--profile", "vehicle-bus", "--rate", "25", "--minutes", "2", "--seed", "77",
+        "--out", str(tmp_path), "--candump", "--dbc-out", str(tmp_path / "bus.dbc"), "--json",
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    assert "seed 77" in err
+    report = json.loads(out)  # stdout is that one document and nothing else
+    assert (report["seed"], report["profile"], report["rate_hz"]) == (77, "vehicle-bus", 25.0)
+    assert report["dbc"] == str(tmp_path / "bus.dbc")
+    for key in ("csv", "mapping", "labels_file", "candump", "dbc", "can_mapping"):
+        assert Path(report[key]).is_file(), key
+    labels = json.loads(Path(report["labels_file"]).read_text())
+    assert len(labels["labels"]) == report["labels"]
+    # an unseeded run draws a seed and says which
+    code, out, err = _cli(capsys, "--minutes", "1", "--out", str(tmp_path / "calm"), "--calm-only", "--json")
+    assert code == 0, err[-2000:]
+    drawn = json.loads(out)["seed"]
+    assert f"seed {drawn}" in err and json.loads(out)["labels"] == 0
+    code, out, err = _cli(capsys, "--profile", "phone", "--out", str(tmp_path / "x"), "--candump", "--json")
+    assert (code, out) == (2, ""), out
+    assert "needs --profile vehicle-bus" in err
