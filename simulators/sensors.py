@@ -583,13 +583,14 @@ class Recording:
         return f"seed={self.seed} profile={self.profile.value} rate={self.rate_hz:g}Hz"
 
     def edge_columns(self) -> list[str]:
-        """The columns the edge agent reads as they are: VSS signals and the raw accelerometer axes."""
-        return [c for c in self.columns if c.startswith("Vehicle.") or c in IMU_AXES]
+        """The columns the edge agent reads as they are: VSS signals, the raw accelerometer axes and the
+        gyroscope's (which :class:`edge_agent.processing.MountCalibrator` uses to find "forward")."""
+        return [c for c in self.columns if c.startswith("Vehicle.") or c in IMU_AXES or c in GYRO_AXES]
 
     def to_blocks(self, block_s: float = 60.0, *, everything: bool = False) -> Iterator[SignalBlock]:
         """The recording as consecutive signal blocks of ``block_s`` seconds (a source for the agent or a
         :class:`edge_agent.processing.Pipeline`). By default only :meth:`edge_columns`; ``everything``
-        adds the gyroscope and the phone's own channels."""
+        adds the phone's own linear acceleration and gravity channels."""
         names = list(self.columns) if everything else self.edge_columns()
         if self.t.size == 0:
             return
