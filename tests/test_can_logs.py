@@ -528,3 +528,72 @@ def test_the_example_toyota_mapping_loads_and_reads_vss_signs(tmp_path: Path) ->
     )
     assert all(np.isfinite(v).sum() == 1 for v in block.signals.values())  # bus 1 never decoded
     assert source.stats.other_channel == 5
+
+
+# Real cars send some frames shorter than the published DBC says (Hyundai's 5-byte steering angle frame,
+# 8 bytes in opendbc's DBC); a multiplexed message with a selector the DBC does not list cannot decode
+SHORT_DBC = (
+    HEADER
+    + """BO_ 688 SAS1: 8 ESC
+ SG_ SAS_Angle : 0|16@1- (0.1,0) [-3276.8|3276.7] "Deg" X
+ SG_ SAS_Stat : 24|8@1+ (1,0) [0|255] "" X
+ SG_ Tail : 48|8@1+ (1,0) [0|255] "" X
+BO_ 300 MUXED: 8 ESC
+ SG_ Sel M : 0|8@1+ (1,0) [0|255] "" X
+ SG_ Speed0 m0 : 8|16@1+ (0.01,0) [0|655] "km/h" X
+"""
+)
+SHORT_MAPPING = """
+dbc = "short.dbc"
+[signals."Vehicle.Chassis.SteeringWheel.Angle"]
+message = "SAS1"
+signal = "SAS_Angle"
+[signals."Vehicle.Private.Sas.Tail"]
+message = "SAS1"
+signal = "Tail"
+[signals."Vehicle.Speed"]
+message = "MUXED"
+signal = "Speed0"
+"""
+
+
+def test_frames_shorter_than_their_dbc_message_decode_what_they_carry(tmp_path: Path) -> None:
+    (tmp_path / "short.dbc").write_text(SHORT_DBC)
+    (tmp_path / "m.toml").write_text(SHORT_MAPPING)
+    lines = [
+        f"({T0:.6f}) can0 2B0#300000073700AA00",  # whole: 4.8 deg, tail 0xAA
+        f"({T0 + 1:.6f}) can0 2B0#D0FF000737",  # 5 bytes, as sent: -4.8 deg; the tail is not there
+        f"({T0 + 2:.6f}) can0 12C#0500100000000000",  # selector 5: not in the DBC
+        f"({T0 + 3:.6f}) can0 2B0#30",  # 1 byte: carries none of the mapped signals
+    ]
+    (tmp_path / "d.log").write_text("\n".join(lines) + "\n")
+    source = CanLogSource(tmp_path / "d.log", load_can_mapping(tmp_path / "m.toml"))
+    (block,) = list(source)
+    assert block.signals["Vehicle.Chassis.SteeringWheel.Angle"].tolist() == pytest.approx([4.8, -4.8])
+    tail = block.signals["Vehicle.Private.Sas.Tail"]
+    assert tail[0] == 0xAA and np.isnan(tail[1])
+    assert source.report.unparsable == {
+        "truncated_Vehicle.Private.Sas.Tail": 1,
+        "undecodable_0x12c": 1,
+        "undecodable_0x2b0": 1,
+    }
+    assert source.report.warnings == [
+        "mapped message MUXED (0x12c): none of its 1 frames decodes with the DBC (undecodable_0x12c)"
+    ]
+
+
+def test_a_comparison_repairs_a_signed_signal_the_dbc_declares_unsigned(tmp_path: Path) -> None:
+    # opendbc's Hyundai i30: SAS_Angle is 16 bits unsigned with a range of -3276.8..3276.7; left turns
+    # arrive as 6553.6 - angle unless the mapping folds them back
+    dbc = SHORT_DBC.replace("SAS_Angle : 0|16@1- (0.1,0)", "SAS_Angle : 0|16@1+ (0.1,0)")
+    (tmp_path / "short.dbc").write_text(dbc)
+    fold = "SAS_Angle - 6553.6 if SAS_Angle > 3276.7 else SAS_Angle"
+    (tmp_path / "m.toml").write_text(SHORT_MAPPING.replace('signal = "SAS_Angle"', f'value = "{fold}"'))
+    lines = [f"({T0:.6f}) can0 2B0#3000000737000000", f"({T0 + 1:.6f}) can0 2B0#D0FF000737000000"]
+    (tmp_path / "d.log").write_text("\n".join(lines) + "\n")
+    (block,) = list(CanLogSource(tmp_path / "d.log", load_can_mapping(tmp_path / "m.toml")))
+    assert block.signals["Vehicle.Chassis.SteeringWheel.Angle"].tolist() == pytest.approx([4.8, -4.8])
+    for bad in ["0 < SAS_Angle < 5", "SAS_Angle in 5", "SAS_Angle > 1 and SAS_Stat"]:
+        (tmp_path / "m.toml").write_text(SHORT_MAPPING.replace('signal = "SAS_Angle"', f'value = "{bad}"'))
+        with pytest.raises(ValueError, match="is not allowed"):
+            load_can_mapping(tmp_path / "m.toml")

@@ -122,6 +122,8 @@ class _Decoder:
     message: Any = None
     #: only frames of this bus (see :func:`_same_channel`); None: any
     channel: str | None = None
+    #: the DBC signals the value is computed from
+    needs: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -219,7 +221,17 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
         choices = _choices(where, vss_name, dbc_signal, s.choices) if s.choices is not None else None
         factor = _factor(where, vss_name, s, dbc_signal)
         by_frame.setdefault(message.frame_id, []).append(
-            _Decoder(vss_name, s.signal, factor, s.scale, s.offset, choices, message=message, channel=bus)
+            _Decoder(
+                vss_name,
+                s.signal,
+                factor,
+                s.scale,
+                s.offset,
+                choices,
+                message=message,
+                channel=bus,
+                needs=frozenset([s.signal]),
+            )
         )
     return CanMapping(database, by_frame, tuple(spec.signals), tuple(warnings))
 
@@ -255,7 +267,9 @@ def _composite(where: str, vss_name: str, spec: CanSignalSpec, message: Any) -> 
         raise MappingError(f"{where}: its signals are in {', '.join(sorted(units))}; set unit")
     shared = SimpleNamespace(unit=units.pop() if units else "")
     factor = _factor(where, vss_name, spec, shared)
-    return _Decoder(vss_name, "", factor, spec.scale, spec.offset, expression=expression, message=message)
+    return _Decoder(
+        vss_name, "", factor, spec.scale, spec.offset, expression=expression, message=message, needs=used
+    )
 
 
 def _choices(where: str, vss_name: str, dbc_signal: Any, names: dict[str, float | str]) -> dict[int, float]:
@@ -401,8 +415,10 @@ class CanStats:
     other_channel: int = 0
     #: frames counted as unparsable in the quality report (error/remote frames, decode errors, bad lines)
     refused: int = 0
-    #: frames per mapped DBC message name (a mapped message never seen is warned about)
+    #: frames decoded per mapped DBC message name (a mapped message never seen is warned about)
     per_message: dict[str, int] = field(default_factory=dict)
+    #: frames per mapped DBC message name that reached decoding, decoded or not
+    seen: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data, for a replay's summary."""
@@ -499,13 +515,21 @@ class CanSource:
             return
         for decoders in self.mapping.by_frame.values():
             for message in {id(d.message): d.message for d in decoders}.values():
-                if message is not None and message.name not in self.stats.per_message:
-                    channels = sorted({d.channel for d in decoders if d.message is message and d.channel})
-                    on = f" on channel {', '.join(channels)}" if channels else ""
+                if message is None or message.name in self.stats.per_message:
+                    continue
+                seen = self.stats.seen.get(message.name, 0)
+                if seen:
                     self.report.warnings.append(
-                        f"mapped message {message.name} (0x{message.frame_id:x}) never seen{on} in"
-                        f" {self.stats.frames} frames"
+                        f"mapped message {message.name} (0x{message.frame_id:x}): none of its {seen} frames"
+                        f" decodes with the DBC (undecodable_0x{message.frame_id:x})"
                     )
+                    continue
+                channels = sorted({d.channel for d in decoders if d.message is message and d.channel})
+                on = f" on channel {', '.join(channels)}" if channels else ""
+                self.report.warnings.append(
+                    f"mapped message {message.name} (0x{message.frame_id:x}) never seen{on} in"
+                    f" {self.stats.frames} frames"
+                )
 
     def _decode(self, messages: Iterable[Any]) -> Iterator[SignalBlock]:
         names = self.mapping.signals
@@ -543,9 +567,18 @@ class CanSource:
             for d in decoders:
                 key = id(d.message)
                 if key not in decoded_by:
+                    name = d.message.name
+                    stats.seen[name] = stats.seen.get(name, 0) + 1
                     try:
-                        decoded_by[key] = d.message.decode(data, decode_choices=False)
-                        stats.per_message[d.message.name] = stats.per_message.get(d.message.name, 0) + 1
+                        # a frame shorter than the DBC says (a 5-byte SAS frame of an 8-byte DBC
+                        # message): the signals it carries whole still decode; the others have no sample
+                        decoded = d.message.decode(data, decode_choices=False, allow_truncated=True)
+                        if len(data) < d.message.length and not any(
+                            e.needs <= decoded.keys() for e in decoders if e.message is d.message
+                        ):
+                            raise ValueError(f"{len(data)} bytes carry none of the mapped signals")
+                        decoded_by[key] = decoded
+                        stats.per_message[name] = stats.per_message.get(name, 0) + 1
                     except Exception as exc:  # cantools raises several types for a frame that does not fit
                         log.debug(
                             "frame 0x%x does not decode as %s: %s", msg.arbitration_id, d.message.name, exc
@@ -564,8 +597,13 @@ class CanSource:
                 if d.choices is not None:
                     raw = raw_by.get(key)
                     if raw is None:  # value tables are keyed by the raw value, before the DBC's scaling
-                        raw = raw_by[key] = d.message.decode(data, decode_choices=False, scaling=False)
-                    mapped = d.choices.get(int(raw[d.dbc_signal])) if d.dbc_signal in raw else None
+                        raw = raw_by[key] = d.message.decode(
+                            data, decode_choices=False, scaling=False, allow_truncated=True
+                        )
+                    if d.dbc_signal not in raw:
+                        self._ignore(f"truncated_{d.vss}")
+                        continue
+                    mapped = d.choices.get(int(raw[d.dbc_signal]))
                     if mapped is None:
                         self._ignore(f"unmapped_value_{d.dbc_signal}")
                     else:
@@ -575,13 +613,18 @@ class CanSource:
                 if d.expression is not None:
                     try:
                         value = d.expression(decoded)
-                    except KeyError:  # a multiplexed signal this frame does not carry
+                    except KeyError:  # a multiplexed signal this frame does not carry, or cut off
+                        if len(data) < d.message.length:
+                            self._ignore(f"truncated_{d.vss}")
                         continue
                     if not math.isfinite(value):  # a division by zero: no sample, counted
                         self._ignore(f"no_value_{d.vss}")
                         continue
                 else:
                     value = decoded.get(d.dbc_signal)
+                    if value is None and len(data) < d.message.length:
+                        self._ignore(f"truncated_{d.vss}")
+                        continue
                 if isinstance(value, int | float):
                     row[column_of[d.vss]] = (float(value) * d.scale + d.offset) * d.factor
             if row is None:

@@ -3,8 +3,12 @@
 Real DBCs carry some quantities in pieces: a magnitude and a separate sign bit, a coarse and a fine part, a
 value in two halves. A mapping joins them with an expression such as ``coarse * 16 + fine`` or
 ``-mag if sign else mag``. The expression is parsed with :mod:`ast` and only names (the message's
-signals), numbers, ``+ - * /``, unary minus and conditional expressions (``a if cond else b``, ``cond``
-true when non-zero) are allowed: it is compiled into nested closures here, never given to ``eval``.
+signals), numbers, ``+ - * /``, unary minus, comparisons (``< <= > >= == !=``, 1 when true, 0 when false)
+and conditional expressions (``a if cond else b``, ``cond`` true when non-zero) are allowed: it is
+compiled into nested closures here, never given to ``eval``.
+
+Comparisons repair a DBC that declares a two's-complement signal unsigned (opendbc's Hyundai i30 steering
+angle: 16 bits unsigned, range -3276.8..3276.7): ``SAS_Angle - 6553.6 if SAS_Angle > 3276.7 else SAS_Angle``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b if b != 0 else math.nan,  # no sample rather than a crash
+}
+_COMPARE: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
 }
 #: longer texts are not a signal formula; a bound also keeps the parser's recursion small
 MAX_LENGTH = 500
@@ -61,12 +73,18 @@ def compile_expression(text: str, names: Collection[str]) -> tuple[Expression, f
             operand = build(node.operand)
             sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
             return lambda v: sign * operand(v)
+        if (
+            isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE
+        ):  # one comparison: a chain (a < b < c) reads ambiguously in a mapping
+            compare = _COMPARE[type(node.ops[0])]
+            left, right = build(node.left), build(node.comparators[0])
+            return lambda v: 1.0 if compare(left(v), right(v)) else 0.0
         if isinstance(node, ast.IfExp):
             test, body, orelse = build(node.test), build(node.body), build(node.orelse)
             return lambda v: body(v) if test(v) != 0 else orelse(v)
         raise ExpressionError(
-            f"{ast.unparse(node)!r} is not allowed: only signal names, numbers, + - * / and"
-            " 'a if condition else b'"
+            f"{ast.unparse(node)!r} is not allowed: only signal names, numbers, + - * /, one comparison"
+            " (< <= > >= == !=) and 'a if condition else b'"
         )
 
     return build(tree.body), frozenset(used)
