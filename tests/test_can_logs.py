@@ -597,3 +597,15 @@ def test_a_comparison_repairs_a_signed_signal_the_dbc_declares_unsigned(tmp_path
         (tmp_path / "m.toml").write_text(SHORT_MAPPING.replace('signal = "SAS_Angle"', f'value = "{bad}"'))
         with pytest.raises(ValueError, match="is not allowed"):
             load_can_mapping(tmp_path / "m.toml")
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_dbc_in_utf8_or_cp1252_keeps_its_degree_sign(tmp_path: Path, strict: bool, encoding: str) -> None:
+    # opendbc writes UTF-8 ("°C" is C2 B0 in the file), Vector's tools cp1252 ("°C" is B0)
+    dbc = HEADER + 'BO_ 400 TEMP: 2 ESC\n SG_ Coolant : 0|8@1+ (1,-40) [-40|215] "°C" X\n'
+    (tmp_path / "t.dbc").write_bytes(dbc.encode(encoding))
+    mapping = f'dbc = "t.dbc"\nstrict = {str(strict).lower()}\n[signals."Vehicle.Private.Engine.Coolant"]\n'
+    (tmp_path / "m.toml").write_text(mapping + 'message = "TEMP"\nsignal = "Coolant"\n')
+    loaded = load_can_mapping(tmp_path / "m.toml")
+    assert loaded.database.get_message_by_name("TEMP").signals[0].unit == "°C"

@@ -176,7 +176,7 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
     for dbc_path in dbc_paths:
         try:
             if spec.strict:
-                database.add_dbc_file(str(dbc_path))
+                database.add_dbc_file(str(dbc_path), encoding=dbc_encoding(dbc_path))
             else:
                 warnings += _add_dbc_leniently(database, dbc_path)
         except MappingError:
@@ -234,6 +234,18 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
             )
         )
     return CanMapping(database, by_frame, tuple(spec.signals), tuple(warnings))
+
+
+def dbc_encoding(path: Path) -> str:
+    """The encoding of a DBC file: UTF-8 when it reads as such (opendbc's files: ``°C`` read as cp1252,
+    cantools' default, becomes ``Â°C``, a unit nobody knows), else cp1252 (Vector's tools write it)."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp1252"
+    except OSError:
+        return "cp1252"  # the load that follows reports it
+    return "utf-8-sig"
 
 
 def _factor(where: str, vss_name: str, spec: CanSignalSpec, dbc_signal: Any) -> float:
@@ -328,7 +340,7 @@ def _add_dbc_leniently(database: Any, path: Path) -> list[str]:
     everywhere the file names it, and reported. Other offending statements are dropped and named, never
     guessed at: an id beyond 29 bits (Vector's ``VECTOR__INDEPENDENT_SIG_MSG``) is skipped.
     """
-    lines = path.read_text(encoding="cp1252").splitlines()
+    lines = path.read_text(encoding=dbc_encoding(path)).splitlines()
     skipped: list[str] = []
     extended: dict[int, str] = {}
     for i, line in enumerate(lines):
