@@ -609,3 +609,42 @@ def test_a_dbc_in_utf8_or_cp1252_keeps_its_degree_sign(tmp_path: Path, strict: b
     (tmp_path / "m.toml").write_text(mapping + 'message = "TEMP"\nsignal = "Coolant"\n')
     loaded = load_can_mapping(tmp_path / "m.toml")
     assert loaded.database.get_message_by_name("TEMP").signals[0].unit == "°C"
+
+
+@pytest.mark.parametrize(
+    ("unit", "signal", "factor"),
+    [
+        ("km / h", vss.SPEED, 1.0),  # Cadillac
+        ("Unit_MeterPerSecond", vss.SPEED, 3.6),  # Volkswagen MEB
+        ("meters/sec", vss.SPEED, 3.6),
+        ("Unit_DegreOfArcPerSecon", vss.YAW_RATE, 1.0),
+        ("degrees/second", vss.YAW_RATE, 1.0),
+        ("radians/sec", vss.YAW_RATE, 57.29577951308232),
+        ("Unit_ForceOfGravi", vss.ACCEL_LONGITUDINAL, 9.80665),
+        ("m/s**2", vss.ACCEL_LATERAL, 1.0),
+        ("Unit_centiNewtoMeter", "Vehicle.Powertrain.CombustionEngine.Torque", 0.01),
+        ("Unit_Bar", "Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure", 100.0),
+        ("MPa", "Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure", 1000.0),
+        ("C", "Vehicle.Private.Radar.Temperature", 1.0),  # Ford's radar: a bare C is celsius
+        ("Degrees C", "Vehicle.Private.Hvac.Evaporator", 1.0),
+        ("Unit_Meter", "Vehicle.Private.Lane.Offset", 1e-3),  # distances reach VSS in km
+        ("millimeter", "Vehicle.Private.Suspension.Height", 1e-6),
+        ("Amps", "Vehicle.Private.Body.Current", 1.0),
+        ("Unit_MilliAmper", "Vehicle.Private.Body.Current", 1e-3),
+        ("r/min", "Vehicle.Powertrain.CombustionEngine.Speed", 1.0),
+        ("Unit_None", "Vehicle.Powertrain.Transmission.CurrentGear", 1.0),
+    ],
+)
+def test_unit_spellings_of_published_dbcs(unit: str, signal: str, factor: float) -> None:
+    from edge_agent.sources.units import conversion
+
+    assert conversion(unit, signal) == pytest.approx(factor)
+
+
+def test_a_published_unit_of_the_wrong_quantity_is_still_refused() -> None:
+    from edge_agent.sources.units import UnitError, conversion
+
+    with pytest.raises(UnitError, match="cannot convert from Amps"):
+        conversion("Amps", vss.SPEED)
+    with pytest.raises(UnitError, match="unknown unit 'dBsm'"):
+        conversion("dBsm", vss.SPEED)
