@@ -645,6 +645,14 @@ class Recording:
                 "calibrate_imu = true",
                 f"imu_columns = {json.dumps(list(IMU_AXES))}",
             ]
+            if all(a in self.columns for a in GYRO_AXES):
+                # said in the file, because it matters: without the gyroscope the calibration can only find
+                # "forward" from the change of speed, which a phone's high-passed acceleration against GPS
+                # speed a second late can get backwards
+                lines.append(
+                    "# gyro.x/y/z (deg/s) are in the CSV too: Recording.to_blocks passes them to the mount"
+                    " calibration, this mapping cannot"
+                )
         return "\n".join(lines) + "\n"
 
     def labels_document(self) -> dict[str, Any]:
