@@ -28,6 +28,26 @@ Every array is deterministic per seed. Car-frame signals use the VSS names of :m
 misaligned accelerometers use the replay's raw axis names ``imu.x``/``imu.y``/``imu.z``
 (:data:`edge_agent.sources.replay.IMU_AXES`), which :class:`edge_agent.processing.MountCalibrator` rotates
 into the car frame. Frames are ISO 8855: x forward, y left, z up.
+
+Columns of a :class:`Recording` (NaN: no sample on that row):
+
+=====================================  ================================================================
+``Vehicle.Speed``                      km/h: wheel speed (bus, every row); GPS (phone, IMU: one row a second)
+``Vehicle.Acceleration.*``,            bus only: the ESC's signals, m/s^2 and deg/s
+``Vehicle.AngularVelocity.Yaw``
+``Vehicle.Powertrain...``              bus only: engine speed (rpm), selected gear (126 park, 127 drive)
+``imu.x``/``imu.y``/``imu.z``          m/s^2 in the sensor's frame, with gravity. IMU: the raw specific force.
+                                       Phone: its linear acceleration plus the gravity it estimated while
+                                       parked (a constant), so a calibration that looks for gravity finds it
+                                       and rotates the phone's high-passed acceleration
+``gyro.x``/``gyro.y``/``gyro.z``       deg/s in the sensor's frame (phone, IMU)
+``phone.linear.*``/``phone.gravity.*`` Android's two sensors as a phone reports them (their sum is the raw
+                                       accelerometer)
+=====================================  ================================================================
+
+Seeds: the benchmark and any tuning should use other seeds than the tests (tests/test_sensor_sim.py uses
+1-77 and 20261-20268). For hours of driving, simulate several drives with different seeds rather than one
+long one: memory grows with the drive (an hour is ~0.3 GB while rendering).
 """
 
 from __future__ import annotations
