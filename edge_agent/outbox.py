@@ -8,11 +8,14 @@ duplicates). Commits are synced to disk (``synchronous=FULL``) except raw teleme
 process but not necessarily a power cut.
 
 A broker's acknowledgement (PUBACK) is not the end of a message: Mosquitto writes what it holds to disk only
-every ``autosave_interval``, so a broker killed in between loses messages it acknowledged. The uplink
-therefore marks acknowledged messages *delivered* (:meth:`Outbox.ack` with ``retain_at``) and deletes them
-only once the broker has outlived a resend window (:meth:`Outbox.expire_delivered`); after a reconnect, and
-after a restart of this process, delivered messages are sent again (:meth:`Outbox.resend_delivered`) and the
-cloud drops the duplicates by ``(vehicle_id, seq)``.
+every ``autosave_interval``, so a broker killed in between loses messages it acknowledged, and a broker that
+restarts without its state acknowledges messages for which no subscriber exists yet. The uplink therefore
+marks acknowledged messages *delivered* (:meth:`Outbox.ack` with ``retain_at``) and deletes them only on the
+cloud's receipt (:meth:`Outbox.confirm`), which the ingest sends after the transaction that stored them. A
+delivered message without a receipt is sent again after a window that doubles with each attempt
+(:meth:`Outbox.resend_unconfirmed`), after a reconnect, and after a restart of this process
+(:meth:`Outbox.resend_delivered`); the cloud drops the duplicates by ``(vehicle_id, seq)`` and confirms them
+again.
 
 The store is bounded by ``max_bytes`` *on disk*: the database file, its write-ahead log and the log's index
 together (:mod:`edge_agent.outbox_budget` says how the bound is shared). When a new message does not fit,
@@ -41,13 +44,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .outbox_budget import BoundTooSmall, DiskBudget
 from .protocol import MAX_PAYLOAD_BYTES, Body, PayloadTooLarge, UplinkKind, decode, encode, uplink_topic
 
-__all__ = ["PRIORITY", "BoundTooSmall", "MessageTooLarge", "Outbox", "OutboxFull", "OutboxItem"]
+__all__ = [
+    "MAX_RECEIPT_WAIT_S", "PRIORITY", "BoundTooSmall", "MessageTooLarge", "Outbox", "OutboxFull",
+    "OutboxItem",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Lower goes first when the outbox is full.
 PRIORITY: dict[UplinkKind, int] = {
@@ -62,8 +70,10 @@ PRIORITY: dict[UplinkKind, int] = {
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 #: The contract's limit: the cloud refuses a larger payload, so it is never worth sending.
 DEFAULT_MAX_MESSAGE_BYTES = MAX_PAYLOAD_BYTES
-#: Rows one expiry pass deletes, so that one transaction stays within the log's budget.
-EXPIRE_BATCH = 64
+#: Rows one transaction deletes on a receipt, so that one transaction stays within the log's budget.
+DELETE_BATCH = 64
+#: The longest wait for a receipt before a delivered message is published again (the wait doubles per try).
+MAX_RECEIPT_WAIT_S = 3600.0
 _UNBOUNDED = 1 << 30
 #: sqlite3's default wait for a lock (this process is the only writer; a reader never blocks a write)
 BUSY_TIMEOUT_MS = 5000
@@ -81,9 +91,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_eviction ON outbox (priority, seq);
 CREATE TABLE IF NOT EXISTS dropped (kind TEXT PRIMARY KEY, messages INTEGER NOT NULL, bytes INTEGER NOT NULL);
 -- Acknowledged by the broker (a small row of its own: updating the message row would rewrite its payload).
--- acked_at is on the uplink's clock; resend = 1: to be published again (after a reconnect or restart).
+-- acked_at is on the uplink's clock; resend = 1: to be published again (after a reconnect or restart);
+-- attempts: how often it was published again for want of the cloud's receipt (the wait doubles each time).
 CREATE TABLE IF NOT EXISTS delivered (
-    seq INTEGER PRIMARY KEY, acked_at REAL NOT NULL, resend INTEGER NOT NULL
+    seq INTEGER PRIMARY KEY, acked_at REAL NOT NULL, resend INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TRIGGER IF NOT EXISTS outbox_forget AFTER DELETE ON outbox
     BEGIN DELETE FROM delivered WHERE seq = old.seq; END;
@@ -153,6 +165,9 @@ class Outbox:
         self._db.execute(f"PRAGMA wal_autocheckpoint={self.budget.wal_frames}")
         self._db.execute(f"PRAGMA journal_size_limit={self.budget.wal_rest_bytes}")
         self._db.executescript(_SCHEMA)
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(delivered)")}
+        if "attempts" not in columns:  # a store written before receipts existed
+            self._db.execute("ALTER TABLE delivered ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
         if int(self._db.execute("PRAGMA auto_vacuum").fetchone()[0]) != 2:
             # a store created before incremental auto-vacuum: convert it once, or it could never shrink
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -249,7 +264,7 @@ class Outbox:
             finally:
                 self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
-    def _in_transaction(self, work: Callable[[], int]) -> int:
+    def _in_transaction(self, work: Callable[[], _T]) -> _T:
         next_seq, stored, evicted = self._next_seq, self._bytes, self.evicted_delivered
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -392,7 +407,8 @@ class Outbox:
         """Record the broker's acknowledgement (messages already evicted are ignored).
 
         Without ``retain_at`` the messages are deleted. With it they are kept as delivered, acknowledged at
-        that time (on the caller's clock), until :meth:`expire_delivered` or eviction removes them.
+        that time (on the caller's clock), until the cloud's receipt (:meth:`confirm`) or eviction removes
+        them.
         """
         batch = [(s,) for s in seqs]
         if not batch:
@@ -401,9 +417,11 @@ class Outbox:
 
             def record() -> int:
                 if retain_at is not None:
+                    # a message published again keeps its count of attempts: its next wait is longer
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO delivered(seq, acked_at, resend)"
-                        " SELECT seq, ?, 0 FROM outbox WHERE seq = ?",
+                        "INSERT INTO delivered(seq, acked_at, resend)"
+                        " SELECT seq, ?, 0 FROM outbox WHERE seq = ?"
+                        " ON CONFLICT(seq) DO UPDATE SET acked_at = excluded.acked_at, resend = 0",
                         [(retain_at, s) for (s,) in batch],
                     )
                     return 0
@@ -420,24 +438,67 @@ class Outbox:
             self._release_if_empty()
             self._after_write()
 
-    def expire_delivered(self, before: float) -> int:
-        """Delete delivered messages acknowledged before ``before`` (the caller's clock); return how many."""
+    def confirm(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """The cloud stored these messages (inclusive ``seq`` ranges): delete them; return how many were here.
+
+        Messages already gone (confirmed twice, evicted) are ignored, and so is a receipt that comes before
+        the broker's PUBACK: the message is deleted either way, and the late PUBACK finds nothing to mark.
+        """
+        spans = [(int(first), int(last)) for first, last in ranges]
+        if not spans:
+            return 0
         with self._lock:
+            seqs = sorted(
+                {
+                    int(row[0])
+                    for first, last in spans
+                    for row in self._db.execute(
+                        "SELECT seq FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)
+                    )
+                }
+            )
+            for start in range(0, len(seqs), DELETE_BATCH):
+                chunk = seqs[start : start + DELETE_BATCH]
 
-            def expire() -> int:
-                rows = self._db.execute(
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM delivered WHERE resend = 0"
-                    " AND acked_at < ? ORDER BY seq LIMIT ?) RETURNING length(payload)",
-                    (before, EXPIRE_BATCH),
-                ).fetchall()
-                self._bytes -= sum(int(r[0]) for r in rows)
-                return len(rows)
+                def delete(chunk: list[int] = chunk) -> int:
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._db.execute(
+                        f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING length(payload)", chunk
+                    ).fetchall()
+                    self._bytes -= sum(int(r[0]) for r in rows)
+                    return len(rows)
 
-            expired = self._in_transaction(expire)
-            if expired:
+                # a transaction per chunk: the write-ahead log's budget holds one chunk, not a whole receipt
+                self._in_transaction(delete)
+                self._after_write()
+            if seqs:
                 self._release_if_empty()
                 self._after_write()
-            return expired
+            return len(seqs)
+
+    def resend_unconfirmed(
+        self, now: float, wait_s: float, *, max_wait_s: float = MAX_RECEIPT_WAIT_S
+    ) -> list[int]:
+        """Queue again the delivered messages whose receipt is overdue; return their ``seq``, in order.
+
+        A message acknowledged at ``acked_at`` (the caller's clock) is overdue at ``acked_at + wait``, where
+        the wait is ``wait_s`` doubled for every earlier attempt, at most ``max_wait_s``: a cloud that is down
+        for hours gets a copy of each message now and then, not one per window.
+        """
+        with self._lock:
+
+            def mark() -> list[int]:
+                rows = self._db.execute(
+                    "UPDATE delivered SET resend = 1, attempts = attempts + 1 WHERE resend = 0"
+                    " AND acked_at <= ? - min(? * (1 << min(attempts, 30)), ?) RETURNING seq",
+                    (now, wait_s, max_wait_s),
+                ).fetchall()
+                return sorted(int(r[0]) for r in rows)
+
+            due = self._in_transaction(mark)
+            if due:
+                self._after_write()
+            return due
 
     def resend_delivered(self) -> int:
         """Make every delivered message wait to be published again; return how many."""
@@ -515,7 +576,7 @@ class Outbox:
             return int(self._db.execute(f"SELECT count(*) FROM outbox WHERE {_WAITING}").fetchone()[0])
 
     def delivered(self) -> list[int]:
-        """The ``seq`` of every acknowledged message kept for the resend window, in order."""
+        """The ``seq`` of every message the broker acknowledged and the cloud has not confirmed, in order."""
         with self._lock:
             return [int(r[0]) for r in self._db.execute("SELECT seq FROM delivered ORDER BY seq")]
 

@@ -120,7 +120,8 @@ def run_vehicle(
                 break
         agent.close_trip()
         downlink.poll()
-        flushed = uplink.flush(flush_timeout_s)
+        # until the cloud's receipts: a message only the broker acknowledged is not safe yet
+        flushed = uplink.flush(flush_timeout_s, confirmed=True)
     finally:
         uplink.stop()
         outbox.close()

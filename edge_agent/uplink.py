@@ -1,23 +1,25 @@
-"""MQTT uplink: drains the outbox to the broker with QoS 1; a message is forgotten only well after its PUBACK.
+"""MQTT uplink: drains the outbox to the broker with QoS 1; a message is forgotten on the cloud's receipt.
 
 A pump thread keeps up to ``inflight`` messages in flight, in ``seq`` order. When the connection drops, the
 in-flight window is forgotten and, once paho has reconnected (with backoff), everything still in the
 outbox is published again from the oldest; the cloud drops the duplicates by ``(vehicle_id, seq)``.
 
-A PUBACK means the broker holds the message in memory, not on disk: Mosquitto saves its state every
-``autosave_interval`` seconds, so a broker killed in between forgets messages it acknowledged. The outbox
-therefore keeps acknowledged messages for ``resend_window_s`` (which must exceed the broker's autosave
-interval) and they are published again after every reconnect. The window is measured on the broker's own
-signs of life: a message acknowledged at ``t`` is forgotten only once a later PUBACK arrived after
-``t + resend_window_s``, which proves that the broker was up through its autosave; a broker that died
-silently (noticed only after the keep-alive) proves nothing, so its messages stay.
+A PUBACK means the broker holds the message in memory, not that it reached the cloud: Mosquitto saves its
+state every ``autosave_interval`` seconds, so a broker killed in between forgets messages it acknowledged; a
+broker that restarts without its state acknowledges messages before the ingest has subscribed again, and
+routes them nowhere; a queue for an offline ingest that overflows drops them. So a PUBACK only marks the
+message *delivered*, and the message stays until the ingest's receipt (``receipt.v1`` on
+``ds/v1/<vehicle>/down/receipt``, sent after the transaction that stored it). A delivered message without a
+receipt after ``resend_window_s`` is published again, and again after twice that, and so on up to an hour
+(:data:`edge_agent.outbox.MAX_RECEIPT_WAIT_S`); every reconnect republishes every delivered message at once,
+whatever CONNACK's ``session_present`` says (that flag speaks of this client's session, not of the messages
+a broker restored from an older autosave lacks). ``resend_window_s = 0`` trusts the PUBACK instead (for a
+cloud that sends no receipts): the message is deleted on it.
 
-Every reconnect resends, whatever CONNACK's ``session_present`` says: that flag speaks of this client's
-session, and a broker restored from an older autosave still has the session (saved earlier) while the
-messages acknowledged after that save are gone. The cost is at most one window of duplicates per reconnect.
+Receipts travel with QoS 0: a lost one costs one more copy of its messages, which the cloud confirms again.
 
-paho calls ``on_publish`` while holding its own lock, so the callback only records the acknowledged
-message id and wakes the pump; the outbox is touched from the pump thread alone.
+paho calls ``on_publish`` and ``on_message`` while holding its own lock, so the callbacks only record the
+acknowledged message id or the receipt and wake the pump; the outbox is touched from the pump thread alone.
 """
 
 from __future__ import annotations
@@ -33,16 +35,28 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .outbox import EXPIRE_BATCH, MessageTooLarge, Outbox, OutboxFull
-from .protocol import BrokerAddress, StatusV1, downlink_filter, encode, uplink_topic
+from .outbox import MessageTooLarge, Outbox, OutboxFull
+from .protocol import (
+    BrokerAddress,
+    DownlinkKind,
+    ProtocolError,
+    ReceiptV1,
+    StatusV1,
+    decode,
+    downlink_filter,
+    downlink_topic,
+    encode,
+    uplink_topic,
+)
 from .protocol.conventions import package_version
 
 log = logging.getLogger(__name__)
 
-#: Longer than the broker's autosave interval (deploy/mosquitto: at most 10 s), with a wide margin.
+#: How long the ingest may take to store a message and send its receipt before the car publishes it again
+#: (the ingest's lag is well under a second when it keeps up; a minute leaves room for a busy database).
 DEFAULT_RESEND_WINDOW_S = 60.0
-#: How often the pump looks for delivered messages past the window (a transaction each time).
-EXPIRY_PERIOD_S = 0.5
+#: How often the pump looks for delivered messages whose receipt is overdue (a transaction each time).
+RECEIPT_CHECK_PERIOD_S = 0.5
 
 
 class MqttUplink:
@@ -76,21 +90,26 @@ class MqttUplink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acked_mids: set[int] = set()
+        self._receipts: list[list[tuple[int, int]]] = []  # seq ranges confirmed by the cloud, not yet applied
         self._ack_lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> seq, pump thread only
         # the last seq published in this connection (pump thread only): messages go out in seq order, so
         # the next ones follow it; reading from it skips the delivered messages kept at the outbox's front
         self._cursor = -1
         self._session = 0
-        self._last_puback = -float("inf")  # on self._clock: the broker's latest sign of life
-        self._next_expiry = -float("inf")  # on self._clock, pump thread only
+        self._next_check = -float("inf")  # on self._clock, pump thread only
         self.published = 0
         self.acknowledged = 0
-        #: acknowledged messages published again after reconnects
+        #: messages the cloud's receipts confirmed (deleted from the outbox)
+        self.confirmed = 0
+        #: receipts that could not be read (logged and ignored: the messages are sent again)
+        self.bad_receipts = 0
+        #: acknowledged messages published again: after reconnects, or for want of a receipt
         self.resent = 0
         #: CONNACK's flag on the latest connection (logged and kept for diagnosis; resending ignores it)
         self.session_present: bool | None = None
         self._on_downlink = on_downlink
+        self._receipt_topic = downlink_topic(self.vehicle_id, DownlinkKind.RECEIPT)
         self._status_fields = status_fields  # consent, model versions, ... for each status message
         # A persistent session lets the broker keep downlink messages (pushes, config) while the car is away.
         # The client id is the vehicle id: the broker ties it to the car's certificate (one identity each).
@@ -141,14 +160,32 @@ class MqttUplink:
         with self._ack_lock:
             self._acked_mids.clear()
             self._session += 1
+        # receipts come on a downlink topic: the downlink filter covers them, else they get their own
         if self._on_downlink is not None:
             client.subscribe(downlink_filter(self.vehicle_id), qos=1)
+        else:
+            client.subscribe(self._receipt_topic, qos=0)
         self._connected.set()
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if self._on_downlink is not None:
+        if msg.topic == self._receipt_topic:
+            self._on_receipt(bytes(msg.payload))
+        elif self._on_downlink is not None:
             self._on_downlink(msg.topic, bytes(msg.payload))
+
+    def _on_receipt(self, payload: bytes) -> None:
+        try:
+            body = decode(self._receipt_topic, payload).body
+        except ProtocolError as exc:
+            # only the ingest may publish here (broker ACL); a receipt it got wrong costs a resend, no more
+            self.bad_receipts += 1
+            log.warning("%s: unreadable receipt ignored: %s", self.vehicle_id, exc)
+            return
+        assert isinstance(body, ReceiptV1)
+        with self._ack_lock:
+            self._receipts.append(body.seqs)
+        self._wake.set()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
@@ -163,7 +200,6 @@ class MqttUplink:
     ) -> None:
         with self._ack_lock:
             self._acked_mids.add(mid)
-            self._last_puback = self._clock()
         self._wake.set()
 
     # pump thread --------------------------------------------------------------------------------
@@ -179,7 +215,7 @@ class MqttUplink:
                 new_session = self._session != session
                 session = self._session
                 mids, self._acked_mids = self._acked_mids, set()
-                last_puback = self._last_puback
+                receipts, self._receipts = self._receipts, []
             if new_session:
                 self._inflight.clear()
                 self._cursor = -1
@@ -191,11 +227,11 @@ class MqttUplink:
                 retain = self._clock() if self.resend_window_s > 0 else None
                 self.outbox.ack(acked, retain_at=retain)
                 self.acknowledged += len(acked)
-            if self.resend_window_s > 0 and (now := self._clock()) >= self._next_expiry:
-                self._next_expiry = now + EXPIRY_PERIOD_S
-                # a full batch may mean more are due: the next batch, each in a transaction of its own
-                while self.outbox.expire_delivered(last_puback - self.resend_window_s) == EXPIRE_BATCH:
-                    pass
+            if receipts:
+                self.confirmed += self.outbox.confirm(r for ranges in receipts for r in ranges)
+            if self.resend_window_s > 0 and (now := self._clock()) >= self._next_check:
+                self._next_check = now + RECEIPT_CHECK_PERIOD_S
+                self._resend_unconfirmed(now)
             self._fill_window()
 
     def _resend_delivered(self) -> None:
@@ -208,11 +244,28 @@ class MqttUplink:
                 self.vehicle_id, self.session_present, count,
             )  # fmt: skip
 
+    def _resend_unconfirmed(self, now: float) -> None:
+        """Queue again what the broker acknowledged and the cloud did not confirm in time."""
+        due = self.outbox.resend_unconfirmed(now, self.resend_window_s)
+        if due:
+            self.resent += len(due)
+            # they lie behind the cursor: read from the first of them again (_fill_window skips the in-flight)
+            self._cursor = min(self._cursor, due[0] - 1)
+            log.info(
+                "%s: no receipt for %d acknowledged messages; sending them again", self.vehicle_id, len(due)
+            )
+
     def _fill_window(self) -> None:
         room = self.inflight_limit - len(self._inflight)
         if room <= 0:
             return
-        for item in self.outbox.pending(after_seq=self._cursor, limit=room):
+        in_flight = set(self._inflight.values())
+        for item in self.outbox.pending(after_seq=self._cursor, limit=room + len(in_flight)):
+            if item.seq in in_flight:  # published in this connection and not acknowledged yet
+                self._cursor = item.seq
+                continue
+            if len(self._inflight) >= self.inflight_limit:
+                break
             if len(item.payload) > self.outbox.max_message_bytes:
                 self.outbox.refuse(item.seq)  # the broker would drop it; never sent, counted as dropped
                 continue
@@ -272,15 +325,20 @@ class MqttUplink:
         """Block until connected; False on timeout."""
         return self._connected.wait(timeout)
 
-    def flush(self, timeout: float) -> bool:
-        """Block until nothing waits to be published (everything acknowledged); False on timeout."""
+    def flush(self, timeout: float, *, confirmed: bool = False) -> bool:
+        """Block until nothing waits to be published (everything acknowledged by the broker) or, with
+        ``confirmed``, until the cloud confirmed everything (the outbox is empty); False on timeout."""
+
+        def done() -> bool:
+            return self.outbox.depth() == 0 and not (confirmed and self.outbox.delivered())
+
         deadline = self._clock() + timeout
         while self._clock() < deadline:
-            if self.outbox.depth() == 0:
+            if done():
                 return True
             self._wake.set()
             time.sleep(0.02)
-        return self.outbox.depth() == 0
+        return done()
 
     def stop(self, *, graceful: bool = True) -> None:
         """Stop publishing; with ``graceful`` the offline status is sent first (no last will then)."""

@@ -101,8 +101,10 @@ def drive_fleet(
     flush_timeout_s: float = 60.0,
     on_samples: Callable[[int], None] | None = None,
     with_models: bool = True,
+    confirmed: bool = False,
 ) -> FleetRun:
-    """Run each vehicle's trips through its own edge agent, outbox and MQTT connection; wait for PUBACKs."""
+    """Run each vehicle's trips through its own edge agent, outbox and MQTT connection; wait for PUBACKs,
+    and with ``confirmed`` for the ingest's receipts too (an ingest must be running)."""
     outbox_dir.mkdir(parents=True, exist_ok=True)
     run = FleetRun()
 
@@ -125,7 +127,7 @@ def drive_fleet(
             if on_samples:
                 on_samples(len(block))
         agent.close_trip()
-        flushed = uplink.flush(flush_timeout_s)
+        flushed = uplink.flush(flush_timeout_s, confirmed=confirmed)
         uplink.stop()
         outbox.close()
         with run._lock:

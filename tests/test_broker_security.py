@@ -154,6 +154,9 @@ def test_a_cars_uplink_reaches_the_ingest_database_and_its_downlink_only_that_ca
                 return row is not None and row[0] == "online"
 
             assert wait_until(online, timeout=10), "the car's status never reached the database"
+        # the ingest identity may send the car its receipt: the car's outbox empties
+        assert car.flush(10, confirmed=True), f"no receipt for the car's {car.outbox.delivered()}"
+        assert car.confirmed >= 1
         # another car may not listen to this car's downlink
         assert other.subscribe(f"ds/v1/{fleet.a}/down/+")[0].value == NOT_AUTHORIZED
         DownlinkPublisher(publisher).send(fleet.a, PushV1(push_id="p1", title="Hello", text=""))

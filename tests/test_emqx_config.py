@@ -334,7 +334,13 @@ def expectations() -> list[tuple[Client, str, str, str]]:
             (a, "publish", downlink_topic(CAR_A, down), "deny"),
             (a, "publish", downlink_topic(CAR_B, down), "deny"),
             (DOWNLINK, "publish", downlink_topic(CAR_A, down), "allow"),
-            (INGEST, "publish", downlink_topic(CAR_A, down), "deny"),
+            # the ingest sends receipts after a commit, and nothing else to the cars
+            (
+                INGEST,
+                "publish",
+                downlink_topic(CAR_A, down),
+                "allow" if down == DownlinkKind.RECEIPT else "deny",
+            ),
             (car("downlink"), "publish", downlink_topic(CAR_A, down), "deny"),
         ]
     out += [

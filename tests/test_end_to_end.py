@@ -71,7 +71,8 @@ def test_every_trip_and_event_arrives_exactly_once(
     worker.start()
     recorder = _Recorder(broker, vehicle_prefix)
     try:
-        fleet = drive_fleet(specs, trips, broker, tmp_path, telemetry=TelemetrySettings())
+        # every car waits for the ingest's receipts: what it forgets is stored
+        fleet = drive_fleet(specs, trips, broker, tmp_path, telemetry=TelemetrySettings(), confirmed=True)
         assert fleet.unflushed == []
         ledger = "SELECT count(*) FROM ingested_messages WHERE vehicle_id LIKE %s"
         like = vehicle_prefix + "%"

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.ingest.store import store_batch
 from cloud.ingest.worker import IngestWorker
 from edge_agent.protocol import (
+    BrokerAddress,
     DrivingEvent,
     EventKind,
     EventsV1,
     Message,
+    ReceiptV1,
     TripSummaryV1,
     decode,
+    downlink_topic,
     encode,
     uplink_topic,
 )
@@ -152,6 +158,62 @@ def test_invalid_payloads_land_in_dead_letters(
     assert "body.trip_id: Field required" in found["invalid"][0]
     assert wait_until(lambda: count(db, "SELECT count(*) FROM trips WHERE vehicle_id = %s", v) == 1)
     assert ingest_worker.metrics.dead_letters == len(cases)
+
+
+def test_each_car_gets_receipts_for_what_was_stored_found_stored_or_dead_lettered(
+    db: psycopg.Connection,
+    broker: BrokerAddress,
+    ingest_worker: IngestWorker,
+    mqtt_client: mqtt.Client,
+    vehicle_prefix: str,
+) -> None:
+    """The car forgets a message only on its receipt: every message whose envelope names its seq gets one
+    after the commit (stored, a duplicate, or refused by the contract and kept as a dead letter), and only
+    its own car gets it."""
+    v, other = vehicle_prefix + "rcpt", vehicle_prefix + "rcpt2"
+    receipts: dict[str, set[int]] = {v: set(), other: set()}
+    car = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        message = decode(msg.topic, bytes(msg.payload))
+        assert isinstance(message.body, ReceiptV1)
+        for first, last in message.body.seqs:
+            receipts[message.vehicle_id].update(range(first, last + 1))
+
+    car.on_message = on_message
+    car.on_subscribe = lambda *_args: subscribed.set()
+    car.connect(broker.host, broker.port)
+    car.loop_start()
+    try:
+        car.subscribe([(downlink_topic(v, "receipt"), 0), (downlink_topic(other, "receipt"), 0)])
+        assert subscribed.wait(10)
+        invalid = {
+            "schema": "trip.v1",
+            "vehicle_id": v,
+            "seq": 7,
+            "sent_at": "2026-01-01T00:00:00Z",
+            "body": {},
+        }
+        for topic, payload in [
+            (uplink_topic(v, "trip"), encode(v, 1, _trip("R1"))),
+            (uplink_topic(v, "events"), encode(v, 2, _events("R1", 2))),
+            (uplink_topic(v, "events"), encode(v, 2, _events("R1", 2))),  # a redelivery
+            (uplink_topic(v, "trip"), encode(v, 3, _trip("R3"))),
+            (uplink_topic(v, "trip"), json.dumps(invalid).encode()),  # a dead letter that names its seq
+            (uplink_topic(v, "trip"), b"{not json"),  # names no seq: no receipt can name it
+            (uplink_topic(other, "trip"), encode(other, 9, _trip("R9"))),
+        ]:
+            mqtt_client.publish(topic, payload, qos=1).wait_for_publish(5)
+        assert wait_until(lambda: receipts[v] >= {1, 2, 3, 7} and receipts[other] == {9}, timeout=20), (
+            receipts
+        )
+        time.sleep(0.5)
+        assert receipts == {v: {1, 2, 3, 7}, other: {9}}  # each car its own, nothing it did not send
+        assert ingest_worker.metrics.receipts >= 2
+    finally:
+        car.disconnect()
+        car.loop_stop()
 
 
 def test_metrics_and_health_endpoints(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -120,25 +121,68 @@ def test_a_lower_message_limit_at_start_drops_what_is_stored_above_it(tmp_path: 
     assert big not in [p.seq for p in again.pending()]
 
 
-def test_delivered_messages_wait_out_the_window_and_are_resent_after_a_reconnect(tmp_path: Path) -> None:
+def test_delivered_messages_stay_until_the_clouds_receipt_and_are_resent_after_a_reconnect(
+    tmp_path: Path,
+) -> None:
     box = Outbox(tmp_path / "o.db", "car1")
     seqs = [box.enqueue(_status()) for _ in range(4)]
     box.ack(seqs[:3], retain_at=100.0)
     assert [p.seq for p in box.pending()] == [seqs[3]]
     assert box.depth() == 1 and box.delivered() == seqs[:3]
     stored = box.stored_bytes
-    assert box.expire_delivered(before=100.0) == 0  # acknowledged at 100: not before it
     assert box.resend_delivered() == 3  # a reconnect: all three are published again, in seq order
     assert [p.seq for p in box.pending()] == seqs
-    assert box.expire_delivered(before=1e9) == 0  # waiting to be resent: never expired
-    box.ack(seqs[:2], retain_at=200.0)
-    box.ack(seqs[2:3], retain_at=300.0)
-    assert box.expire_delivered(before=250.0) == 2
+    box.ack(seqs[:3], retain_at=200.0)
+    # the receipt names the first two (and a seq this store never had): only they go
+    assert box.confirm([(seqs[0], seqs[1]), (seqs[3] + 100, seqs[3] + 100)]) == 2
     assert box.delivered() == seqs[2:3] and box.stored_bytes < stored
+    assert box.confirm([(seqs[0], seqs[0])]) == 0  # a receipt twice: nothing left to delete
     box.close()
-    again = Outbox(tmp_path / "o.db", "car1")  # a restarted process resends what was delivered
+    again = Outbox(tmp_path / "o.db", "car1")  # a restarted process resends what was not confirmed
     assert [p.seq for p in again.pending()] == seqs[2:]
+    assert again.confirm([(seqs[3], seqs[3])]) == 1  # confirmed before its PUBACK: gone all the same
+    again.ack([seqs[3]], retain_at=300.0)  # the late PUBACK finds nothing to mark
+    assert again.delivered() == seqs[2:3] and [p.seq for p in again.pending()] == seqs[2:3]
     assert again.dropped() == {}
+
+
+def test_a_missing_receipt_resends_after_a_window_that_doubles_with_each_attempt(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "car1")
+    seq = box.enqueue(_status())
+    box.ack([seq], retain_at=100.0)
+    assert box.resend_unconfirmed(159.0, 60.0) == []  # within the window
+    assert box.resend_unconfirmed(160.0, 60.0) == [seq]
+    assert box.depth() == 1 and box.resend_unconfirmed(1e9, 60.0) == []  # queued already: counted once
+    box.ack([seq], retain_at=200.0)  # published again and acknowledged again
+    assert box.resend_unconfirmed(319.0, 60.0) == []  # second attempt: 120 s
+    assert box.resend_unconfirmed(320.0, 60.0) == [seq]
+    box.ack([seq], retain_at=400.0)
+    assert box.resend_unconfirmed(400.0 + 239.0, 60.0) == []  # third: 240 s
+    box.ack([seq], retain_at=1000.0)
+    box.resend_unconfirmed(1240.0, 60.0)
+    for _ in range(10):  # however many attempts, never longer than the cap
+        box.ack([seq], retain_at=0.0)
+        assert box.resend_unconfirmed(100.0, 60.0, max_wait_s=100.0) == [seq]
+    assert box.confirm([(seq, seq)]) == 1 and box.stored_bytes == 0
+
+
+def test_a_store_from_before_receipts_is_upgraded_and_keeps_its_delivered_messages(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    box = Outbox(path, "car1")
+    seqs = [box.enqueue(_status()) for _ in range(2)]
+    box.ack(seqs[:1], retain_at=5.0)
+    box.close()
+    with sqlite3.connect(path) as db:  # the delivered table as it was before receipts (no attempts)
+        db.executescript(
+            "CREATE TABLE old AS SELECT seq, acked_at, resend FROM delivered; DROP TABLE delivered;"
+            " CREATE TABLE delivered (seq INTEGER PRIMARY KEY, acked_at REAL NOT NULL,"
+            " resend INTEGER NOT NULL);"
+            " INSERT INTO delivered SELECT * FROM old; DROP TABLE old;"
+        )
+    again = Outbox(path, "car1")
+    assert [p.seq for p in again.pending()] == seqs  # the delivered one is resent after the restart
+    again.ack(seqs[:1], retain_at=10.0)
+    assert again.resend_unconfirmed(70.0, 60.0) == seqs[:1]
 
 
 def test_delivered_messages_are_evicted_first_and_not_counted_as_drops(tmp_path: Path) -> None:

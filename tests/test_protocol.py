@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from edge_agent.protocol import (
     InvalidMessage,
     MalformedPayload,
     PayloadTooLarge,
+    ReceiptV1,
     RejectReason,
     SchemaMismatch,
     StatusV1,
@@ -34,10 +36,12 @@ from edge_agent.protocol import (
     TripSummaryV1,
     UplinkKind,
     VehicleMismatch,
+    claimed_seq,
     decode,
     downlink_topic,
     encode,
     parse_topic,
+    seq_ranges,
     uplink_filter,
     uplink_topic,
     vss,
@@ -344,3 +348,36 @@ def test_broker_address(url: str, expected: BrokerAddress) -> None:
 def test_bad_broker_address(url: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         BrokerAddress.parse(url)
+
+
+@given(st.sets(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=300))
+def test_seq_ranges_name_exactly_the_given_seqs_in_disjoint_sorted_runs(seqs: set[int]) -> None:
+    ranges = seq_ranges(seqs)
+    assert sum(last - first + 1 for first, last in ranges) == len(seqs)
+    assert all(first <= last for first, last in ranges)
+    # sorted, and never touching: touching runs would have been one
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(ranges))
+    assert all(first in seqs and last in seqs for first, last in ranges)
+    receipt = decode(downlink_topic("car1", "receipt"), encode("car1", 1, ReceiptV1(seqs=ranges[:1000])))
+    assert isinstance(receipt.body, ReceiptV1) and receipt.body.seqs == ranges[:1000]
+
+
+def test_a_receipt_refuses_backward_ranges_negative_seqs_and_nothing() -> None:
+    for bad in ([(5, 4)], [(-1, 3)], [], [(0, 2**63)]):
+        with pytest.raises(ValueError):
+            ReceiptV1(seqs=bad)
+
+
+def test_the_seq_a_refused_payload_claims() -> None:
+    assert claimed_seq(b'{"schema": "nope", "seq": 42, "body": {}}') == 42
+    for payload in (
+        b"{not json",
+        b"[1, 2]",
+        b'{"seq": "42"}',
+        b'{"seq": -1}',
+        b'{"seq": 4.0}',
+        b'{"seq": true}',
+        b'{"seq": 9223372036854775808}',
+        b'{"seq": 1, "pad": "' + b"x" * MAX_PAYLOAD_BYTES + b'"}',
+    ):
+        assert claimed_seq(payload) is None, payload

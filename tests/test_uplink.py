@@ -20,7 +20,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent import signals as vss
 from edge_agent.agent import EdgeAgent, TelemetrySettings
 from edge_agent.outbox import Outbox
-from edge_agent.protocol import BrokerAddress, DrivingEvent, EventKind, EventsV1, TelemetryV1, decode
+from edge_agent.protocol import (
+    BrokerAddress,
+    DrivingEvent,
+    EventKind,
+    EventsV1,
+    ReceiptV1,
+    TelemetryV1,
+    decode,
+    downlink_topic,
+    encode,
+)
 from edge_agent.signals import SignalBlock
 from edge_agent.uplink import MqttUplink
 from tests.helpers import MOSQUITTO, wait_until
@@ -36,10 +46,18 @@ def _event(i: int) -> EventsV1:
 
 
 class Collector:
-    """A persistent-session subscriber that keeps every message it receives, in order."""
+    """A persistent-session subscriber that keeps every message it receives, in order; with ``receipts`` it
+    confirms each one to its car as the ingest does after storing it."""
 
-    def __init__(self, port: int, tls: dict[str, str] | None = None, client_id: str = "collector") -> None:
+    def __init__(
+        self,
+        port: int,
+        tls: dict[str, str] | None = None,
+        client_id: str = "collector",
+        receipts: bool = False,
+    ) -> None:
         self.received: list[tuple[str, bytes]] = []
+        self.receipts = receipts
         self.subscribed = threading.Event()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False, protocol=mqtt.MQTTv311)  # fmt: skip
@@ -48,11 +66,20 @@ class Collector:
                                 cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
         self.client.on_connect = lambda c, *a: c.subscribe("ds/v1/+/+", qos=1)
         self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.on_message = lambda c, u, m: self.received.append((m.topic, bytes(m.payload)))
+        self.client.on_message = lambda c, u, m: self._received(c, m.topic, bytes(m.payload))
         self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho accepts a float
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert self.subscribed.wait(10)
+
+    def _received(self, client: mqtt.Client, topic: str, payload: bytes) -> None:
+        self.received.append((topic, payload))
+        if self.receipts:
+            message = decode(topic, payload)
+            receipt = ReceiptV1(seqs=[(message.seq, message.seq)])
+            client.publish(
+                downlink_topic(message.vehicle_id, "receipt"), encode(message.vehicle_id, 1, receipt)
+            )
 
     def seqs(self, kind: str = "events") -> list[int]:
         return [decode(t, p).seq for t, p in list(self.received) if t.endswith("/" + kind)]
@@ -207,25 +234,43 @@ def test_broker_killed_after_its_puback_loses_nothing(tmp_path: Path, resend_win
         broker.stop()
 
 
-def test_delivered_messages_expire_only_after_a_later_puback(tmp_path: Path) -> None:
-    """The window is measured on the broker's signs of life: a later PUBACK frees what came before."""
+@pytest.mark.parametrize("resend_window_s", [1.0, 0.0], ids=["receipts", "control-trusting-puback"])
+def test_a_message_acked_before_the_ingest_subscribed_is_sent_again_until_its_receipt(
+    tmp_path: Path, resend_window_s: float
+) -> None:
+    """A broker that restarted without its state acknowledges messages for which no subscriber exists yet and
+    routes them nowhere. Only the ingest's receipt ends a message's life in the car.
+
+    The control run (trusting the PUBACK) shows the loss this test exists for: it asserts that the messages
+    never arrive.
+    """
     broker = Broker(tmp_path)
-    broker.start()
+    broker.start()  # a broker with no sessions: the ingest has not subscribed (again) yet
     outbox = Outbox(tmp_path / "car.db", "car1")
-    uplink = MqttUplink(outbox, BrokerAddress("127.0.0.1", broker.port), resend_window_s=1.0)
+    uplink = MqttUplink(outbox, BrokerAddress("127.0.0.1", broker.port), resend_window_s=resend_window_s)
+    collector = None
     try:
         uplink.start()
-        first = [outbox.enqueue(_event(i)) for i in range(5)]
+        assert uplink.wait_subscribed(10)  # the car's receipt subscription
+        sent = [outbox.enqueue(_event(i)) for i in range(5)]
         uplink.notify()
-        assert uplink.flush(20)
-        assert wait_until(lambda: set(outbox.delivered()) >= set(first), timeout=5)
-        time.sleep(1.5)  # the window passed, but no PUBACK proves the broker lived through it
-        assert set(outbox.delivered()) >= set(first)
-        outbox.enqueue(_event(99))  # the next acknowledged message proves it
-        uplink.notify()
-        assert wait_until(lambda: not set(outbox.delivered()) & set(first), timeout=10)
+        assert uplink.flush(20)  # PUBACKed, and delivered to nobody
+        collector = Collector(broker.port, receipts=True)  # the ingest subscribes
+        if resend_window_s:
+            assert wait_until(lambda: set(collector.seqs()) >= set(sent), timeout=30)
+            assert wait_until(lambda: outbox.stored_bytes == 0, timeout=10), outbox.delivered()
+            assert uplink.resent >= len(sent) and uplink.confirmed >= len(sent)
+            received = len(collector.seqs())
+            time.sleep(2.5)  # confirmed: never sent again (the next resend would have come after 2 s)
+            assert len(collector.seqs()) == received
+        else:
+            time.sleep(2)
+            assert outbox.stored_bytes == 0 and uplink.resent == 0
+            assert not set(sent) & set(collector.seqs())  # the loss the receipts prevent
     finally:
         uplink.stop(graceful=False)
+        if collector is not None:
+            collector.close()
         broker.stop()
 
 

@@ -39,6 +39,7 @@ class WorkerCollector(Collector):
             ("batches", "batches committed"),
             ("db_retries", "retries after a lost database connection"),
             ("isolations", "batches the database refused whole and that were split to find the culprits"),
+            ("receipts", "receipts sent to cars after a commit (a car forgets a message on its receipt)"),
         ):
             yield CounterMetricFamily(f"drivesight_ingest_{name}", doc, value=getattr(m, name))
         by_reason, by_signal = m.by_label()

@@ -72,6 +72,9 @@ class StoreResult:
     dropped_samples: dict[str, int] = field(default_factory=dict)
     #: 1 when the batch was refused whole and split to isolate the messages that were refused
     isolations: int = 0
+    #: per vehicle, the ``seq`` of its messages this batch took care of (stored, found stored, dead-lettered
+    #: or dropped as an erased owner's): what the ingest's receipts tell the car it may forget
+    handled: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, other: StoreResult) -> None:
         """Fold in another part of the same batch."""

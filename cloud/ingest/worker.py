@@ -3,9 +3,16 @@
 paho runs with ``manual_ack``: a QoS 1 message is acknowledged to the broker only after the transaction that
 stored it (or its dead letter) committed, and the session is persistent (``clean_session=False``), so a
 worker that dies mid-batch gets the unacknowledged messages again when it comes back; the ledger drops
-what had been stored already. The hand-over queue between paho's network thread and the writer thread is
-bounded: when the database falls behind, paho's thread blocks, TCP pushes back on the broker, and memory
-stays flat. Several workers split the load through an MQTT shared subscription.
+what had been stored already. After the commit each car also gets a receipt (``receipt.v1``, QoS 0, on
+``ds/v1/<vehicle>/down/receipt``) naming the ``seq`` of its messages the batch stored, found stored already,
+dead-lettered or dropped as an erased owner's: only then does the car forget them (edge_agent/uplink.py). The
+broker's PUBACK to the car is not enough: a broker that restarts without its state, or whose queue for an
+offline worker overflows, acknowledges messages that never reach a worker. A message whose envelope cannot
+be read names no ``seq`` and gets no receipt; the car sends it again now and then until its outbox evicts it.
+
+The hand-over queue between paho's network thread and the writer thread is bounded: when the database falls
+behind, paho's thread blocks, TCP pushes back on the broker, and memory stays flat. Several workers split
+the load through an MQTT shared subscription.
 
 No message can stall it: whatever fails for one message sends that message alone to the dead letters
 (``writer.py``); only a lost database connection is retried, with the batch unacknowledged. A writer
@@ -28,8 +35,17 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.protocol import BrokerAddress, uplink_filter
+from edge_agent.protocol import (
+    BrokerAddress,
+    DownlinkKind,
+    ReceiptV1,
+    downlink_topic,
+    encode,
+    seq_ranges,
+    uplink_filter,
+)
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
+from edge_agent.protocol.wire import MAX_RECEIPT_RANGES
 
 from .store import StoreResult
 from .writer import BatchWriter
@@ -51,6 +67,8 @@ class IngestMetrics:
     db_retries: int = 0
     #: batches the database refused whole, split to isolate the messages it refused
     isolations: int = 0
+    #: receipts published to cars (one per car and batch, more when a car's seqs make many ranges)
+    receipts: int = 0
     lag_s: float = 0.0
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     #: implausible telemetry samples dropped, per VSS signal
@@ -223,7 +241,19 @@ class IngestWorker:
         self.metrics.add(result, lag)
         for item in batch:
             self._client.ack(item.mid, 1)
+        self._send_receipts(result.handled)
         self._last_progress = time.monotonic()
+
+    def _send_receipts(self, handled: dict[str, list[int]]) -> None:
+        """Tell each car which of its messages the committed batch took care of."""
+        for vehicle, seqs in handled.items():
+            ranges = seq_ranges(seqs)
+            for start in range(0, len(ranges), MAX_RECEIPT_RANGES):
+                body = ReceiptV1(seqs=ranges[start : start + MAX_RECEIPT_RANGES])
+                # the envelope's seq only has to grow: a car takes receipts in any order, twice or not at all
+                payload = encode(vehicle, time.time_ns() // 1000, body)
+                self._client.publish(downlink_topic(vehicle, DownlinkKind.RECEIPT), payload, qos=0)
+                self.metrics.receipts += 1
 
     def health(self) -> tuple[bool, str]:
         """Whether the worker is making progress, and if not, why (the ingest command exits on False)."""

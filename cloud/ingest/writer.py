@@ -25,7 +25,7 @@ import psycopg
 from cloud.db.dialect import database_dialect
 from cloud.db.partitions import ensure_day
 from cloud.privacy.ledger import ErasedIds
-from edge_agent.protocol import Message, ProtocolError, decode
+from edge_agent.protocol import VEHICLE_ID_RE, Message, ProtocolError, claimed_seq, decode
 from edge_agent.protocol.bounds import DEFAULT_MAX_CLOCK_SKEW
 
 from .store import (
@@ -104,7 +104,9 @@ class BatchWriter:
     ) -> tuple[StoreResult, list[Message]]:
         """Decode and store one batch; return what it did and the messages that were valid."""
         messages, rejected = self.decode(items, now)
-        return self.store(conn, messages, rejected), messages
+        result = self.store(conn, messages, rejected)
+        result.handled = handled_seqs(messages, rejected)
+        return result, messages
 
     def store(self, conn: Connection, messages: list[Message], rejected: list[Rejected]) -> StoreResult:
         """Store decoded messages and refused payloads, isolating whatever the database refuses; drop what
@@ -189,6 +191,23 @@ class BatchWriter:
             detail = f"{type(exc).__name__}: {exc}"
             store_dead_letters_alone(conn, [Rejected(str(message.topic), reason, detail, message.payload)])
             return StoreResult(dead_letters=1, dead_reasons={reason: 1})
+
+
+def handled_seqs(messages: Sequence[Message], rejected: Sequence[Rejected]) -> dict[str, list[int]]:
+    """Per vehicle, the ``seq`` of a stored batch's messages: the valid ones, and the refused ones whose topic
+    names a vehicle and whose envelope a ``seq`` (their dead letters keep them)."""
+    handled: dict[str, list[int]] = {}
+    for m in messages:
+        handled.setdefault(m.vehicle_id, []).append(m.seq)
+    for r in rejected:
+        vehicle = _vehicle_of(r.topic)
+        if (
+            vehicle is not None
+            and VEHICLE_ID_RE.fullmatch(vehicle)
+            and (seq := claimed_seq(r.payload)) is not None
+        ):
+            handled.setdefault(vehicle, []).append(seq)
+    return handled
 
 
 def _vehicle_of(topic: str) -> str | None:

@@ -3,8 +3,9 @@
 #
 #   provision.sh init                         default-deny ACLs and the cloud roles (once, on a new broker)
 #   provision.sh service ingest|downlink USER read USER's password from stdin; ingest: may read every
-#                                             uplink, only through $share/ingest; downlink: may publish to
-#                                             every car's ds/v1/+/down/+ (pushes, configuration, models)
+#                                             uplink, only through $share/ingest, and publish receipts on
+#                                             ds/v1/+/down/receipt; downlink: may publish to every car's
+#                                             ds/v1/+/down/+ (pushes, configuration, models)
 #   provision.sh cloud                        init, then the services ingest and downlink with the passwords
 #                                             in MQTT_INGEST_PASSWORD_FILE and MQTT_DOWNLINK_PASSWORD_FILE
 #   provision.sh vehicle VIN                  a car that connects with its certificate (CN = VIN): it may
@@ -79,6 +80,8 @@ case "$cmd" in
             # ONLY the ingest may join the ingest's shared group, and it reads uplinks only through it
             must addRoleACL ingest subscribeLiteral '$share/ingest/ds/v1/+/+' allow
             must addRoleACL ingest publishClientReceive 'ds/v1/+/+' allow
+            # the receipts it sends each car after a commit (a car forgets a message only on its receipt)
+            must addRoleACL ingest publishClientSend 'ds/v1/+/down/receipt' allow
         fi
         if create createRole downlink; then
             must addRoleACL downlink publishClientSend 'ds/v1/+/down/+' allow

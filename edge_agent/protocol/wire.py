@@ -37,6 +37,7 @@ import base64
 import binascii
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -107,6 +108,7 @@ class DownlinkKind(StrEnum):
     PUSH = "push"
     CONFIG = "config"
     MODEL = "model"
+    RECEIPT = "receipt"
 
 
 class ContentType(StrEnum):
@@ -431,6 +433,44 @@ class ConfigV1(Body):
     consent: ConsentState | None = None
 
 
+#: a message's number in its car's outbox (the envelope's ``seq``)
+SeqNumber = Annotated[int, Strict(), Field(ge=0, lt=2**63)]
+#: ``seq`` ranges one receipt may carry (an ingest batch holds at most a few hundred of one car's messages)
+MAX_RECEIPT_RANGES = 1_000
+
+
+class ReceiptV1(Body):
+    """The cloud has stored these of the car's messages (or their dead letters, or dropped them as the
+    messages of an erased owner): the car may forget them. ``seqs`` are inclusive ``[first, last]`` ranges.
+
+    A broker's PUBACK only says that the broker holds a message; one that restarts without its state, or
+    overflows an offline subscriber's queue, acknowledges and then loses it. The receipt closes the loop end
+    to end: the car keeps every message until its receipt, and publishes it again when none comes.
+    """
+
+    SCHEMA = "receipt.v1"
+    KIND = DownlinkKind.RECEIPT
+    seqs: list[tuple[SeqNumber, SeqNumber]] = Field(min_length=1, max_length=MAX_RECEIPT_RANGES)
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> ReceiptV1:
+        for first, last in self.seqs:
+            if first > last:
+                raise ValueError(f"range [{first}, {last}] ends before it starts")
+        return self
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, de-duplicated ``seqs`` as inclusive ``(first, last)`` runs of consecutive numbers."""
+    ranges: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if ranges and s == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], s)
+        else:
+            ranges.append((s, s))
+    return ranges
+
+
 class DrivingEvent(BaseModel):
     """One detected driving event; ``peak`` is the signal's most extreme value during it, in ``peak_unit``."""
 
@@ -587,6 +627,7 @@ SCHEMAS: dict[str, type[Body]] = {
         PushV1,
         ConfigV1,
         ModelChunkV1,
+        ReceiptV1,
     )
 }
 
@@ -600,7 +641,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_name: str = Field(alias="schema", max_length=32, pattern=r"^[a-z_]+\.v[0-9]+$")
     vehicle_id: VehicleId
-    seq: int = Field(ge=0, lt=2**63, strict=True)
+    seq: SeqNumber
     sent_at: ObservedTime
     content_type: ContentType = ContentType.JSON
     body: dict[str, Any] | str
@@ -700,6 +741,21 @@ def _parse_json(data: bytes, what: str) -> Any:
         return pydantic_core.from_json(data, allow_inf_nan=False)
     except ValueError as exc:
         raise MalformedPayload(f"{what} is not UTF-8 JSON within the parser's limits: {exc}") from exc
+
+
+def claimed_seq(payload: bytes) -> int | None:
+    """The ``seq`` a refused payload's envelope claims, if it is a JSON object with a usable one, else None.
+
+    For receipts only: a message the contract refused is kept as a dead letter, and its car may forget it.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        raw = pydantic_core.from_json(payload, allow_inf_nan=False)
+    except ValueError:
+        return None
+    seq = raw.get("seq") if isinstance(raw, dict) else None
+    return seq if type(seq) is int and 0 <= seq < 2**63 else None
 
 
 def decode(

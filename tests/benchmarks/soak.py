@@ -17,28 +17,30 @@ Everything runs on loopback, in processes and directories of the soak's own, rem
   when it is stored (the outbox class the runner uses is wrapped, nothing else is changed).
 
 Faults, spread over the ``--minutes`` of driving (``SCHEDULE``), each service back ``--down-s`` after its
-kill: the broker is killed with SIGKILL three times (once alone, once 1 s into the database's outage, once
-1 s after an ingest worker was killed: when it holds the most it acknowledged and did not deliver); an ingest
+kill: the broker is killed with SIGKILL four times (once alone, once 1 s into the database's outage, once
+1 s after an ingest worker was killed: when it holds the most it acknowledged and did not deliver, and once
+with its state file deleted: back without any session, it routes what it acknowledges nowhere); an ingest
 worker twice (the two in turn); PostgreSQL is stopped in immediate mode once (a crash: recovery on start).
 One car loses its link (a relay in front of the broker drops its connection and refuses new ones) for a
 simulated day: it drives 24 h of trips at full speed with its outbox's clock moved on by the day, stays
 parked until the link is back, reconnects (paho's backoff) and drains.
 
-After the driving the cars flush and stop, and the soak waits (bounded by ``--drain-timeout``) until the
-database holds every message the cars produced or nothing has arrived for ``--settle-s``. It prints one JSON
-line with, per stream (``telemetry`` samples, ``events``, ``trip``, ``dtc``, ``status`` messages), what was
-produced and what is stored, and in all:
+After the driving the cars flush (until the ingest's receipts came for everything they sent, publishing
+again what the broker acknowledged without a receipt following within ``RESEND_WINDOW_S``) and stop, and the
+soak waits (bounded by ``--drain-timeout``) until the database holds every message the cars produced or
+nothing has arrived for ``--settle-s``. It prints one JSON line with, per stream (``telemetry`` samples,
+``events``, ``trip``, ``dtc``, ``status`` messages), what was produced and what is stored, and in all:
 
 - ``lost``: units (samples, events, ...) the database lacks whose message no car holds any more;
   ``undelivered``: units the database lacks whose message a car still holds (never acknowledged, or
-  acknowledged and kept for the resend window: sent again only after a reconnect or at the next start);
+  acknowledged and without a receipt when the car stopped: sent again at its next start);
 - ``duplicated``: a telemetry sample, event, DTC or trip stored more than once (under one seq or another);
   ``unexpected``: stored and never produced;
 - ``*_by_cause`` and ``*_examples`` for every missing message: its stream, when it was stored and
   acknowledged, and why: acknowledged by a restarted broker before any ingest worker had subscribed again
   (from the broker's log), or the first fault after its last acknowledgement;
 - the faults and broker restarts with their times, the offline car's day, PUBACKs (``messages_acked_again``:
-  published again after a reconnect), dead letters, durations and the settings.
+  published again after a reconnect or for want of a receipt), dead letters, durations and the settings.
 
 Progress goes to stderr. The exit status is 1 when anything was lost, undelivered, duplicated or unexpected.
 
@@ -101,7 +103,10 @@ BROKER_KEYS = (
 #: when each fault happens: a share of the driving time plus seconds. The first broker and ingest kills come
 #: alone; the other two broker kills come 1 s into another outage, when the broker holds the most that it
 #: has acknowledged and not delivered: during the database's (the ingest holds its batches unacknowledged)
-#: and during an ingest worker's (the broker queues that worker's share for its persistent session)
+#: and during an ingest worker's (the broker queues that worker's share for its persistent session). The last
+#: kill also deletes the broker's state file (a replaced broker, a lost disk): it comes back knowing no
+#: session, acknowledges what the cars send before any ingest worker has subscribed again and routes it
+#: nowhere, so only the ingest's receipts can save those messages.
 SCHEDULE = (
     (0.10, 0.0, "link_cut"),
     (0.20, 0.0, "broker_kill"),
@@ -111,6 +116,7 @@ SCHEDULE = (
     (0.55, 0.0, "link_restore"),
     (0.72, 0.0, "ingest_kill"),
     (0.72, 1.0, "broker_kill"),
+    (0.88, 0.0, "broker_wipe"),
 )
 
 
@@ -636,6 +642,8 @@ def drive(car: Car, blocks: Iterator[SignalBlock], stop: threading.Event, flush_
         consent_telemetry=True,
         consent_location=True,
         consent_profiling=True,
+        # a receipt is due within a second or two; a short window resends what a broker lost within the drain
+        resend_window_s=RESEND_WINDOW_S,
     )
     try:
         car.flushed = runner.run_vehicle(settings, blocks, stop=stop, flush_timeout_s=flush_timeout_s)
@@ -752,6 +760,9 @@ class Timeline:
         """The first car's connection to the broker started at ``up``."""
         return min((u for u in self.cars_connected if u >= up), default=None)
 
+
+#: the cars' wait for the ingest's receipt before they publish a message again (the edge's default is 60 s)
+RESEND_WINDOW_S = 10.0
 
 #: how closely the soak can order a PUBACK (seen by the car) and a SUBSCRIBE (seen in the broker's log)
 ORDER_MARGIN_S = 0.05
@@ -977,14 +988,17 @@ class Soak:
         it was killed, whatever else happens meanwhile)."""
         assert self.broker is not None and self.ingest is not None and self.offline is not None
         back = self.now() + self.args.down_s
-        if what == "broker_kill":
+        if what in ("broker_kill", "broker_wipe"):
             assert self.broker.process is not None
             db_file = self.broker.dir / "mosquitto.db"
             saved = f"{time.time() - db_file.stat().st_mtime:.1f} s before" if db_file.exists() else "never"
             self.broker.process.send_signal(signal.SIGKILL)
             self.broker.process.wait(10)
             self.counts["broker_kills"] += 1
-            self.note(what, f"#{self.counts['broker_kills']} (last persisted {saved})")
+            if what == "broker_wipe":
+                db_file.unlink(missing_ok=True)
+                saved += ", then deleted"
+            self.note("broker_kill", f"#{self.counts['broker_kills']} (last persisted {saved})")
             return [(back, "broker_up")]
         if what == "broker_up":
             self.broker.start()
