@@ -480,8 +480,11 @@ TOYOTA_NAMES_DBC = (
 BO_ 37 STEER_ANGLE_SENSOR: 8 ESC
  SG_ STEER_ANGLE : 0|16@1- (1.5,0) [-500|500] "deg" X
  SG_ STEER_FRACTION : 16|8@1- (0.1,0) [-0.7|0.7] "deg" X
-BO_ 180 SPEED: 8 ESC
- SG_ SPEED : 0|16@1+ (0.01,0) [0|250] "km/h" X
+BO_ 170 WHEEL_SPEEDS: 8 ESC
+ SG_ WHEEL_SPEED_FR : 0|16@1+ (0.01,-67.67) [0|250] "km/h" X
+ SG_ WHEEL_SPEED_FL : 16|16@1+ (0.01,-67.67) [0|250] "km/h" X
+ SG_ WHEEL_SPEED_RR : 32|16@1+ (0.01,-67.67) [0|250] "km/h" X
+ SG_ WHEEL_SPEED_RL : 48|16@1+ (0.01,-67.67) [0|250] "km/h" X
 BO_ 452 ENGINE_RPM: 8 ESC
  SG_ RPM : 0|16@1- (0.78125,0) [0|0] "rpm" X
 BO_ 956 GEAR_PACKET: 8 ESC
@@ -499,7 +502,10 @@ def test_the_example_toyota_mapping_loads_and_reads_vss_signs(tmp_path: Path) ->
     frames = [
         ("KINEMATICS", {"ACCEL_X": 3.0, "ACCEL_Y": 1.5, "YAW_RATE": 4.0}),  # Toyota: braking, right
         ("STEER_ANGLE_SENSOR", {"STEER_ANGLE": 15.0, "STEER_FRACTION": 0.3}),
-        ("SPEED", {"SPEED": 50.0}),
+        (
+            "WHEEL_SPEEDS",
+            {"WHEEL_SPEED_FR": 50.5, "WHEEL_SPEED_FL": 49.5, "WHEEL_SPEED_RR": 50.0, "WHEEL_SPEED_RL": 50.0},
+        ),
         ("ENGINE_RPM", {"RPM": 1500.0}),
         ("GEAR_PACKET", {"GEAR": 32}),
     ]
