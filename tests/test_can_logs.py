@@ -654,3 +654,51 @@ def test_a_published_unit_of_the_wrong_quantity_is_still_refused() -> None:
         conversion("Amps", vss.SPEED)
     with pytest.raises(UnitError, match="unknown unit 'dBsm'"):
         conversion("dBsm", vss.SPEED)
+
+
+# Hyundai's stability control at power-on: placeholders with the status bit set (-10.23 / +10.24 m/s^2)
+STATUS_DBC = (
+    HEADER
+    + """BO_ 544 StabilityControl: 8 ESC
+ SG_ LONG_ACCEL : 0|11@1+ (0.01,-10.23) [-10.23|10.24] "m/s^2" X
+ SG_ LONG_ACCEL_STAT : 11|1@1+ (1,0) [0|1] "" X
+ SG_ Angle : 16|16@1- (0.1,0) [-3276.8|3276.7] "Deg" X
+"""
+)
+STATUS_MAPPING = """
+dbc = "esc.dbc"
+[signals."Vehicle.Acceleration.Longitudinal"]
+message = "StabilityControl"
+signal = "LONG_ACCEL"
+valid = "LONG_ACCEL_STAT == 0"
+[signals."Vehicle.Chassis.SteeringWheel.Angle"]
+message = "StabilityControl"
+value = "Angle"
+valid = "Angle < 3276"
+"""
+
+
+def test_placeholders_a_sensor_sends_before_it_is_ready_are_no_samples(tmp_path: Path) -> None:
+    (tmp_path / "esc.dbc").write_text(STATUS_DBC)
+    (tmp_path / "m.toml").write_text(STATUS_MAPPING)
+    message = cantools.database.load_string(STATUS_DBC).get_message_by_name("StabilityControl")
+    rows = [(10.24, 1, 3276.7), (-10.23, 1, 3276.7), (0.7, 0, 3276.7), (-0.5, 0, 12.5)]
+    with can.Logger(tmp_path / "d.log") as writer:
+        for i, (accel, stat, angle) in enumerate(rows):
+            data = message.encode({"LONG_ACCEL": accel, "LONG_ACCEL_STAT": stat, "Angle": angle})
+            writer.on_message_received(
+                can.Message(timestamp=T0 + i, arbitration_id=544, data=data, channel=0)
+            )
+    source = CanLogSource(tmp_path / "d.log", load_can_mapping(tmp_path / "m.toml"))
+    (block,) = list(source)
+    accel = block.signals[vss.ACCEL_LONGITUDINAL]
+    assert np.isnan(accel[:2]).all() and accel[2:].tolist() == pytest.approx([0.7, -0.5])
+    angle = block.signals["Vehicle.Chassis.SteeringWheel.Angle"]
+    assert np.isnan(angle[:3]).all() and angle[3] == pytest.approx(12.5)
+    assert source.report.unparsable == {
+        "invalid_Vehicle.Acceleration.Longitudinal": 2,
+        "invalid_Vehicle.Chassis.SteeringWheel.Angle": 3,
+    }
+    (tmp_path / "m.toml").write_text(STATUS_MAPPING.replace("LONG_ACCEL_STAT == 0", "STAT == 0"))
+    with pytest.raises(ValueError, match=r"valid = 'STAT == 0': no signal 'STAT' in the message"):
+        load_can_mapping(tmp_path / "m.toml")

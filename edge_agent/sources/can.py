@@ -14,6 +14,7 @@ A mapping file ties DBC signals to VSS signals::
     offset = 0.0
     choices = { DRIVE = "D" }        # optional: DBC value table name -> VSS value (number or enum name)
     channel = 1                      # optional: this signal's bus, instead of the mapping's channel
+    valid = "VehSpdStat == 0"        # optional: when this expression is 0, the frame's value is no sample
 
     [signals."Vehicle.Chassis.SteeringWheel.Angle"]
     message = "SAS"
@@ -24,6 +25,11 @@ sample (NaN) there. Frames at the same timestamp share a row. Signals arrive at 
 blocks through :class:`edge_agent.processing.Resampler` before the detectors (``drivesight edge run`` does).
 Error frames, remote frames, frames of unmapped ids and frames that do not decode are counted in the
 source's quality report, never passed on.
+
+Cars send placeholders while a sensor is not ready (Hyundai's stability control: -10.23 m/s^2 and
+-40.95 deg/s, its status bit set, for the first seconds after power-on; a steering angle of 3276.7):
+``valid`` (an expression like ``value``, over the same message's signals) drops them, counted as
+``invalid_<signal>``, before they reach the detectors as a 10 m/s^2 "harsh acceleration".
 
 A recording of several buses (candump's ``can0``/``can1``, an ASC or BLF file's channels) can carry one
 frame id on two buses with different meanings: Toyota's brake module and its radar's tracks share 0x224.
@@ -85,6 +91,9 @@ class CanSignalSpec(BaseModel):
     choices: dict[str, float | str] | None = None
     #: the bus this signal is read from, instead of the mapping's ``channel``
     channel: str | int | None = None
+    #: an expression over the message's signals; where it is 0 the value is no sample (a sensor's
+    #: status bit, a placeholder such as 3276.7)
+    valid: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> CanSignalSpec:
@@ -124,6 +133,8 @@ class _Decoder:
     channel: str | None = None
     #: the DBC signals the value is computed from
     needs: frozenset[str] = frozenset()
+    #: where this is 0 for a frame, the frame's value is no sample
+    valid: Expression | None = None
 
 
 @dataclass
@@ -204,10 +215,18 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
             ) from None
         channel = s.channel if s.channel is not None else spec.channel
         bus = None if channel is None else str(channel).strip()
+        valid: Expression | None = None
+        if s.valid is not None:
+            try:
+                valid, _ = compile_expression(s.valid, [sig.name for sig in message.signals])
+            except ExpressionError as exc:
+                raise MappingError(
+                    f"{path}: {vss_name} from {s.message}: valid = {s.valid!r}: {exc}"
+                ) from None
         if s.value is not None:
             where = f"{path}: {vss_name} from {s.message}: value = {s.value!r}"
             decoder = _composite(where, vss_name, s, message)
-            by_frame.setdefault(message.frame_id, []).append(replace(decoder, channel=bus))
+            by_frame.setdefault(message.frame_id, []).append(replace(decoder, channel=bus, valid=valid))
             continue
         assert s.signal is not None  # the spec's validator: signal or value
         try:
@@ -231,6 +250,7 @@ def load_can_mapping(path: str | Path, dbc_files: Sequence[str | Path] = ()) -> 
                 message=message,
                 channel=bus,
                 needs=frozenset([s.signal]),
+                valid=valid,
             )
         )
     return CanMapping(database, by_frame, tuple(spec.signals), tuple(warnings))
@@ -606,6 +626,14 @@ class CanSource:
                         rows_t.append(t)
                         rows.append([np.nan] * len(names))
                     row = rows[-1]
+                if d.valid is not None:
+                    try:
+                        usable = d.valid(decoded) != 0
+                    except KeyError:  # its status signal is not in this frame (cut short, multiplexed)
+                        usable = False
+                    if not usable:
+                        self._ignore(f"invalid_{d.vss}")
+                        continue
                 if d.choices is not None:
                     raw = raw_by.get(key)
                     if raw is None:  # value tables are keyed by the raw value, before the DBC's scaling
