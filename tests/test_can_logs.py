@@ -702,3 +702,15 @@ def test_placeholders_a_sensor_sends_before_it_is_ready_are_no_samples(tmp_path:
     (tmp_path / "m.toml").write_text(STATUS_MAPPING.replace("LONG_ACCEL_STAT == 0", "STAT == 0"))
     with pytest.raises(ValueError, match=r"valid = 'STAT == 0': no signal 'STAT' in the message"):
         load_can_mapping(tmp_path / "m.toml")
+
+
+def test_a_lenient_load_adds_the_bs_and_bu_statements_a_published_dbc_leaves_out(tmp_path: Path) -> None:
+    # as projectgus' Kona EV DBCs: VERSION and NS_, then the messages straight away
+    dbc = 'VERSION ""\n\nNS_ :\n  NS_DESC_\n\n' + POWERTRAIN_DBC.split("BU_: ESC TBOX\n", 1)[1]
+    (tmp_path / "powertrain.dbc").write_text(dbc)
+    (tmp_path / "m.toml").write_text('dbc = "powertrain.dbc"\nstrict = false\n' + MAPPING.split("\n", 2)[2])
+    mapping = (tmp_path / "m.toml").read_text().split('[signals."Vehicle.Acceleration.Longitudinal"]')[0]
+    (tmp_path / "m.toml").write_text(mapping)
+    loaded = load_can_mapping(tmp_path / "m.toml")
+    assert loaded.warnings == ("powertrain.dbc: added the missing BS_: and BU_: statements before line 6",)
+    assert loaded.database.get_message_by_name("ESC_Speed").signals[0].name == "VehSpd"

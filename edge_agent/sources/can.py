@@ -362,6 +362,15 @@ def _add_dbc_leniently(database: Any, path: Path) -> list[str]:
     """
     lines = path.read_text(encoding=dbc_encoding(path)).splitlines()
     skipped: list[str] = []
+    # cantools' grammar wants the BS_ (bit timing) and BU_ (nodes) statements, empty or not, before the
+    # messages; some published DBCs (projectgus' Kona EV) go from NS_ straight to BO_
+    missing = [h for h in ("BS_:", "BU_:") if not any(ln.lstrip().startswith(h[:3]) for ln in lines)]
+    first = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith(("BU_", "BO_"))), None)
+    if missing and first is not None:
+        lines[first:first] = missing
+        skipped.append(
+            f"{path.name}: added the missing {' and '.join(missing)} statements before line {first + 1}"
+        )
     extended: dict[int, str] = {}
     for i, line in enumerate(lines):
         match = _BO_RE.match(line)
