@@ -33,10 +33,11 @@ Cars send placeholders while a sensor is not ready (Hyundai's stability control:
 
 A recording of several buses (candump's ``can0``/``can1``, an ASC or BLF file's channels) can carry one
 frame id on two buses with different meanings: Toyota's brake module and its radar's tracks share 0x224.
-``channel`` picks the bus: a name (``"can0"``, as candump writes it) or a number, which matches the
-interface's trailing number in candump (``can0`` is 0) and the channel as Vector's tools number it in ASC
-and BLF (from 1). Each mapped signal is decoded with its own DBC message, so DBCs of two buses that reuse
-a frame id do not override each other.
+``channel`` picks the bus: a name (``"can0"``, as candump writes it) or a number counted from 0, as
+python-can counts them, so that one mapping reads the car's recordings in every format: 0 is candump's
+``can0`` (or ``vcan0``) and the first channel of an ASC or BLF file, which Vector's tools show as channel 1.
+Each mapped signal is decoded with its own DBC message, so DBCs of two buses that reuse a frame id do not
+override each other.
 
 :class:`CanLogSource` reads a recorded log instead of a bus (python-can's ``LogReader``: candump ``.log``,
 Vector ``.asc`` and ``.blf``), at the recording's own timestamps and as fast as it can be decoded. candump
@@ -770,7 +771,6 @@ class CanLogSource(CanSource):
         if not self.path.exists():
             raise MappingError(f"no such file: {self.path}")
         self.time_base: TimeBase | None = None
-        self._vector = self.path.suffix.lower() in (".asc", ".blf")
 
     def _messages(self) -> Iterator[Any]:
         if self.path.suffix.lower() == ".log":
@@ -817,12 +817,6 @@ class CanLogSource(CanSource):
             self.report.warnings.append(
                 f"{self.path.name}: skipped {bad_count} lines that are not candump frames ({quoted})"
             )
-
-    def _channel(self, msg: Any) -> str:
-        # python-can numbers ASC and BLF channels from 0; Vector's tools (and the file) from 1
-        if self._vector and isinstance(msg.channel, int):
-            return str(msg.channel + 1)
-        return str(msg.channel)
 
     def _timestamp(self, msg: Any) -> float:
         stamp = float(msg.timestamp)
