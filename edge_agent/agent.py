@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from . import signals as vss
+from .calibration import ThresholdCalibrator
 from .consent import ConsentGate
 from .detectors import (
     DEFAULT_THRESHOLDS,
@@ -182,6 +183,7 @@ class EdgeAgent:
         on_trip: Callable[[TripAccumulator], None] | None = None,
         on_block: Callable[[SignalBlock], None] | None = None,
         models: ModelStore | None = None,
+        calibrator: ThresholdCalibrator | None = None,
     ) -> None:
         self.outbox = outbox
         self.trip_settings = trip_settings or TripSettings()
@@ -192,6 +194,8 @@ class EdgeAgent:
         self.on_trip = on_trip  # sees each closed trip (model features, training data)
         self.on_block = on_block  # sees each block of a trip (window models)
         self.models = models
+        #: per-vehicle self-calibration of the harsh thresholds, carried across trips (None: off)
+        self.calibrator = calibrator
         self._anomaly: list[float] | None = None  # open health episode: [start, end, lowest score]
         self._trip: TripAccumulator | None = None
         self._detectors = EventDetectors(thresholds)  # replaced at each trip start, with its UTC offset
@@ -200,7 +204,8 @@ class EdgeAgent:
         self._reported_dtcs: set[str] = set()
         # the rule set's parameters, so that a config change can rebuild it
         self.vehicle_class = VehicleClass.CAR
-        self.sensor_profile = SensorProfile.VEHICLE_BUS
+        #: None: the telematics defaults (the simulated fleet); the car's runner sets its configured profile
+        self.sensor_profile: SensorProfile | None = None
         self.speed_limit_kmh: float | None = next(
             (t.value for t in thresholds if t.kind is EventKind.SPEEDING), None
         )
@@ -221,8 +226,10 @@ class EdgeAgent:
             if new_trip or self._trip is None:
                 self.close_trip()
                 self._trip = TripAccumulator.begin(self.trip_settings, float(piece.t[0]))
-                self._detectors = EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
+                self._detectors = self._new_detectors()
             self._trip.add(piece)
+            if self.calibrator is not None:
+                self.calibrator.add_driving(piece)
             if self.on_block is not None:
                 self.on_block(piece)
             if self.models is not None:
@@ -233,6 +240,17 @@ class EdgeAgent:
             if self._telemetry is not None:
                 for batch in self._telemetry.add(piece):
                     self._send(batch, compress=True)
+
+    def _new_detectors(self) -> EventDetectors:
+        """The detectors of the trip in progress: the rules, scaled by the vehicle's self-calibration."""
+        assert self._trip is not None
+        if self.calibrator is None:
+            return EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
+        return EventDetectors(
+            self.calibrator.apply(self.thresholds),
+            utc_offset_s=self._trip.utc_offset_s,
+            observe=self.calibrator.observe,
+        )
 
     def apply_config(self, config: ConfigV1) -> None:
         """Change thresholds, telemetry sampling or consent while running.
@@ -257,7 +275,7 @@ class EdgeAgent:
             )
             if self._trip is not None:
                 self._emit_events(self._detectors.flush(), None)
-                self._detectors = EventDetectors(self.thresholds, utc_offset_s=self._trip.utc_offset_s)
+                self._detectors = self._new_detectors()
         if config.telemetry_period_s is not None or config.telemetry_batch_s is not None:
             if self._telemetry is not None:
                 self._send_telemetry()

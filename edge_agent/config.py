@@ -45,6 +45,9 @@ class EdgeSettings(BaseSettings):
     vehicle_class: VehicleClass = VehicleClass.CAR
     #: the kind of sensor the accelerations come from (edge_agent.profiles): its harsh-event thresholds
     sensor_profile: SensorProfile = SensorProfile.VEHICLE_BUS
+    #: adjust the harsh thresholds to this vehicle's own peaks over its first hours, within bounds
+    #: (edge_agent.calibration); the state is kept in the state directory
+    self_calibrate: bool = True
     speed_limit_kmh: float | None = Field(default=120.0, gt=0)
     timezone: str = "UTC"
     #: the detection grid every source is put on, after the rate-independent anti-alias box (unset: the

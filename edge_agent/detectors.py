@@ -57,7 +57,14 @@ from enum import IntEnum, StrEnum
 import numpy as np
 
 from . import signals as vss
-from .profiles import CLASS_SCALE, PROFILES, LobeLimits, SensorProfile, parse_profile
+from .profiles import (
+    CLASS_SCALE,
+    PROFILES,
+    TELEMATICS_DEFAULTS,
+    LobeLimits,
+    SensorProfile,
+    parse_profile,
+)
 from .protocol import EventKind
 from .signals import FloatArray, SignalBlock
 
@@ -115,16 +122,17 @@ class Threshold:
 
 def harsh_rules(
     vehicle_class: VehicleClass = VehicleClass.CAR,
-    profile: SensorProfile | str = SensorProfile.VEHICLE_BUS,
+    profile: SensorProfile | str | None = None,
     *,
     scale: dict[EventKind, float] | None = None,
 ) -> tuple[Threshold, ...]:
-    """The lobe rules of the harsh kinds for a vehicle class and sensor profile.
+    """The lobe rules of the harsh kinds for a vehicle class and sensor profile (None: the telematics
+    defaults, :data:`~edge_agent.profiles.TELEMATICS_DEFAULTS`).
 
     ``scale`` multiplies a kind's entry and exit thresholds (per-vehicle self-calibration, bounded by its
     caller, see :mod:`edge_agent.calibration`).
     """
-    spec = PROFILES[parse_profile(profile)]
+    spec = TELEMATICS_DEFAULTS if profile is None else PROFILES[parse_profile(profile)]
     k_accel, k_brake, k_corner = CLASS_SCALE[VehicleClass(vehicle_class).value]
     scale = scale or {}
 
@@ -151,7 +159,7 @@ def thresholds_for(
     idle_min_s: float = 300.0,
     idle_speed_kmh: float = 1.0,
     night_hours: tuple[float, float] = (22.0, 5.0),
-    profile: SensorProfile | str = SensorProfile.VEHICLE_BUS,
+    profile: SensorProfile | str | None = None,
     scale: dict[EventKind, float] | None = None,
 ) -> tuple[Threshold, ...]:
     """The default rule set for a vehicle class and sensor profile; ``speed_limit_kmh=None`` turns speeding
@@ -385,7 +393,7 @@ class LobeDetector:
         self.max_gap_s = max(r.max_gap_s for r in rules)
         self._open: Lobe | None = None
         self._prev_t: float | None = None
-        self._last_event: tuple[int, float] | None = None  # sign and end of the last event
+        self._last_event: tuple[int, float] | None = None  # sign and end of the last event's lobe
         self.suppressed = 0  # rebounds and lane-change second lobes not counted
         self.rejected = 0  # lobes past the entry threshold refused by the speed or yaw checks
 
@@ -487,7 +495,9 @@ class LobeDetector:
         if not self._plausible(rule, lobe):
             self.rejected += 1
             return None
-        self._last_event = (lobe.sign, lobe.enter_last)
+        # the rebound window starts where the lobe ends (back inside the exit threshold): a long hold that a
+        # high-pass has decayed swings back at its release, which may come seconds after the peak
+        self._last_event = (lobe.sign, lobe.last)
         return DetectedEvent(rule.kind, lobe.enter_first, lobe.enter_last, lobe.peak, rule.unit)
 
     @staticmethod

@@ -151,12 +151,15 @@ class Resampler(Stage):
 #: mount calibration
 MOTION_SIGNALS = (
     vss.ACCEL_LONGITUDINAL, vss.ACCEL_LATERAL, vss.YAW_RATE, VERTICAL, "imu.x", "imu.y", "imu.z",
+    "gyro.x", "gyro.y", "gyro.z",
 )  # fmt: skip
 #: the detection grid every source is put on (Hz), in the car and in replay alike
 DETECTION_HZ = 10.0
 #: width of the continuous-time box average before the grid (s): -3 dB at 0.89 Hz, zero at 2 Hz, so the
 #: 10 Hz grid does not alias and harsh manoeuvres (lobes of 0.7-3 s) keep their peaks
 SMOOTHING_S = 0.5
+#: a signal's samples further apart than this are a dropout (s): no value is made across it
+GAP_S = 1.5
 
 
 class AntiAlias(Stage):
@@ -279,7 +282,9 @@ def conditioning_stages(
     """
     stages: list[Stage] = [AntiAlias(window_s)] if window_s > 0 else []
     if rate_hz:
-        stages.append(Resampler(rate_hz))
+        # 1.5 s: a GPS speed's fixes come a second apart, give or take, and are interpolated between;
+        # a longer dropout stays a gap
+        stages.append(Resampler(rate_hz, max_gap_s=GAP_S))
         if lowpass_hz:
             stages.append(LowPass(lowpass_hz, rate_hz))
     return stages
@@ -355,8 +360,8 @@ MIN_REST_SAMPLES = 50
 
 
 #: the principal-axis method needs this much straight acceleration and braking (seconds of samples past
-#: 0.8 m/s^2 while the yaw rate stays under 4 deg/s)
-MIN_STRAIGHT_S = 5.0
+#: 0.8 m/s^2 and 2.5 times the median, while the yaw rate stays under 4 deg/s)
+MIN_STRAIGHT_S = 3.0
 
 
 def forward_without_speed(plane: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> np.ndarray | None:
@@ -366,12 +371,14 @@ def forward_without_speed(plane: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> 
     straight (gyro yaw rate ``yaw`` under 4 deg/s) and accelerates or brakes (at least 0.8 m/s^2): then all
     horizontal force is longitudinal. Cornering is excluded by the yaw rate, which is why this needs a gyro.
 
-    The sign is ambiguous: the axis is forward or backward. It is resolved by the asymmetry of driving:
-    braking is harder than accelerating (a car brakes at 6-9 m/s^2 and accelerates at 2-4; drivers' hardest
-    decelerations exceed their hardest accelerations), so the side with the larger extremes (the 1 % tail)
-    is backward. On a drive without any firm braking this can be wrong; a speed signal, when there is one,
-    replaces the guess (the ``speed`` method). None when there is too little straight acceleration or no
-    clear axis (the two principal moments within a factor 2).
+    The sign is ambiguous: the axis is forward or backward. The caller resolves it by the turns first (a
+    turn's centripetal acceleration points to its inside, a_lat = v * yaw rate with v > 0: the lateral axis
+    of the right forward correlates positively with the yaw rate; reversing is rare), then by the speed
+    when there is one, and only failing both by what this function returns: the asymmetry of driving,
+    braking harder than accelerating (a car brakes at 6-9 m/s^2 and accelerates at 2-4), so the side with
+    the larger extremes (the 1 % tail) is backward, which a drive without firm braking can get wrong. None
+    when there is too little straight acceleration or no clear axis (the two principal moments within a
+    factor 2).
     """
     step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
     if step <= 0:
@@ -380,7 +387,10 @@ def forward_without_speed(plane: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> 
     kernel = np.ones(w) / w
     smooth = np.column_stack([np.convolve(plane[:, i], kernel, mode="same") for i in (0, 1)])
     yaw_s = np.convolve(np.nan_to_num(yaw), kernel, mode="same")
-    straight = (np.hypot(smooth[:, 0], smooth[:, 1]) >= 0.8) & (np.abs(yaw_s) < 4.0) & ~np.isnan(yaw)
+    magnitude = np.hypot(smooth[:, 0], smooth[:, 1])
+    # well above the sensor's own floor (a phone's aliased vibration wanders by a m/s^2 in every direction)
+    floor = max(0.8, 2.5 * float(np.median(magnitude)))
+    straight = (magnitude >= floor) & (np.abs(yaw_s) < 4.0) & ~np.isnan(yaw)
     if straight.sum() * step < MIN_STRAIGHT_S:
         return None
     pts = smooth[straight]
@@ -400,16 +410,27 @@ def estimate_mount(
     require_rest: bool = False,
     t: np.ndarray | None = None,
     yaw: np.ndarray | None = None,
+    gyro: np.ndarray | None = None,
+    sparse_speed: bool = False,
 ) -> MountCalibration | None:
     """Learn the mounting from raw (n, 3) accelerometer samples and, if known, the car's dv/dt (m/s^2).
 
     ``standing`` marks samples taken at rest: there the specific force is gravity alone, a cleaner "up"
-    than the mean over driving, which cornering tilts. Without dv/dt, ``t`` and a gyro yaw rate ``yaw``
-    (deg/s) let :func:`forward_without_speed` find forward (method ``principal-axis``).
+    than the mean over driving, which cornering tilts. Without dv/dt, ``t`` and a yaw rate ``yaw`` (deg/s),
+    or the raw (n, 3) ``gyro`` of the same device (its rate about "up" is the yaw rate, whatever the mount),
+    let :func:`forward_without_speed` find forward (method ``principal-axis``). So does a ``sparse_speed``
+    (GPS: a fix a second, about a second late, which a least-squares fit against the accelerometer cannot
+    use); there the speed only decides which way the axis points.
     """
-    if dv_dt is None and t is not None and yaw is not None:
+    has_gyro = t is not None and (yaw is not None or gyro is not None)
+    if has_gyro and (dv_dt is None or sparse_speed):
+        assert t is not None
         ok = ~np.isnan(raw).any(axis=1)
-        return _mount_from_axis(raw[ok], t[ok], yaw[ok])
+        return _mount_from_axis(
+            raw[ok], t[ok], None if yaw is None else yaw[ok], None if gyro is None else gyro[ok],
+            None if dv_dt is None else dv_dt[ok], None if standing is None else standing[ok],
+            need_speed_sign=require_rest,
+        )  # fmt: skip
     ok = ~np.isnan(raw).any(axis=1)
     if dv_dt is not None:
         ok &= ~np.isnan(dv_dt)
@@ -440,6 +461,34 @@ def estimate_mount(
     return MountCalibration(np.vstack([forward, left, up]), "speed", int(a.shape[0]))
 
 
+def _speed_sign(p: np.ndarray, dv_dt: np.ndarray, t: np.ndarray) -> int:
+    """+1 if the projection ``p`` grows with the speed's change, -1 if against it, 0 if undecided.
+
+    A GPS speed lags by about a second and a phone's linear acceleration is high-passed (only its firm,
+    short lobes are trustworthy), so: both averaged over 0.5 s, only samples where ``|p|`` exceeds 1 m/s^2,
+    the speed shifted back by the lag (0-2 s) that correlates best.
+    """
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if step <= 0:
+        return 0
+    kernel = np.ones(max(1, round(0.5 / step)))
+    kernel /= kernel.size
+    ps = np.convolve(p, kernel, mode="same")
+    valid = ~np.isnan(dv_dt)
+    ds = np.convolve(np.where(valid, dv_dt, 0.0), kernel, mode="same")
+    strong = np.flatnonzero(np.abs(ps) > 1.0)
+    best = 0.0
+    for lag in range(0, round(2.0 / step) + 1, max(1, round(0.1 / step))):
+        idx = strong[strong + lag < t.size]
+        idx = idx[valid[idx + lag]]
+        if idx.size < 20:
+            continue
+        c = float(np.dot(ps[idx], ds[idx + lag]) / idx.size)
+        if abs(c) > abs(best):
+            best = c
+    return 0 if best == 0 else (1 if best > 0 else -1)
+
+
 def _horizontal_basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     helper = np.eye(3)[int(np.argmin(np.abs(up)))]
     e1 = np.cross(up, helper)
@@ -447,21 +496,110 @@ def _horizontal_basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(up, e1)
 
 
-def _mount_from_axis(a: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> MountCalibration | None:
+def _mount_from_axis(
+    a: np.ndarray,
+    t: np.ndarray,
+    yaw: np.ndarray | None,
+    gyro: np.ndarray | None,
+    dv_dt: np.ndarray | None,
+    standing: np.ndarray | None,
+    *,
+    need_speed_sign: bool = False,
+) -> MountCalibration | None:
     if a.shape[0] < 100:
         return None
-    mean = a.mean(axis=0)
+    rest = a[standing] if standing is not None else a[:0]
+    mean = rest.mean(axis=0) if rest.shape[0] >= MIN_REST_SAMPLES else a.mean(axis=0)
     if not 0.7 * G < np.linalg.norm(mean) < 1.3 * G:
         return None
     up = mean / np.linalg.norm(mean)
+    if yaw is None:
+        assert gyro is not None
+        yaw = gyro @ up
     e1, e2 = _horizontal_basis(up)
     horizontal = a - np.outer(a @ up, up)
-    found = forward_without_speed(np.column_stack([horizontal @ e1, horizontal @ e2]), t, yaw)
+    plane = np.column_stack([horizontal @ e1, horizontal @ e2])
+    found = forward_without_speed(plane, t, yaw)
     if found is None:
-        return None
+        left = left_from_turns(plane, t, yaw)
+        if left is None:
+            return None
+        return _calibration(up, e1, e2, np.array([left[1], -left[0]]), "turns", a.shape[0])
+    method = "principal-axis"
+    turn = _turn_sign(plane, found, t, yaw)
+    if turn != 0:
+        # a turn's centripetal acceleration points to its inside (a_lat = v * yaw rate, v > 0 driving
+        # forward): "left" must correlate positively with the yaw rate, which a backward axis would invert
+        return _calibration(up, e1, e2, found * turn, "principal-axis", a.shape[0])
+    if dv_dt is not None:
+        # the speed, however late and sparse, says which way is forward: the projection on forward must
+        # grow with the speed's change (both averaged over 2 s, which absorbs a GPS's second of latency)
+        sign = _speed_sign(plane @ found, dv_dt, t)
+        if sign != 0:
+            found = found * sign
+            method = "principal-axis+speed"
+        elif need_speed_sign:
+            return None  # the speed will say which way is forward once it covers a firm manoeuvre: wait
+    return _calibration(up, e1, e2, found, method, a.shape[0])
+
+
+def _calibration(
+    up: np.ndarray, e1: np.ndarray, e2: np.ndarray, found: np.ndarray, method: str, samples: int
+) -> MountCalibration:
     forward = found[0] * e1 + found[1] * e2
     forward /= np.linalg.norm(forward)
-    return MountCalibration(np.vstack([forward, np.cross(up, forward), up]), "principal-axis", a.shape[0])
+    return MountCalibration(np.vstack([forward, np.cross(up, forward), up]), method, samples)
+
+
+def left_from_turns(plane: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> np.ndarray | None:
+    """ "Left" as a unit vector in the 2-D horizontal coordinates, from the turns: a_lat = v * yaw rate with
+    v > 0, so the yaw-weighted mean of the horizontal specific force points left (sign included).
+
+    For drives with too little straight acceleration for :func:`forward_without_speed` (a phone's noise
+    hides gentle starts and stops). Samples turning at 3 deg/s or more, 0.5 s averages; None with fewer
+    than 5 s of them or when the weighted mean is not clearly larger than its noise.
+    """
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if step <= 0:
+        return None
+    kernel = np.ones(max(1, round(0.5 / step)))
+    kernel /= kernel.size
+    smooth = np.column_stack([np.convolve(plane[:, i], kernel, mode="same") for i in (0, 1)])
+    w = np.convolve(np.nan_to_num(yaw), kernel, mode="same")
+    turning = (np.abs(w) >= 3.0) & ~np.isnan(yaw)
+    if turning.sum() * step < 5.0:
+        return None
+    weighted = smooth[turning] * w[turning, None]
+    mean = weighted.mean(axis=0)
+    # the mean must stand out of the spread of the samples it averages (a t-statistic of its length)
+    spread = np.sqrt(np.sum(weighted.var(axis=0)) / turning.sum())
+    if np.linalg.norm(mean) < 5.0 * spread:
+        return None
+    left: np.ndarray = mean / np.linalg.norm(mean)
+    return left
+
+
+def _turn_sign(plane: np.ndarray, found: np.ndarray, t: np.ndarray, yaw: np.ndarray) -> int:
+    """+1 if the lateral acceleration (left of ``found``) turns with the yaw rate, -1 against, 0 undecided.
+
+    Only samples turning at 3 deg/s or more count, with both averaged over 0.5 s; undecided when there are
+    fewer than 2 s of them or the correlation is weak.
+    """
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if step <= 0:
+        return 0
+    kernel = np.ones(max(1, round(0.5 / step)))
+    kernel /= kernel.size
+    left = np.array([-found[1], found[0]])  # 90 degrees counter-clockwise of forward, seen from "up"
+    lat = np.convolve(plane @ left, kernel, mode="same")
+    w = np.convolve(np.nan_to_num(yaw), kernel, mode="same")
+    turning = (np.abs(w) >= 3.0) & ~np.isnan(yaw)
+    if turning.sum() * step < 2.0:
+        return 0
+    r = float(np.corrcoef(lat[turning], w[turning])[0, 1])
+    if not np.isfinite(r) or abs(r) < 0.2:
+        return 0
+    return 1 if r > 0 else -1
 
 
 @dataclass
@@ -477,6 +615,9 @@ class MountCalibrator(Stage):
 
     axes: tuple[str, str, str]
     warmup_s: float = 120.0
+    #: a gyroscope in the same device (deg/s): its rate about "up" is the yaw rate, passed on as
+    #: Vehicle.AngularVelocity.Yaw once the mount is known (unless the source has a yaw rate of its own)
+    gyro_axes: tuple[str, str, str] = ("gyro.x", "gyro.y", "gyro.z")
     max_buffer_s: float = 900.0
     calibration: MountCalibration | None = None
     _held: list[SignalBlock] = field(default_factory=list)
@@ -485,34 +626,59 @@ class MountCalibrator(Stage):
     def _raw(self, block: SignalBlock) -> np.ndarray:
         return np.column_stack([block.signals[a] for a in self.axes])
 
-    def _dv_dt(self, block: SignalBlock) -> np.ndarray | None:
+    def _speed(self, block: SignalBlock) -> tuple[np.ndarray | None, bool]:
+        """The speed (km/h) at every row, and whether it is sparse (a GPS's fix a second among the IMU's
+        rows: interpolated between fixes at most 2 s apart)."""
         speed = block.get(vss.SPEED)
         if speed is None or len(block) < 3:
+            return None, False
+        valid = ~np.isnan(speed)
+        if valid.sum() < 3:
+            return None, False
+        if valid.mean() > 0.5:
+            return speed, False
+        xs, ys = block.t[valid], speed[valid]
+        filled = np.interp(block.t, xs, ys, left=np.nan, right=np.nan)
+        p = np.clip(np.searchsorted(xs, block.t), 1, xs.size - 1)
+        filled[xs[p] - xs[p - 1] > 2.0] = np.nan
+        return filled, True
+
+    def _dv_dt(self, speed: np.ndarray | None, t: np.ndarray) -> np.ndarray | None:
+        return None if speed is None else np.gradient(speed / 3.6, t)
+
+    def _gyro(self, block: SignalBlock) -> np.ndarray | None:
+        if not all(a in block.signals for a in self.gyro_axes):
             return None
-        return np.gradient(speed / 3.6, block.t)
+        return np.column_stack([block.signals[a] for a in self.gyro_axes])
 
     def _convert(self, block: SignalBlock) -> SignalBlock:
-        columns = {k: v for k, v in block.signals.items() if k not in self.axes}
+        columns = {k: v for k, v in block.signals.items() if k not in self.axes and k not in self.gyro_axes}
         if self.calibration is not None:
             car = self.calibration.apply(self._raw(block))
             columns[vss.ACCEL_LONGITUDINAL] = car[:, 0]
             columns[vss.ACCEL_LATERAL] = car[:, 1]
             columns[VERTICAL] = car[:, 2]
+            gyro = self._gyro(block)
+            if gyro is not None and vss.YAW_RATE not in columns:
+                columns[vss.YAW_RATE] = gyro @ self.calibration.rotation[2]
         return SignalBlock(block.t, columns, block.dtcs)
 
     def _try(self, *, last_chance: bool) -> None:
         joined = concat_blocks(self._held)
-        speed = joined.get(vss.SPEED)
-        standing = None if speed is None else np.nan_to_num(speed, nan=np.inf) < 0.5
+        speed, sparse = self._speed(joined)
+        # a GPS reads a little speed at rest
+        standing = None if speed is None else np.nan_to_num(speed, nan=np.inf) < (2.0 if sparse else 0.5)
         # with speed known, wait (bounded) for the car to stand still: gravity alone gives the cleanest "up"
         require_rest = standing is not None and not last_chance
         self.calibration = estimate_mount(
             self._raw(joined),
-            self._dv_dt(joined),
+            self._dv_dt(speed, joined.t),
             standing,
+            sparse_speed=sparse,
             require_rest=require_rest,
             t=joined.t,
             yaw=joined.get(vss.YAW_RATE),
+            gyro=self._gyro(joined),
         )
         if self.calibration is not None:
             log.info(

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .agent import EdgeAgent, TelemetrySettings
+from .calibration import ThresholdCalibrator
 from .config import EdgeSettings
 from .detectors import thresholds_for
 from .downlink import Downlink
@@ -57,6 +58,7 @@ def run_vehicle(
     stop = stop or threading.Event()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     consent_path = settings.state_dir / f"{vehicle_id}.consent.json"
+    calibration_path = settings.state_dir / f"{vehicle_id}.calibration.json"
     consent = load_consent(consent_path, settings.default_consent())
     outbox = Outbox(
         settings.state_dir / f"{vehicle_id}.outbox.db",
@@ -80,7 +82,12 @@ def run_vehicle(
         telemetry=telemetry,
         consent=consent,
         models=models,
+        calibrator=ThresholdCalibrator.load(calibration_path) if settings.self_calibrate else None,
     )
+    if agent.calibrator is not None:
+        calibrator = agent.calibrator
+        # kept after every trip: a restart goes on learning (or with what it learnt)
+        agent.on_trip = lambda _trip: calibrator.save(calibration_path)
     agent.vehicle_class = settings.vehicle_class
     agent.sensor_profile = settings.sensor_profile
     uplink: MqttUplink | None = None

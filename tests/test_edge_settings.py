@@ -53,5 +53,5 @@ def test_sensor_profile_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DRIVESIGHT_EDGE_SENSOR_PROFILE", "phone")
     assert EdgeSettings().sensor_profile == "phone"
     monkeypatch.setenv("DRIVESIGHT_EDGE_SENSOR_PROFILE", "smartwatch")
-    with pytest.raises(ValidationError, match="vehicle-bus.*phone.*aftermarket-imu"):
+    with pytest.raises(ValidationError, match=r"vehicle-bus.*phone.*aftermarket-imu"):
         EdgeSettings()
