@@ -713,3 +713,22 @@ def test_a_lenient_load_adds_the_bs_and_bu_statements_a_published_dbc_leaves_out
     loaded = load_can_mapping(tmp_path / "m.toml")
     assert loaded.warnings == ("powertrain.dbc: added the missing BS_: and BU_: statements before line 6",)
     assert loaded.database.get_message_by_name("ESC_Speed").signals[0].name == "VehSpd"
+
+
+def test_a_mapped_id_arriving_on_several_buses_without_a_channel_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "brake.dbc").write_text(BRAKE_DBC)
+    mapping = 'dbc = "brake.dbc"\n[signals."Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure"]\n'
+    (tmp_path / "m.toml").write_text(mapping + 'message = "BRAKE_MODULE"\nsignal = "BRAKE_PRESSURE"\n')
+    lines = [f"({T0 + i:.6f}) can{i % 2} 224#B004000000000000" for i in range(4)]
+    (tmp_path / "d.log").write_text("\n".join(lines) + "\n")
+    source = CanLogSource(tmp_path / "d.log", load_can_mapping(tmp_path / "m.toml"))
+    list(source)
+    assert source.report.warnings == [
+        "frame id 0x224 arrived on 2 buses (can0, can1) and"
+        " Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure read it from all of them: if the buses carry"
+        " different messages under that id, set channel"
+    ]
+    (tmp_path / "m.toml").write_text("channel = 0\n" + (tmp_path / "m.toml").read_text())
+    source = CanLogSource(tmp_path / "d.log", load_can_mapping(tmp_path / "m.toml"))
+    list(source)
+    assert source.report.warnings == [] and source.stats.other_channel == 2

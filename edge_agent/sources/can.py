@@ -461,6 +461,8 @@ class CanStats:
     per_message: dict[str, int] = field(default_factory=dict)
     #: frames per mapped DBC message name that reached decoding, decoded or not
     seen: dict[str, int] = field(default_factory=dict)
+    #: the buses each mapped frame id read from every bus (no ``channel``) arrived on
+    buses: dict[int, set[Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data, for a replay's summary."""
@@ -555,6 +557,14 @@ class CanSource:
         bus or channel would otherwise only show as signals without samples."""
         if self.stop.is_set() or self.stats.frames == 0:
             return
+        for frame_id, buses in sorted(self.stats.buses.items()):
+            if len(buses) > 1:
+                names = sorted({d.vss for d in self.mapping.by_frame[frame_id] if d.channel is None})
+                self.report.warnings.append(
+                    f"frame id 0x{frame_id:x} arrived on {len(buses)} buses"
+                    f" ({', '.join(sorted(map(str, buses)))}) and {', '.join(names)} read it from all of"
+                    " them: if the buses carry different messages under that id, set channel"
+                )
         for decoders in self.mapping.by_frame.values():
             for message in {id(d.message): d.message for d in decoders}.values():
                 if message is None or message.name in self.stats.per_message:
@@ -578,6 +588,7 @@ class CanSource:
         column_of = {n: i for i, n in enumerate(names)}
         by_frame = self.mapping.by_frame
         filtered = {fid for fid, ds in by_frame.items() if any(d.channel is not None for d in ds)}
+        open_ids = {fid for fid, ds in by_frame.items() if any(d.channel is None for d in ds)}
         stats = self.stats
         rows_t: list[float] = []
         rows: list[list[float]] = []
@@ -595,6 +606,12 @@ class CanSource:
                 stats.unmapped += 1
                 stats.unmapped_ids.add((str(msg.channel), msg.arbitration_id))
                 continue  # traffic this mapping does not use
+            if msg.arbitration_id in open_ids:
+                buses = stats.buses.get(msg.arbitration_id)
+                if buses is None:
+                    stats.buses[msg.arbitration_id] = {msg.channel}
+                elif msg.channel not in buses:
+                    buses.add(msg.channel)
             if msg.arbitration_id in filtered:
                 channel = self._channel(msg)
                 decoders = [d for d in decoders if d.channel is None or _same_channel(d.channel, channel)]
