@@ -363,11 +363,13 @@ def _add_dbc_leniently(database: Any, path: Path) -> list[str]:
     """
     lines = path.read_text(encoding=dbc_encoding(path)).splitlines()
     skipped: list[str] = []
-    # cantools' grammar wants the BS_ (bit timing) and BU_ (nodes) statements, empty or not, before the
-    # messages; some published DBCs (projectgus' Kona EV) go from NS_ straight to BO_
+    # after an NS_ section cantools' grammar wants the BS_ (bit timing) and BU_ (nodes) statements, empty
+    # or not, before the messages; some published DBCs (projectgus' Kona EV) go from NS_ straight to BO_
+    # (a file with no header at all, as opendbc generates, is read without them)
     missing = [h for h in ("BS_:", "BU_:") if not any(ln.lstrip().startswith(h[:3]) for ln in lines)]
     first = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith(("BU_", "BO_"))), None)
-    if missing and first is not None:
+    has_ns = any(ln.lstrip().startswith("NS_ ") or ln.strip() == "NS_:" for ln in lines)
+    if missing and first is not None and has_ns:
         lines[first:first] = missing
         skipped.append(
             f"{path.name}: added the missing {' and '.join(missing)} statements before line {first + 1}"
