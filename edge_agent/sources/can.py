@@ -35,14 +35,16 @@ A recording of several buses (candump's ``can0``/``can1``, an ASC or BLF file's 
 frame id on two buses with different meanings: Toyota's brake module and its radar's tracks share 0x224.
 ``channel`` picks the bus: a name (``"can0"``, as candump writes it) or a number counted from 0, as
 python-can counts them, so that one mapping reads the car's recordings in every format: 0 is candump's
-``can0`` (or ``vcan0``) and the first channel of an ASC or BLF file, which Vector's tools show as channel 1.
+``can0`` (or ``vcan0``) and the first channel of an ASC, BLF or TRC file, which Vector's and PEAK's tools
+show as channel 1.
 Each mapped signal is decoded with its own DBC message, so DBCs of two buses that reuse a frame id do not
 override each other.
 
 :class:`CanLogSource` reads a recorded log instead of a bus (python-can's ``LogReader``: candump ``.log``,
-Vector ``.asc`` and ``.blf``), at the recording's own timestamps and as fast as it can be decoded. candump
-logs are parsed here, line by line: a line that is not a frame (a logger's comment, a line cut short or
-mangled by a spreadsheet) is counted and named in a warning, and the rest of the recording still replays.
+Vector ``.asc`` and ``.blf``, PEAK's ``.trc``), at the recording's own timestamps and as fast as it can be
+decoded. candump logs are parsed here, line by line: a line that is not a frame (a logger's comment, a line
+cut short or mangled by a spreadsheet) is counted and named in a warning, and the rest of the recording
+still replays.
 
 Requires the ``can`` extra (python-can, cantools).
 """
@@ -150,7 +152,7 @@ class CanMapping:
 
 
 #: suffixes of the CAN logs python-can reads (``can.LogReader``); the replay picks the CAN source by them
-CAN_LOG_SUFFIXES = (".log", ".asc", ".blf")
+CAN_LOG_SUFFIXES = (".log", ".asc", ".blf", ".trc")
 
 
 def is_can_log(path: str | Path) -> bool:
@@ -764,11 +766,13 @@ def _candump_frame(line: str) -> _Frame:
 
 
 class CanLogSource(CanSource):
-    """A recorded CAN log (candump ``.log``, Vector ``.asc`` or ``.blf``) decoded like a live bus.
+    """A recorded CAN log (candump ``.log``, Vector ``.asc`` or ``.blf``, PEAK ``.trc``) decoded like a bus.
 
     Frames keep the recording's timestamps. candump and BLF store epoch times; an ASC file stores times
-    relative to its ``date`` header, which is read to make them absolute. A log with only relative times
-    (below 1e8 s, i.e. before 1973) is anchored like a relative CSV recording (``time_base`` says so).
+    relative to its ``date`` header, which is read to make them absolute; a TRC file relative to its
+    ``$STARTTIME``, which PEAK's tools write in the logger's local time and python-can reads as UTC. A log
+    with only relative times (below 1e8 s, i.e. before 1973) is anchored like a relative CSV recording
+    (``time_base`` says so).
     """
 
     #: malformed candump lines quoted in the warning
@@ -836,6 +840,12 @@ class CanLogSource(CanSource):
             self.report.warnings.append(
                 f"{self.path.name}: skipped {bad_count} lines that are not candump frames ({quoted})"
             )
+
+    def _channel(self, msg: Any) -> str:
+        # python-can counts ASC and BLF channels from 0 but gives TRC's as the file writes them, from 1
+        if self.path.suffix.lower() == ".trc" and isinstance(msg.channel, int):
+            return str(msg.channel - 1)
+        return str(msg.channel)
 
     def _timestamp(self, msg: Any) -> float:
         stamp = float(msg.timestamp)
