@@ -93,18 +93,20 @@ PROFILES: dict[SensorProfile, ProfileThresholds] = {
         brake=LobeLimits(2.4, 1.4, 1.4),
         corner=LobeLimits(2.5, 1.5, 1.6),
     ),
-    # high-passed linear acceleration: peaks shrink; false alarms at 1.2 (brake), 0.9 (accel), 1.2 (corner)
+    # high-passed linear acceleration: peaks and impulses shrink; false alarms at 1.2 (brake), 0.9 (accel),
+    # 1.2 (corner); short corners keep an impulse of only 1.3-1.6 m/s
     SensorProfile.PHONE: ProfileThresholds(
-        accel=LobeLimits(1.4, 0.8, 1.0),
+        accel=LobeLimits(1.3, 0.8, 0.8),
         brake=LobeLimits(1.6, 1.0, 1.3),
-        corner=LobeLimits(1.6, 1.0, 1.6),
+        corner=LobeLimits(1.6, 1.0, 1.2),
         # the high-pass decays a held manoeuvre within about a second and swings back at its release,
         # which can come 2 s after the decayed lobe ended
         rebound_s=2.5,
     ),
-    # raw specific force with vibration and mount tilt: false alarms up to 2.2 (brake), 2.0 (corner)
+    # raw specific force with vibration and mount tilt: false alarms up to 2.2 (brake), 1.7 (accel),
+    # 2.0 (corner)
     SensorProfile.AFTERMARKET_IMU: ProfileThresholds(
-        accel=LobeLimits(2.0, 1.2, 1.2),
+        accel=LobeLimits(1.9, 1.1, 1.2),
         brake=LobeLimits(2.6, 1.6, 1.4),
         corner=LobeLimits(2.5, 1.5, 1.8),
     ),
