@@ -398,6 +398,8 @@ class LobeDetector:
             if rule.direction in (Direction.BELOW, Direction.MAGNITUDE):
                 self._by_sign[-1] = rule
         self.max_gap_s = max(r.max_gap_s for r in rules)
+        self._exit_pos, self._exit_neg = self._exit(1), self._exit(-1)
+        self._enter_pos, self._enter_neg = self._enter(1), self._enter(-1)
         self._open: Lobe | None = None
         self._prev_t: float | None = None
         self._last_event: tuple[int, float] | None = None  # sign and end of the last event's lobe
@@ -422,17 +424,15 @@ class LobeDetector:
             return []
         t = block.t
         prev = self._prev_t if self._prev_t is not None else (t[0] - (t[1] - t[0] if t.size > 1 else 0.0))
-        dt = np.clip(np.diff(t, prepend=prev), 0.0, _MAX_DT_S)
         self._prev_t = float(t[-1])
-        with np.errstate(invalid="ignore"):
-            sign = np.where(x >= self._exit(1), 1, np.where(x <= -self._exit(-1), -1, 0))
-        idx = np.flatnonzero(sign)
+        pos = x >= self._exit_pos  # NaN compares False: no sample is in no lobe
+        idx = np.flatnonzero(pos | (x <= -self._exit_neg))
         closed: list[Lobe] = []
         if idx.size:
-            s_idx, t_idx = sign[idx], t[idx]
+            s_idx, t_idx = np.where(pos[idx], 1, -1), t[idx]
             breaks = np.flatnonzero((np.diff(s_idx) != 0) | (np.diff(t_idx) > self.max_gap_s + 1e-9)) + 1
             starts = np.concatenate(([0], breaks))
-            lobes = self._lobes(block, x, dt, idx, starts)
+            lobes = self._lobes(block, x, prev, idx, starts)
             if self._open is not None:
                 first = lobes[0]
                 if first.sign == self._open.sign and first.start - self._open.last <= self.max_gap_s + 1e-9:
@@ -449,42 +449,43 @@ class LobeDetector:
         return [e for e in (self._judge(lobe) for lobe in closed) if e is not None]
 
     def _lobes(
-        self, block: SignalBlock, x: FloatArray, dt: FloatArray, idx: np.ndarray, starts: np.ndarray
+        self, block: SignalBlock, x: FloatArray, prev_t: float, idx: np.ndarray, starts: np.ndarray
     ) -> list[Lobe]:
+        # one maximum.reduceat and one add.reduceat over stacked columns: per block, a handful of numpy
+        # calls whatever the number of lobes (the agent's throughput depends on it)
         t = block.t
-        xs, ts, dts = x[idx], t[idx], dt[idx]
-        signs = np.sign(xs[starts]).astype(int)
-        ends = np.concatenate((starts[1:], [idx.size])) - 1
-        hi, lo = np.maximum.reduceat(xs, starts), np.minimum.reduceat(xs, starts)
-        peaks = np.where(signs > 0, hi, lo)
-        areas = np.add.reduceat(np.abs(xs) * dts, starts)
-        enter = np.where(np.sign(xs) > 0, self._enter(1), self._enter(-1))
-        entered = np.abs(xs) >= enter
-        enter_first = np.minimum.reduceat(np.where(entered, ts, np.inf), starts)
-        enter_last = np.maximum.reduceat(np.where(entered, ts, -np.inf), starts)
+        xs, ts = x[idx], t[idx]
+        # each sample stands for the time since the one before it (a dropout is not an impulse)
+        dts = np.clip(ts - np.where(idx > 0, t[np.maximum(idx - 1, 0)], prev_t), 0.0, _MAX_DT_S)
+        n = idx.size
+        ends = np.concatenate((starts[1:], [n])) - 1
+        entered = np.abs(xs) >= np.where(xs > 0, self._enter_pos, self._enter_neg)
         speed, yaw = block.get(vss.SPEED), block.get(vss.YAW_RATE)
-        zeros = np.zeros(starts.size)
-        none = np.zeros(starts.size, dtype=int)
-        max_speed = np.full(starts.size, -np.inf)
-        kin, kin_n, yaw_i, yaw_n = zeros, none, zeros, none
-        if speed is not None:
-            v = speed[idx]
-            max_speed = np.maximum.reduceat(np.where(np.isnan(v), -np.inf, v), starts)
-        if yaw is not None:
-            w = yaw[idx]
-            ok = ~np.isnan(w)
-            yaw_i = np.add.reduceat(np.where(ok, w * dts, 0.0), starts)
-            yaw_n = np.add.reduceat(ok.astype(int), starts)
-            if speed is not None:
-                kv = np.radians(w) * v / 3.6
-                ok = ~np.isnan(kv)
-                kin = np.add.reduceat(np.where(ok, kv * dts, 0.0), starts)
-                kin_n = np.add.reduceat(ok.astype(int), starts)
-        counts = ends - starts + 1
+        v = speed[idx] if speed is not None else np.full(n, np.nan)
+        w = yaw[idx] if yaw is not None else np.full(n, np.nan)
+        maxima = np.maximum.reduceat(
+            np.column_stack([
+                xs, -xs, np.where(entered, ts, -np.inf), np.where(entered, -ts, -np.inf),
+                np.where(np.isnan(v), -np.inf, v),
+            ]),
+            starts, axis=0,
+        )  # fmt: skip
+        kv = np.radians(w) * v / 3.6
+        w_ok, kv_ok = ~np.isnan(w), ~np.isnan(kv)
+        sums = np.add.reduceat(
+            np.column_stack([
+                np.abs(xs) * dts, np.where(w_ok, w * dts, 0.0), w_ok, np.where(kv_ok, kv * dts, 0.0), kv_ok,
+            ]),
+            starts, axis=0,
+        )  # fmt: skip
+        signs = np.where(xs[starts] > 0, 1, -1)
+        peaks = np.where(signs > 0, maxima[:, 0], -maxima[:, 1])
         rows = zip(
-            signs.tolist(), ts[starts].tolist(), ts[ends].tolist(), peaks.tolist(), areas.tolist(),
-            enter_first.tolist(), enter_last.tolist(), counts.tolist(), kin.tolist(), kin_n.tolist(),
-            yaw_i.tolist(), yaw_n.tolist(), max_speed.tolist(), strict=True,
+            signs.tolist(), ts[starts].tolist(), ts[ends].tolist(), peaks.tolist(), sums[:, 0].tolist(),
+            (-maxima[:, 3]).tolist(), maxima[:, 2].tolist(), (ends - starts + 1).tolist(),
+            sums[:, 3].tolist(),
+            sums[:, 4].astype(int).tolist(), sums[:, 1].tolist(), sums[:, 2].astype(int).tolist(),
+            maxima[:, 4].tolist(), strict=True,
         )  # fmt: skip
         return [Lobe(*row) for row in rows]
 
@@ -496,15 +497,17 @@ class LobeDetector:
             return None
         if self._last_event is not None:
             sign, end = self._last_event
-            if sign != lobe.sign and lobe.start - end <= rule.rebound_s:
+            if sign != lobe.sign and 0.0 <= lobe.start - end <= rule.rebound_s:
                 self.suppressed += 1  # the swing back of the event before: counted once, as the first lobe
                 return None
         if not self._plausible(rule, lobe):
             self.rejected += 1
             return None
         # the rebound window starts where the lobe ends (back inside the exit threshold): a long hold that a
-        # high-pass has decayed swings back at its release, which may come seconds after the peak
-        self._last_event = (lobe.sign, lobe.last)
+        # high-pass has decayed swings back at its release, which may come seconds after the peak; but no
+        # later than rebound_s after the event, so that ordinary driving past the exit threshold that
+        # follows an event does not stretch its window over the next real manoeuvre
+        self._last_event = (lobe.sign, min(lobe.last, lobe.enter_last + rule.rebound_s))
         return DetectedEvent(rule.kind, lobe.enter_first, lobe.enter_last, lobe.peak, rule.unit)
 
     @staticmethod
