@@ -402,6 +402,7 @@ class LobeDetector:
         self._enter_pos, self._enter_neg = self._enter(1), self._enter(-1)
         self._open: Lobe | None = None
         self._prev_t: float | None = None
+        self._last_lobe: tuple[int, float] | None = None  # sign and end of the last lobe past half entry
         self._last_event: tuple[int, float] | None = None  # sign and end of the last event's lobe
         self.suppressed = 0  # rebounds and lane-change second lobes not counted
         self.rejected = 0  # lobes past the entry threshold refused by the speed or yaw checks
@@ -491,8 +492,17 @@ class LobeDetector:
 
     def _judge(self, lobe: Lobe) -> DetectedEvent | None:
         rule = self._by_sign[lobe.sign]
-        if self.observe is not None and abs(lobe.peak) >= 0.5 * abs(rule.value):
-            self.observe(rule.kind, abs(lobe.peak), lobe.area)
+        if abs(lobe.peak) >= 0.5 * abs(rule.value):
+            previous, self._last_lobe = self._last_lobe, (lobe.sign, lobe.last)
+            swing = (
+                previous is not None
+                and previous[0] != lobe.sign
+                and lobe.start - previous[1] <= rule.rebound_s
+            )
+            if self.observe is not None and not swing:
+                # the swing back of a manoeuvre (a high-pass's rebound, a lane change's second half) is
+                # driving, not the installation: self-calibration does not see it
+                self.observe(rule.kind, abs(lobe.peak), lobe.area, lobe.last - lobe.start)
         if not np.isfinite(lobe.enter_first) or lobe.area < rule.min_area:
             return None
         if self._last_event is not None:
@@ -533,8 +543,9 @@ class LobeDetector:
         return [event] if event is not None else []
 
 
-#: sees each closed lobe that reached half its entry threshold: (kind, |peak| in m/s^2, area in m/s)
-LobeObserver = Callable[[EventKind, float, float], None]
+#: sees each closed lobe that reached half its entry threshold and is not the swing back of the lobe before:
+#: (kind, |peak| in m/s^2, area in m/s, duration in s)
+LobeObserver = Callable[[EventKind, float, float, float], None]
 
 
 class EventDetectors:
