@@ -23,9 +23,9 @@ import numpy as np
 from edge_agent.inference import ModelRunner, sha256_of
 
 from .export import to_onnx_bytes
+from .onnx_common import PARITY_TOLERANCE
 from .training import Trained, train
 
-PARITY_TOLERANCE = 1e-5
 MIN_LABEL_AGREEMENT = 0.99
 
 

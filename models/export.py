@@ -21,10 +21,10 @@ from skl2onnx import to_onnx
 
 from edge_agent.inference import ModelManifest, ModelRunner, SelfCheck, TensorSpec, TrainingInfo, sha256_of
 
+from .onnx_common import TARGET_OPSET, sorted_opsets
 from .training import Trained
 
 INPUT_NAME = "features"
-TARGET_OPSET = 17
 SELF_CHECK_ROWS = 5
 
 
@@ -41,11 +41,7 @@ def to_onnx_bytes(trained: Trained) -> bytes:
     for node in graph.graph.node:  # the input was named "X" by the converter
         node.input[:] = [INPUT_NAME if n == "X" else n for n in node.input]
     graph.doc_string = f"drivesight {trained.definition.name}"
-    # skl2onnx lists the opset domains in set order, which follows the process's string hash seed: sort them,
-    # or the same model serializes to different bytes from one process to the next
-    imports = sorted(graph.opset_import, key=lambda o: o.domain)
-    del graph.opset_import[:]
-    graph.opset_import.extend(imports)
+    sorted_opsets(graph)
     return bytes(graph.SerializeToString())
 
 
