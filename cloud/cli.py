@@ -23,6 +23,7 @@ from pathlib import Path
 from edge_agent.protocol.conventions import command_parser, configure_logging
 
 from .access import cli as access_cli
+from .churn import cli as churn_cli
 from .privacy import cli as privacy_cli
 from .push import cli as campaigns_cli
 from .recommend import cli as recommend_cli
@@ -134,6 +135,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     privacy_cli.register(sub)
     campaigns_cli.register(sub)
     recommend_cli.register(sub)
+    churn_cli.register(sub)
     api = sub.add_parser(
         "api",
         help="serve the HTTP API",

@@ -182,6 +182,10 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
         # the same shape directly
         conn.execute("INSERT INTO cluster_models (model) VALUES ('{}') ON CONFLICT DO NOTHING")
         conn.execute(
+            "INSERT INTO churn_models (as_of, horizon_days, features, metrics, model)"
+            " VALUES ('{2026-10-01}', 30, '{}', '{}', '')"
+        )
+        conn.execute(
             "INSERT INTO campaigns (campaign_id, name, spec, starts_at, ends_at)"
             " VALUES ('privacy-campaign', 'privacy test', '{}', now(), now() + interval '1 day')"
         )
@@ -224,6 +228,12 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
             )
             conn.execute(
                 "INSERT INTO conversions (customer_id, item_id, at, value) VALUES (%s, 'I1', now(), 10)",
+                (p.customer_id,),
+            )
+            # a churn score with its reasons, under a model of the same shape as the churn job's
+            conn.execute(
+                "INSERT INTO churn_scores (customer_id, day, probability, tier, reasons, model_version)"
+                " SELECT %s, '2026-11-01', 0.4, 'high', '[]', max(version) FROM churn_models",
                 (p.customer_id,),
             )
     return a, b

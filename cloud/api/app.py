@@ -16,6 +16,7 @@ from edge_agent.protocol.conventions import package_version
 from . import errors
 from .analytics_routes import router as analytics_router
 from .auth import AUTH_REFUSALS, Access, install_openapi
+from .churn_routes import router as churn_router
 from .guard import REFUSALS, RequestGuard
 from .privacy_routes import router as privacy_router
 from .push_routes import router as push_router
@@ -79,6 +80,7 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
     app.include_router(analytics_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(privacy_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(push_router, responses=REFUSALS | AUTH_REFUSALS)
+    app.include_router(churn_router, responses=REFUSALS | AUTH_REFUSALS)
     errors.install(app)
     install_openapi(app)
     app.add_middleware(RequestGuard)

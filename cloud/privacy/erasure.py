@@ -110,6 +110,7 @@ ERASED: tuple[tuple[str, str], ...] = (
     ),
     ("campaign_decisions", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("conversions", "customer_id = ANY(%(c)s)"),
+    ("churn_scores", "customer_id = ANY(%(c)s)"),
     ("consent_events", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("consent_history", "vehicle_id = ANY(%(v)s)"),
     ("driving_events", "vehicle_id = ANY(%(v)s)"),

@@ -2,10 +2,11 @@
 
 Sections: ``customer`` (the CRM record), ``consent`` (current and the whole history), ``identities``
 (online accounts, every identity link and merge, undone ones too), ``interactions``, ``complaints``,
-``portrait`` (features, tags, preferences, cluster, segments), ``vehicles`` (per car: master data and status,
-purchase, service visits, trips, earlier trip versions, driving events, fault codes, push feedback, the
-consent the car reported, telemetry, how many messages the car sent), ``dead_letters`` (refused payloads that
-name one of their ids, payload in base64) and ``erasure_requests``.
+``portrait`` (features, tags, preferences, cluster, segments), ``churn_scores`` (every daily churn score),
+``vehicles`` (per car: master data and status, purchase, service visits, trips, earlier trip versions,
+driving events, fault codes, push feedback, the consent the car reported, telemetry, how many messages the
+car sent), ``dead_letters`` (refused payloads that name one of their ids, payload in base64) and
+``erasure_requests``.
 
 Telemetry is bounded, not listed row by row: a car at 1 Hz stores 31 million rows a year. Per car the document
 gives the raw rows' count and time span, the newest value of every signal (``telemetry_latest``), and every
@@ -208,6 +209,13 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
                 conn, "SELECT * FROM conversions WHERE customer_id = %(c)s ORDER BY at, item_id", c
             ),
         },
+        # every stored daily churn score with its tier and reasons (cloud/churn/)
+        "churn_scores": _rows(
+            conn,
+            "SELECT day, probability, tier, reasons, model_version, scored_at FROM churn_scores"
+            " WHERE customer_id = %(c)s ORDER BY day",
+            c,
+        ),
         "vehicles": [_vehicle(conn, v) for v in ids.vehicle_ids],
         "dead_letters": _dead_letters(conn, [ids.customer_id, *ids.vehicle_ids, *ids.account_ids]),
         "erasure_requests": _rows(

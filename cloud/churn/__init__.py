@@ -1,0 +1,1 @@
+"""Churn early warning: SQL features, a calibrated gradient-boosted model, tiers, reasons, daily history."""

@@ -1,0 +1,180 @@
+"""``drivesight cloud churn run|list|show|backtest``.
+
+Results on stdout (with ``--json`` only JSON), progress and errors on stderr. Exit codes: 2 for a refused
+input (a bad configuration or day, nothing to learn from, another run under way), 3 for a customer without
+scores (unknown, not consenting to marketing, or not scored yet). ``list`` and ``show`` read personal data:
+each is a row in the audit log (no key: the CLI). Heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from exc
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``churn`` command to the cloud command's subparsers."""
+    churn = subparsers.add_parser("churn", help="churn early warning: score, list, show, backtest")
+    sub = churn.add_subparsers(dest="churn_command", required=True)
+    run = sub.add_parser("run", help="the daily job: score every consenting customer for a day")
+    run.add_argument("--day", type=_day, help="the day to score (default: yesterday, UTC)")
+    run.add_argument("--retrain", action="store_true", help="fit a new model before scoring")
+    run.add_argument("--seed", type=int, default=0)
+    listing = sub.add_parser("list", help="the newest day's scores of a tier, riskiest first")
+    listing.add_argument("--tier", choices=("high", "medium", "low"))
+    listing.add_argument("--limit", type=int, default=50)
+    show = sub.add_parser("show", help="one customer's score, reasons and trend")
+    show.add_argument("customer_id")
+    back = sub.add_parser("backtest", help="train on earlier snapshots, score a later day, judge the outcome")
+    back.add_argument("--test-day", type=_day, help="default: the newest day whose horizon has passed")
+    back.add_argument("--seed", type=int, default=0)
+    for p in (run, listing, show, back):
+        p.add_argument("--config", type=Path, help="a churn.toml (default: the shipped one)")
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    churn.set_defaults(handler=_dispatch)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from cloud.config import CloudSettings
+
+    from .config import ConfigError, load_config
+    from .run import ChurnError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    url = CloudSettings().require_database_url()
+    handlers = {"run": _run, "list": _list, "show": _show, "backtest": _backtest}
+    try:
+        out = handlers[args.churn_command](url, config, args)
+    except (ChurnError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    except psycopg.Error as exc:
+        log.error("database: %s", exc)
+        return 2
+    if out is None:
+        return 3
+    document, text = out
+    print(json.dumps(document, default=str) if args.json else text)
+    return 0
+
+
+def _run(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from .run import run_churn
+
+    day = args.day or (datetime.now(UTC).date() - timedelta(days=1))
+    report = run_churn(url, config, day, retrain=args.retrain, seed=args.seed, progress=log.info)
+    tiers = ", ".join(f"{t} {n}" for t, n in report.tiers.items())
+    return asdict(
+        report
+    ), f"{day}: {report.scored} customers scored with model {report.model_version} ({tiers})"
+
+
+def _audit(conn: Any, action: str, subject: str | None, detail: dict[str, object]) -> None:
+    from cloud.privacy import audit
+
+    audit.record(conn, key_id=None, action=action, subject=subject, outcome="ok", detail=detail)
+
+
+def _list(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
+    import psycopg
+
+    from .read import list_tier
+
+    with psycopg.connect(url) as conn, conn.transaction():
+        scores = list_tier(conn, args.tier, limit=args.limit)
+        _audit(conn, "churn.list", None, {"tier": args.tier, "customers": len(scores)})
+    items = [
+        {
+            "customer_id": s.customer_id,
+            "day": s.day,
+            "probability": s.probability,
+            "tier": s.tier,
+            "reasons": s.reasons,
+        }
+        for s in scores
+    ]
+    lines = [
+        f"{s.customer_id}  {s.probability:.3f}  {s.tier:6}  "
+        + ", ".join(f"{r['feature']}={r['value']:g}" for r in s.reasons)
+        for s in scores
+    ]
+    return {"items": items}, "\n".join(lines) or "no scores"
+
+
+def _show(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str] | None:
+    import psycopg
+
+    from cloud.privacy import audit
+
+    from .read import customer_churn
+
+    with psycopg.connect(url) as conn, conn.transaction():
+        found = customer_churn(conn, args.customer_id)
+        subject = audit.personal_subject("customer", args.customer_id)
+        outcome = "ok" if found else "not_found"
+        audit.record(conn, key_id=None, action="churn.read", subject=subject, outcome=outcome)
+    if found is None:
+        log.error("no churn scores of customer %r that marketing may see", args.customer_id)
+        return None
+    s = found.latest
+    document = {
+        "customer_id": s.customer_id,
+        "day": s.day,
+        "probability": s.probability,
+        "tier": s.tier,
+        "reasons": s.reasons,
+        "model_version": s.model_version,
+        "trend": found.trend,
+        "history": [{"day": d, "probability": p, "tier": t} for d, p, t in found.history],
+    }
+    reasons = "; ".join(f"{r['feature']} = {r['value']:g} (+{r['contribution']:.2f})" for r in s.reasons)
+    trend = "" if found.trend is None else f", {found.trend:+.3f} over {len(found.history)} days"
+    return document, f"{s.customer_id} on {s.day}: {s.probability:.3f} ({s.tier}{trend}); {reasons}"
+
+
+def _backtest(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
+    import psycopg
+
+    from .backtest import backtest
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        test_day = args.test_day
+        if test_day is None:
+            row = conn.execute("SELECT max(started_at)::date FROM trips").fetchone()
+            if row is None or row[0] is None:
+                raise ValueError("no trips: nothing to backtest on")
+            test_day = row[0] - timedelta(days=config.horizon_days)
+        train = [
+            test_day - timedelta(days=config.horizon_days + config.snapshot_step_days * k)
+            for k in reversed(range(config.snapshots))
+        ]
+        result = backtest(conn, config, train, test_day, seed=args.seed)
+    text = (
+        f"trained on {', '.join(result.train_days)} ({result.train_rows} rows), scored {result.test_day}"
+        f" ({result.test_rows} rows, churn {result.base_rate:.3f}): AUC {result.auc} {list(result.auc_ci)}"
+        f" (baseline {result.baseline_auc}), top-decile lift {result.top_decile_lift},"
+        f" Brier {result.brier} (base rate alone {result.brier_base_rate})"
+    )
+    return result.as_dict(), text
