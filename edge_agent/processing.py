@@ -357,6 +357,15 @@ class MountCalibration:
 
 
 MIN_REST_SAMPLES = 50
+#: with sample times known, at least this much standing still (s): "up" from a second of rest at 50 Hz can
+#: be the end of a stop's braking, tilted by it
+MIN_REST_S = 5.0
+
+
+def _enough_rest(count: int, t: np.ndarray | None) -> bool:
+    if t is None or t.size < 2:
+        return count >= MIN_REST_SAMPLES
+    return count * float(np.median(np.diff(t))) >= MIN_REST_S
 
 
 #: the principal-axis method needs this much straight acceleration and braking (seconds of samples past
@@ -438,9 +447,10 @@ def estimate_mount(
     if a.shape[0] < 100:
         return None
     at_rest = raw[ok & standing] if standing is not None else a[:0]
-    if at_rest.shape[0] < MIN_REST_SAMPLES and require_rest:
+    rested = _enough_rest(at_rest.shape[0], t)
+    if not rested and require_rest:
         return None
-    mean = at_rest.mean(axis=0) if at_rest.shape[0] >= MIN_REST_SAMPLES else a.mean(axis=0)
+    mean = at_rest.mean(axis=0) if rested else a.mean(axis=0)
     if not 0.7 * G < np.linalg.norm(mean) < 1.3 * G:
         return None  # not an accelerometer at rest on average (or a wrong unit)
     up = mean / np.linalg.norm(mean)
@@ -509,7 +519,7 @@ def _mount_from_axis(
     if a.shape[0] < 100:
         return None
     rest = a[standing] if standing is not None else a[:0]
-    mean = rest.mean(axis=0) if rest.shape[0] >= MIN_REST_SAMPLES else a.mean(axis=0)
+    mean = rest.mean(axis=0) if _enough_rest(rest.shape[0], t) else a.mean(axis=0)
     if not 0.7 * G < np.linalg.norm(mean) < 1.3 * G:
         return None
     up = mean / np.linalg.norm(mean)
@@ -668,6 +678,12 @@ class MountCalibrator(Stage):
         speed, sparse = self._speed(joined)
         # a GPS reads a little speed at rest
         standing = None if speed is None else np.nan_to_num(speed, nan=np.inf) < (2.0 if sparse else 0.5)
+        if standing is not None and len(joined) > 2:
+            # standing only where the whole +-1.5 s around is: a GPS speed lags by a second, and the end of
+            # a stop's braking must not tilt "up"
+            w = max(1, round(1.5 / float(np.median(np.diff(joined.t)))))
+            k = np.ones(2 * w + 1)
+            standing = np.convolve(standing.astype(float), k, mode="same") >= k.size - 0.5
         # with speed known, wait (bounded) for the car to stand still: gravity alone gives the cleanest "up"
         require_rest = standing is not None and not last_chance
         self.calibration = estimate_mount(
