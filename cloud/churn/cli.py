@@ -1,9 +1,10 @@
 """``drivesight cloud churn run|list|show|backtest``.
 
-Results on stdout (with ``--json`` only JSON), progress and errors on stderr. Exit codes: 2 for a refused
-input (a bad configuration or day, nothing to learn from, another run under way), 3 for a customer without
-scores (unknown, not consenting to marketing, or not scored yet). ``list`` and ``show`` read personal data:
-each is a row in the audit log (no key: the CLI). Heavy imports happen inside the handlers.
+Results on stdout (with ``--json`` only JSON), progress and errors on stderr. Exit codes: 1 for a database
+that cannot be reached, 2 for a refused input (a bad configuration or day, nothing to learn from, another run
+under way), 3 for a customer without scores (unknown, not consenting to marketing, or not scored yet).
+``list`` and ``show`` read personal data: each is a row in the audit log (no key: the CLI). Heavy imports
+happen inside the handlers.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except (ChurnError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+    except psycopg.OperationalError:
+        raise  # the cloud command's one-line "database unreachable", exit 1
     except psycopg.Error as exc:
         log.error("database: %s", exc)
         return 2

@@ -148,10 +148,16 @@ class Scores:
 
 
 def score(model: ChurnModel, matrix: ChurnFeatures, config: ChurnConfig) -> Scores:
-    """Probability, tier and top three reasons of every customer of ``matrix``."""
+    """Probability, tier and top three reasons of every customer of ``matrix`` (a customer who has churned
+    already, silent for longer than the horizon, has probability 1; the reasons say what the trees saw)."""
     if not matrix.customers:
         return Scores([], np.zeros(0), [], [])
-    p = model.predict_proba(matrix.values)
+    # a customer silent for longer than the horizon (no trip, no visit) has churned by the label's own
+    # definition: probability 1, not the model's guess about rows unlike any it was trained on (active ones)
+    lapsed = (matrix.column("days_since_last_trip") > config.horizon_days) & (
+        matrix.column("days_since_service") > config.horizon_days
+    )
+    p = np.where(lapsed, 1.0, model.predict_proba(matrix.values))
     reasons = top_reasons(model.contributions(matrix.values), matrix.values, NAMES)
     tiers = np.where(p >= config.tiers.high, "high", np.where(p >= config.tiers.medium, "medium", "low"))
     return Scores(matrix.customers, p, tiers.tolist(), reasons)
