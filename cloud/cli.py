@@ -27,6 +27,7 @@ from .churn import cli as churn_cli
 from .privacy import cli as privacy_cli
 from .push import cli as campaigns_cli
 from .recommend import cli as recommend_cli
+from .service import cli as service_cli
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     privacy_cli.register(sub)
     campaigns_cli.register(sub)
     recommend_cli.register(sub)
+    service_cli.register(sub)
     churn_cli.register(sub)
     api = sub.add_parser(
         "api",

@@ -230,6 +230,17 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
                 "INSERT INTO conversions (customer_id, item_id, at, value) VALUES (%s, 'I1', now(), 10)",
                 (p.customer_id,),
             )
+            # a service reminder decision about the person's car, and a booking from the dealer's CRM
+            conn.execute(
+                "INSERT INTO service_reminders (customer_id, vehicle_id, channel, reason, episode, due_at,"
+                " attempt, outcome, why, decided_at) VALUES"
+                " (%s, %s, 'push', 'due_by_time', 'service:delivery', now(), 1, 'sent', 'due', now())",
+                (p.customer_id, p.vehicle_ids[0]),
+            )
+            conn.execute(
+                "INSERT INTO service_bookings (booking_id, vehicle_id, booked_at) VALUES (%s, %s, now())",
+                (f"booking-{p.customer_id}", p.vehicle_ids[0]),
+            )
             # a churn score with its reasons, under a model of the same shape as the churn job's
             conn.execute(
                 "INSERT INTO churn_scores (customer_id, day, probability, tier, reasons, model_version)"

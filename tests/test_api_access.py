@@ -161,6 +161,8 @@ def samples(w: World) -> dict[tuple[str, str], Sample]:
         ("GET", "/v1/customers/{customer_id}/recommendations"): Sample(
             "/v1/customers/nobody-here/recommendations", None, 404
         ),
+        ("GET", "/v1/service/reminders"): Sample(f"/v1/service/reminders?vehicle_id={w.vehicle}&status=sent"),
+        ("GET", "/v1/customers/{customer_id}/service"): Sample(f"/v1/customers/{w.customer}/service"),
         ("GET", "/v1/churn"): Sample("/v1/churn?tier=high"),
         # the matrix's customer has no churn score: 404 past the scope check
         ("GET", "/v1/customers/{customer_id}/churn"): Sample(f"/v1/customers/{w.customer}/churn", None, 404),

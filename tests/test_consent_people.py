@@ -92,6 +92,7 @@ def test_what_cars_report_feeds_their_owner(
         "profiling": True,
         "location": False,
         "rd": True,
+        "dealer_sharing": False,  # a car has no such switch
     }
     # every connect repeats the status: nothing new; a change adds that scope alone
     store_batch(
@@ -119,6 +120,7 @@ def test_what_cars_report_feeds_their_owner(
         "profiling": False,
         "location": False,
         "rd": False,
+        "dealer_sharing": False,
     }
     # a car without an owner feeds nobody; the car's own history is still kept per vehicle
     store_batch(db, [_status(stray, 1, T0, telemetry=True, location=True, profiling=True)])
@@ -167,7 +169,8 @@ def test_simulated_customers_carry_consent(fresh_database: str, tmp_path: Path) 
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         for kind in IMPORT_ORDER[:3]:
             import_file(conn, kind, files[kind])
-        assert count(conn, "SELECT count(*) FROM consent_events") == 400 * len(consent.SCOPES)
+        # the scopes a dealer records at the purchase (dealer_sharing is not drawn: nobody has it by default)
+        assert count(conn, "SELECT count(*) FROM consent_events") == 400 * len(CONSENT_RATES)
         shares: dict[str, float] = dict(
             conn.execute(
                 "SELECT scope, avg(granted::int)::float FROM consent_current GROUP BY scope"
@@ -234,7 +237,9 @@ def test_consent_routes(
         unknown = api.get(f"/v1/privacy/customers/{vehicle_prefix}nobody/consent", headers=admin)
         assert unknown.status_code == 404
         after = api.get(path, headers=admin).json()
-        assert after["current"] == {"marketing": True, "profiling": False, "location": False, "rd": True}
+        assert after["current"] == {
+            "marketing": True, "profiling": False, "location": False, "rd": True, "dealer_sharing": False,
+        }  # fmt: skip
         assert [(e["scope"], e["source"]) for e in after["history"]] == [
             ("rd", "import"),
             ("marketing", "app"),

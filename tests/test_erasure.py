@@ -61,6 +61,8 @@ TABLES: dict[str, str] = {
     "campaign_decisions": "person",
     "webhook_deliveries": "person",
     "conversions": "person",
+    "service_reminders": "person",
+    "service_bookings": "person",
     "churn_scores": "person",
     "campaigns": "none: campaign definitions (audience rules, arms, schedule)",
     "churn_models": "none: fitted trees and calibration over many customers",

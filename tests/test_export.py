@@ -59,6 +59,8 @@ IN_EXPORT: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "campaign_decisions": lambda d: d["campaigns"]["decisions"],
     "webhook_deliveries": lambda d: d["campaigns"]["webhook_deliveries"],
     "conversions": lambda d: d["campaigns"]["conversions"],
+    "service_reminders": lambda d: d["service_reminders"],
+    "service_bookings": lambda d: _each(d, "service_bookings"),
     "churn_scores": lambda d: d["churn_scores"],
 }
 

@@ -109,6 +109,10 @@ class DealerRow(_Row):
     name: str = Field(min_length=1, max_length=200)
     region: str | None = Field(default=None, max_length=64)
     city: str | None = Field(default=None, max_length=64)
+    #: the dealer's service booking page (service reminders link to it) and its endpoint for fault
+    #: notifications (cloud/service/); left as they were when a line has none
+    booking_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
 
 
 class VehicleRow(_Row):
@@ -149,6 +153,25 @@ class ServiceVisitRow(_Row):
     visited_at: date
     kind: str = Field(min_length=1, max_length=32)
     cost: float | None = Field(default=None, ge=0)
+    #: what the workshop read on the odometer (km): service reminders count mileage from it
+    odometer_km: float | None = Field(default=None, ge=0, le=3_000_000)
+
+
+class BookingRow(_Row):
+    """bookings: a service booking from the dealer's CRM; one made after a car became due stops its service
+    reminders (cloud/service/), a cancelled one does not. ``status``: booked (default), cancelled, done."""
+
+    booking_id: str = Field(min_length=1, max_length=64)
+    vehicle_id: str = Field(min_length=1, max_length=64)
+    dealer_id: str | None = Field(default=None, max_length=64)
+    booked_at: datetime
+    appointment_at: datetime | None = None
+    status: str | None = Field(default=None, pattern=r"^(booked|cancelled|done)$")
+
+    @field_validator("booked_at", "appointment_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _aware_or_none(value)
 
 
 class ComplaintRow(_Row):
@@ -307,7 +330,7 @@ class ConsentRow(_Row):
     logged it; cars report their own and are not imported."""
 
     customer_id: str = Field(min_length=1, max_length=64)
-    scope: str = Field(pattern=r"^(marketing|profiling|location|rd)$")
+    scope: str = Field(pattern=r"^(marketing|profiling|location|rd|dealer_sharing)$")
     granted: bool
     at: datetime
     source: str | None = Field(default=None, pattern=r"^(app|dealer|import)$")  # empty: import
@@ -380,9 +403,13 @@ KINDS: dict[str, Kind] = {
     "dealers": Kind(
         DealerRow,
         "dealers",
-        ("dealer_id", "name", "region", "city"),
+        ("dealer_id", "name", "region", "city", "booking_url", "webhook_url"),
         (),
-        _upsert("dealers", ("dealer_id", "name", "region", "city"), "dealer_id", None),
+        "INSERT INTO dealers (dealer_id, name, region, city, booking_url, webhook_url)"
+        " SELECT dealer_id, name, region, city, booking_url, webhook_url FROM staging ORDER BY line"
+        " ON CONFLICT (dealer_id) DO UPDATE SET name = excluded.name, region = excluded.region,"
+        " city = excluded.city, booking_url = coalesce(excluded.booking_url, dealers.booking_url),"
+        " webhook_url = coalesce(excluded.webhook_url, dealers.webhook_url)",
     ),
     "customers": Kind(
         CustomerRow,
@@ -417,12 +444,31 @@ KINDS: dict[str, Kind] = {
     "service_visits": Kind(
         ServiceVisitRow,
         "service_visits",
-        ("visit_id", "vehicle_id", "dealer_id", "visited_at", "kind", "cost"),
+        ("visit_id", "vehicle_id", "dealer_id", "visited_at", "kind", "cost", "odometer_km"),
         (("vehicle_id", "vehicles", "vehicle_id"), ("dealer_id", "dealers", "dealer_id")),
         _upsert(
             "service_visits",
-            ("visit_id", "vehicle_id", "dealer_id", "visited_at", "kind", "cost"),
+            ("visit_id", "vehicle_id", "dealer_id", "visited_at", "kind", "cost", "odometer_km"),
             "visit_id",
+        ),
+    ),
+    "bookings": Kind(
+        BookingRow,
+        "service_bookings",
+        ("booking_id", "vehicle_id", "dealer_id", "booked_at", "appointment_at", "status"),
+        (("vehicle_id", "vehicles", "vehicle_id"), ("dealer_id", "dealers", "dealer_id")),
+        _upsert(
+            "service_bookings",
+            ("booking_id", "vehicle_id", "dealer_id", "booked_at", "appointment_at", "status"),
+            "booking_id",
+        ),
+        lambda r: (
+            r.booking_id,
+            r.vehicle_id,
+            r.dealer_id,
+            r.booked_at,
+            r.appointment_at,
+            r.status or "booked",
         ),
     ),
     "complaints": Kind(
@@ -534,6 +580,7 @@ _PERSON_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "customers": (("customer_id", "customer", "customers"),),
     "vehicles": (("customer_id", "customer", "customers"),),
     "service_visits": (("vehicle_id", "vehicle", "vehicles"),),
+    "bookings": (("vehicle_id", "vehicle", "vehicles"),),
     "complaints": (("customer_id", "customer", "customers"),),
     "consent": (("customer_id", "customer", "customers"),),
     "accounts": (("account_id", "account", "online_accounts"),),

@@ -22,6 +22,7 @@ from .privacy_routes import router as privacy_router
 from .push_routes import router as push_router
 from .responses import SafeJSONResponse
 from .routes import health_router, router
+from .service_routes import router as service_router
 
 DESCRIPTION = """\
 Vehicles, trips and events for fleet teams, portraits and segments for marketing, aggregate insights for
@@ -80,6 +81,7 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
     app.include_router(analytics_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(privacy_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(push_router, responses=REFUSALS | AUTH_REFUSALS)
+    app.include_router(service_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(churn_router, responses=REFUSALS | AUTH_REFUSALS)
     errors.install(app)
     install_openapi(app)

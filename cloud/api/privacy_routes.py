@@ -53,7 +53,7 @@ class ErasureOut(BaseModel):
 class ConsentIn(BaseModel):
     """A grant or withdrawal of one scope; ``at`` is when the person decided (default now)."""
 
-    scope: Literal["marketing", "profiling", "location", "rd"]
+    scope: Literal["marketing", "profiling", "location", "rd", "dealer_sharing"]
     granted: bool
     source: Literal["app", "dealer", "import"]
     at: AwareDatetime | None = None

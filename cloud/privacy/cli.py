@@ -60,8 +60,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     consent = sub.add_parser("consent", help="show a customer's consent, or record a grant or withdrawal")
     consent.add_argument("customer_id")
     change = consent.add_mutually_exclusive_group()
-    change.add_argument("--grant", metavar="SCOPE", help="marketing, profiling, location or rd")
-    change.add_argument("--withdraw", metavar="SCOPE", help="marketing, profiling, location or rd")
+    change.add_argument(
+        "--grant", metavar="SCOPE", help="marketing, profiling, location, rd or dealer_sharing"
+    )
+    change.add_argument(
+        "--withdraw", metavar="SCOPE", help="marketing, profiling, location, rd or dealer_sharing"
+    )
     consent.add_argument("--source", default="dealer", help="app, dealer or import (default dealer)")
     consent.add_argument("--at", help="when the person decided (ISO 8601; default now)")
     consent.add_argument("--json", action="store_true", help="one JSON document on stdout")

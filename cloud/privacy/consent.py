@@ -2,7 +2,8 @@
 
 Scopes (:data:`SCOPES`): ``marketing`` (a person may be addressed and shown to marketing), ``profiling``
 (portraits, tags, preferences may be computed), ``location`` (precise positions may be used), ``rd`` (their
-vehicle data may feed product R&D). Sources: ``car``, ``app``, ``dealer``, ``import``.
+vehicle data may feed product R&D), ``dealer_sharing`` (their dealer may be told of their car's severe
+faults). Sources: ``car``, ``app``, ``dealer``, ``import``.
 
 The current consent of a scope is its latest event by the time the person decided (``at``; ties go to the
 event recorded later). Privacy by default: a scope without any event is not granted, and so is every scope of
@@ -39,6 +40,8 @@ class Scope(StrEnum):
     PROFILING = "profiling"
     LOCATION = "location"
     RD = "rd"
+    #: the person's dealer may be told of their car's severe faults (cloud/service/: a dealer webhook)
+    DEALER_SHARING = "dealer_sharing"
 
 
 class Source(StrEnum):

@@ -110,6 +110,8 @@ ERASED: tuple[tuple[str, str], ...] = (
     ),
     ("campaign_decisions", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("conversions", "customer_id = ANY(%(c)s)"),
+    ("service_reminders", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
+    ("service_bookings", "vehicle_id = ANY(%(v)s)"),
     ("churn_scores", "customer_id = ANY(%(c)s)"),
     ("consent_events", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("consent_history", "vehicle_id = ANY(%(v)s)"),

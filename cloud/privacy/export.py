@@ -84,6 +84,9 @@ def _vehicle(conn: psycopg.Connection[Any], vehicle_id: str) -> Doc:
         "service_visits": _rows(
             conn, "SELECT * " + by_vehicle.format("service_visits") + " ORDER BY visited_at", p
         ),
+        "service_bookings": _rows(
+            conn, "SELECT * " + by_vehicle.format("service_bookings") + " ORDER BY booked_at, booking_id", p
+        ),
         "trips": _rows(conn, "SELECT * " + by_vehicle.format("trips") + " ORDER BY started_at", p),
         "trip_versions": _rows(
             conn,
@@ -214,6 +217,13 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
             conn,
             "SELECT day, probability, tier, reasons, model_version, scored_at FROM churn_scores"
             " WHERE customer_id = %(c)s ORDER BY day",
+            c,
+        ),
+        # every service reminder decision about the person or their cars, with its reason (cloud/service/)
+        "service_reminders": _rows(
+            conn,
+            "SELECT * FROM service_reminders WHERE customer_id = %(c)s OR vehicle_id = ANY(%(v)s)"
+            " ORDER BY decided_at, reminder_id",
             c,
         ),
         "vehicles": [_vehicle(conn, v) for v in ids.vehicle_ids],

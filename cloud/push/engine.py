@@ -40,7 +40,7 @@ from edge_agent.protocol import PushV1
 
 from . import assign
 from .content import RANKERS, Choice, Item, RankContext, Target, eligible_items, load_items
-from .spec import CampaignSpec, audience_sql, parse_spec
+from .spec import CampaignSpec, Caps, LocalHours, audience_sql, parse_spec
 from .webhooks import Poster, deliver_due, enqueue, urllib_post
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def decide(
                 treated.append((customer, arm))
     items = load_items(conn)
     choices = _choose(conn, spec, treated, cars, regions, items, now, rankers)
-    sent_before = _sent_at(conn, [c for c, _ in treated], now)
+    sent_before = pushes_sent(conn, [c for c, _ in treated], now)
     for customer, arm in treated:
         decisions.append(
             _send_time(
@@ -188,35 +188,54 @@ def _send_time(
             return _Decision(customer, arm, "expired", f"item {fixed} is not valid now", fixed)
         return _Decision(customer, arm, "no_content", "no catalogue item this customer may get now")
     d = _Decision(customer, arm, "", "", choice.item_id, choice.score, car.vehicle_id if car else None)
-    zone = _zone(car.time_zone) if car else None
-    if zone is None:  # quiet hours are local: without the car's time zone they cannot be kept, so hold
-        d.decision = "held"
-        d.reason = (
-            f"time zone of {car.vehicle_id} unknown ({car.time_zone or 'not set'})"
-            if car is not None
-            else "time zone unknown: the customer has no car"
-        )
+    refused = send_time(
+        car.vehicle_id if car else None,
+        car.time_zone if car else None,
+        spec.quiet_hours,
+        spec.caps,
+        sent_before.setdefault(customer, []),
+        now,
+    )
+    if refused is not None:
+        d.decision, d.reason = refused
         return d
-    local = now.astimezone(zone)
-    if spec.quiet_hours.contains(local.time().replace(tzinfo=None)):
-        d.decision, d.reason = "quiet_hours", f"local time {local:%H:%M} is within the quiet hours"
-        return d
-    sends = sent_before.setdefault(customer, [])
-    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    today = sum(1 for s in sends if s >= day_start)
-    week = sum(1 for s in sends if s >= day_start - timedelta(days=6))
-    if today >= spec.caps.per_day or week >= spec.caps.per_week:
-        d.decision, d.reason = (
-            "capped",
-            f"{today} pushes today, {week} in 7 days"
-            f" (caps {spec.caps.per_day}/day, {spec.caps.per_week}/week)",
-        )
-        return d
-    sends.append(now)
     d.decision, d.reason = "sending", "; ".join(choice.reasons) or "chosen"
     d.push_id = assign.push_id(spec.campaign_id, customer)
     d.expires_at = min(now + spec.message_ttl, spec.ends_at)
     return d
+
+
+def send_time(
+    vehicle_id: str | None,
+    time_zone: str | None,
+    quiet_hours: LocalHours,
+    caps: Caps,
+    sends: list[datetime],
+    now: datetime,
+) -> tuple[str, str] | None:
+    """The send-time rules every push to a car keeps (campaigns, service reminders): the car's time zone
+    known (``held``), its local time outside ``quiet_hours`` (``quiet_hours``), the customer's ``sends``
+    under ``caps`` per local day and week (``capped``). Returns (decision, reason) when the push must wait,
+    None when it may go now, and then ``sends`` gains ``now``."""
+    zone = _zone(time_zone) if vehicle_id is not None else None
+    if zone is None:  # quiet hours are local: without the car's time zone they cannot be kept, so hold
+        return "held", (
+            f"time zone of {vehicle_id} unknown ({time_zone or 'not set'})"
+            if vehicle_id is not None
+            else "time zone unknown: the customer has no car"
+        )
+    local = now.astimezone(zone)
+    if quiet_hours.contains(local.time().replace(tzinfo=None)):
+        return "quiet_hours", f"local time {local:%H:%M} is within the quiet hours"
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = sum(1 for s in sends if s >= day_start)
+    week = sum(1 for s in sends if s >= day_start - timedelta(days=6))
+    if today >= caps.per_day or week >= caps.per_week:
+        return "capped", (
+            f"{today} pushes today, {week} in 7 days (caps {caps.per_day}/day, {caps.per_week}/week)"
+        )
+    sends.append(now)
+    return None
 
 
 def _zone(name: str | None) -> ZoneInfo | None:
@@ -245,16 +264,20 @@ def _regions(conn: psycopg.Connection[Any], customers: Sequence[str]) -> dict[st
     return {str(r[0]): r[1] for r in rows}
 
 
-def _sent_at(
+def pushes_sent(
     conn: psycopg.Connection[Any], customers: Sequence[str], now: datetime
 ) -> dict[str, list[datetime]]:
-    """Each customer's pushes of the last 8 days, across every campaign (for the caps)."""
+    """Each customer's pushes to a car of the last 8 days, across every campaign and service reminder
+    (cloud/service/): the caps count every push a customer gets."""
     sends: dict[str, list[datetime]] = defaultdict(list)
     for customer, at in conn.execute(
         "SELECT customer_id, coalesce(sent_at, decided_at) FROM campaign_decisions"
-        " WHERE customer_id = ANY(%s) AND decision IN ('sent', 'sending')"
-        " AND coalesce(sent_at, decided_at) > %s",
-        (list(customers), now - timedelta(days=8)),
+        " WHERE customer_id = ANY(%(c)s) AND decision IN ('sent', 'sending')"
+        " AND coalesce(sent_at, decided_at) > %(since)s"
+        " UNION ALL SELECT customer_id, coalesce(sent_at, decided_at) FROM service_reminders"
+        " WHERE customer_id = ANY(%(c)s) AND channel = 'push' AND outcome IN ('sent', 'sending')"
+        " AND coalesce(sent_at, decided_at) > %(since)s",
+        {"c": list(customers), "since": now - timedelta(days=8)},
     ):
         sends[str(customer)].append(at)
     return sends

@@ -84,6 +84,31 @@ def enqueue(conn: psycopg.Connection[Any], push_ids: list[str], url: str) -> int
     return cur.rowcount
 
 
+def post_signed(
+    post: Poster, secret: bytes, url: str, key: str, body: bytes, clock: Callable[[], float] = time.time
+) -> str | None:
+    """POST ``body`` to ``url`` signed and with ``Idempotency-Key: key``; None when the endpoint took it
+    (2xx), else the error (another status, or nothing answered)."""
+    stamp = int(clock())
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": key,
+        "X-Drivesight-Timestamp": str(stamp),
+        "X-Drivesight-Signature": signature(secret, stamp, body),
+    }
+    try:
+        status = post(url, body, headers)
+    except OSError as exc:  # refused, timed out, unreachable: nothing answered
+        return f"{type(exc).__name__}: {exc}"
+    return None if 200 <= status < 300 else f"HTTP {status}"
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait after ``attempts`` failed attempts: ``BACKOFF_S`` doubled per attempt, at most
+    ``MAX_BACKOFF_S``."""
+    return float(min(BACKOFF_S * 2 ** (attempts - 1), MAX_BACKOFF_S))
+
+
 @dataclass(slots=True)
 class DeliveryReport:
     """What one :func:`deliver_due` call did."""
@@ -128,18 +153,7 @@ def deliver_due(
                 },
                 sort_keys=True,
             ).encode()  # fmt: skip
-            stamp = int(clock())
-            headers = {
-                "Content-Type": "application/json",
-                "Idempotency-Key": push_id,
-                "X-Drivesight-Timestamp": str(stamp),
-                "X-Drivesight-Signature": signature(secret, stamp, body),
-            }
-            try:
-                status = post(url, body, headers)
-                error = None if 200 <= status < 300 else f"HTTP {status}"
-            except OSError as exc:  # refused, timed out, unreachable: nothing answered
-                error = f"{type(exc).__name__}: {exc}"
+            error = post_signed(post, secret, url, push_id, body, clock)
             attempts += 1
             if error is None:
                 cur.execute(
@@ -157,7 +171,7 @@ def deliver_due(
                 report.failed.append(push_id)
                 log.warning("webhook for %s failed after %d attempts: %s", push_id, attempts, error)
             else:
-                delay = min(BACKOFF_S * 2 ** (attempts - 1), MAX_BACKOFF_S)
+                delay = retry_delay(attempts)
                 cur.execute(
                     "UPDATE webhook_deliveries SET attempts = %s, last_error = %s, next_attempt_at = %s"
                     " WHERE push_id = %s",
