@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .protocol.conventions import command_parser, configure_logging
 from .signals import SignalBlock
+from .sources.can import CAN_LOG_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,16 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--mapping", type=Path, required=True, help="TOML/JSON column -> VSS (or, for a CAN log, DBC -> VSS)"
     )
     replay.add_argument(
-        "--dbc", action="append", type=Path, default=[], help="CAN log: a DBC file (repeatable), instead of"
-        " the mapping's own",
+        "--dbc", action="append", type=Path, default=[], help=f"CAN log ({', '.join(CAN_LOG_SUFFIXES)}): a"
+        " DBC file (repeatable), instead of the mapping's own",
     )  # fmt: skip
     replay.add_argument(
         "--json", action="store_true", help="print one JSON document (default: a short table)"
     )
     replay.add_argument("--vehicle-class", default="car", choices=["car", "suv", "van", "truck"])
     replay.add_argument(
-        "--profile", default="vehicle-bus", help="sensor profile: vehicle-bus (CAN, an aligned box), phone,"
-        " aftermarket-imu; sets the harsh-event thresholds",
+        "--profile", default=None, help="sensor profile: vehicle-bus (CAN, an aligned box), phone,"
+        " aftermarket-imu; sets the harsh-event thresholds (default: the mapping's, else vehicle-bus)",
     )  # fmt: skip
     replay.add_argument("--speed-limit", type=float, default=120.0, help="km/h; 0 turns speeding off")
     replay.add_argument("--timezone", default="UTC", help="IANA zone of the recording, for night rules")
@@ -189,7 +190,7 @@ def _replay(args: argparse.Namespace) -> int:
     from .detectors import VehicleClass, thresholds_for
     from .offline import run_offline
     from .processing import Pipeline, conditioning_stages
-    from .profiles import parse_profile
+    from .profiles import SensorProfile, parse_profile
     from .sources.can import CanLogSource, is_can_log, load_can_mapping
     from .sources.mapping import MappingError, load_mapping
     from .sources.replay import ReplayError, ReplaySource
@@ -198,7 +199,7 @@ def _replay(args: argparse.Namespace) -> int:
     source: ReplaySource | CanLogSource
     blocks: Iterable[SignalBlock]
     try:
-        profile = parse_profile(args.profile)
+        profile = parse_profile(args.profile) if args.profile else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -208,10 +209,15 @@ def _replay(args: argparse.Namespace) -> int:
             # CAN signals come at their own rates, each frame a row: the car's conditioning and grid
             blocks = Pipeline(conditioning_stages()).run(source)
         elif args.dbc:
-            raise MappingError(f"--dbc is for a CAN log (.log, .asc, .blf); {args.file} is a table")
+            raise MappingError(
+                f"--dbc is for a CAN log ({', '.join(CAN_LOG_SUFFIXES)}); {args.file} is a table"
+            )
         else:
-            source = ReplaySource(args.file, load_mapping(args.mapping))
+            mapping = load_mapping(args.mapping)
+            source = ReplaySource(args.file, mapping)
             blocks = source
+            profile = profile or mapping.processing.profile
+        profile = profile or SensorProfile.VEHICLE_BUS
         result = run_offline(
             blocks,
             trip_settings=TripSettings(trip_gap_s=args.trip_gap, timezone=args.timezone),
@@ -228,7 +234,9 @@ def _replay(args: argparse.Namespace) -> int:
         "file": str(args.file),
         "time_format": base.format.value if base else None,
         "absolute_time": base.absolute if base else None,
+        "profile": profile.value,
         "quality": source.report.as_dict(base.from_epoch if base else float),
+        **({"can": source.stats.as_dict()} if isinstance(source, CanLogSource) else {}),
         **result,
     }
     if args.json:
@@ -247,6 +255,14 @@ def _replay(args: argparse.Namespace) -> int:
         f" duplicates {q['duplicates']}, gaps {q['gaps_total']},"
         f" out of range {q['out_of_range']}, unparsable {q['unparsable']}"
     )
+    if "can" in document:
+        c = document["can"]
+        print(
+            f"CAN frames {c['frames']}: decoded {c['decoded']},"
+            f" unmapped {c['unmapped']} ({c['unmapped_ids']} ids), other bus {c['other_channel']},"
+            f" refused {c['refused']}"
+        )
+    print(f"sensor profile {profile.value}")
     for warning in q["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 G = 9.80665
 VERTICAL = "Vehicle.Acceleration.Vertical"
+#: where a gyroscope's raw axes travel in a block (deg/s, the device's frame), for :class:`MountCalibrator`
+GYRO_AXES = ("gyro.x", "gyro.y", "gyro.z")
 
 
 class RingBuffer:
@@ -467,6 +469,11 @@ def estimate_mount(
     coef, *_ = np.linalg.lstsq(plane - plane.mean(axis=0), dv_dt[ok] - dv_dt[ok].mean(), rcond=None)
     forward = coef[0] * e1 + coef[1] * e2
     forward /= np.linalg.norm(forward)
+    # A GPS speed a second late lines up with a high-passed accelerometer's rebound as well as with its lobe,
+    # so the fit's sign can come out backwards (a phone's brakes read as accelerations): decide it as the gyro
+    # path does, on the firm lobes against the speed shifted by its best lag.
+    if sparse_speed and t is not None and _speed_sign(horizontal @ forward, dv_dt[ok], t[ok]) < 0:
+        forward = -forward
     left = np.cross(up, forward)
     return MountCalibration(np.vstack([forward, left, up]), "speed", int(a.shape[0]))
 
@@ -627,7 +634,7 @@ class MountCalibrator(Stage):
     warmup_s: float = 120.0
     #: a gyroscope in the same device (deg/s): its rate about "up" is the yaw rate, passed on as
     #: Vehicle.AngularVelocity.Yaw once the mount is known (unless the source has a yaw rate of its own)
-    gyro_axes: tuple[str, str, str] = ("gyro.x", "gyro.y", "gyro.z")
+    gyro_axes: tuple[str, str, str] = GYRO_AXES
     max_buffer_s: float = 900.0
     calibration: MountCalibration | None = None
     _held: list[SignalBlock] = field(default_factory=list)

@@ -666,13 +666,12 @@ class Recording:
                 f"imu_columns = {json.dumps(list(IMU_AXES))}",
             ]
             if all(a in self.columns for a in GYRO_AXES):
-                # said in the file, because it matters: without the gyroscope the calibration can only find
-                # "forward" from the change of speed, which a phone's high-passed acceleration against GPS
-                # speed a second late can get backwards
-                lines.append(
-                    "# gyro.x/y/z (deg/s) are in the CSV too: Recording.to_blocks passes them to the mount"
-                    " calibration, this mapping cannot"
-                )
+                # the gyroscope lets the calibration find "forward" from straight driving and turns; from
+                # the change of speed alone a phone's high-passed acceleration against GPS speed a second
+                # late can come out backwards
+                lines += [f"gyro_columns = {json.dumps(list(GYRO_AXES))}", 'gyro_unit = "deg/s"']
+        lines += ["", "[processing]"] if "[processing]" not in lines else []
+        lines.append(f'profile = "{self.profile.value}"')
         return "\n".join(lines) + "\n"
 
     def labels_document(self) -> dict[str, Any]:

@@ -197,6 +197,15 @@ def test_parquet(tmp_path: Path) -> None:
             "UTC offset",
         ),
         ("[time\n", "not valid TOML"),
+        (
+            '[time]\ncolumn = "t"\n[signals."Vehicle.Speed"]\ncolumn = "v"\n[processing]\n'
+            'gyro_columns = ["a", "b", "c"]',
+            "set calibrate_imu = true",
+        ),
+        (
+            '[time]\ncolumn = "t"\n[signals."Vehicle.Speed"]\ncolumn = "v"\n[processing]\nprofile = "tablet"',
+            "unknown sensor profile 'tablet'",
+        ),
     ],
 )
 def test_bad_mappings_are_refused_with_the_reason(tmp_path: Path, text: str, fragment: str) -> None:
@@ -261,3 +270,33 @@ def test_replay_cli_json(tmp_path: Path) -> None:
         [*cmd, str(_mapping(tmp_path)), "--profile", "watch"], capture_output=True, text=True, timeout=60
     )
     assert unknown.returncode == 2 and "unknown sensor profile 'watch'" in unknown.stderr
+
+
+@pytest.mark.parametrize("gyro", [True, False], ids=["gyro", "speed-only"])
+def test_a_phone_recording_replays_with_its_mappings_profile_and_brakes_read_as_brakes(
+    tmp_path: Path, gyro: bool
+) -> None:
+    """A phone's high-passed acceleration and its GPS speed a second late once made the mount calibration
+    point forward backwards (every brake reported as an acceleration). The mapping names the gyroscope and
+    the profile; without the gyroscope the speed decides the sign at its best lag."""
+    from simulators.sensors import SensorProfile, render, simulate_truth
+
+    seed = 41  # not a seed the thresholds were chosen on (1000-1023)
+    recording = render(simulate_truth(seed, minutes=8), SensorProfile.PHONE, 25.0, seed)
+    csv_path, mapping_path = recording.write_csv(tmp_path)
+    if not gyro:
+        mapping_path.write_text("".join(line for line in mapping_path.open() if "gyro" not in line))
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "replay", str(csv_path), "--mapping", str(mapping_path),
+         "--json"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["profile"] == "phone"
+    events = [(e["kind"], e["start"], e["end"]) for e in document["events"]]
+    wanted = {"harsh_brake": "harsh_brake", "harsh_accel": "harsh_accel"}
+    longitudinal = [label for label in recording.labels if label.kind in wanted]
+    assert len(longitudinal) >= 3, recording.describe()
+    for label in longitudinal:
+        kinds = {k for k, start, end in events if start <= label.end + 1 and end >= label.start - 1}
+        assert wanted[label.kind] in kinds, f"{recording.describe()}: {label} found as {kinds or 'nothing'}"

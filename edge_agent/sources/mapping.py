@@ -19,6 +19,10 @@ TOML (or JSON with the same structure)::
     calibrate_imu = false         # learn the mounting of an accelerometer not aligned with the car
     imu_columns = ["ax", "ay", "az"]  # raw accelerometer axes (m/s^2 unless imu_unit says otherwise)
     imu_unit = "m/s^2"
+    gyro_columns = ["gx", "gy", "gz"] # the same device's gyroscope: finds "forward" without speed and gives
+    gyro_unit = "deg/s"           #   the yaw rate (needs calibrate_imu)
+    profile = "phone"             # sensor profile (vehicle-bus, phone, aftermarket-imu): the harsh-event
+                                  #   thresholds; replay --profile overrides it
 
 Text values ``true``/``false``/``on``/``off`` read as 1/0, so boolean feature columns map directly.
 """
@@ -41,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..profiles import SensorProfile, parse_profile
 from ..protocol import VSS_PATH_RE, format_validation_error
 from .timebase import TimeFormat
 from .units import UnitError, conversion, vss_unit
@@ -78,11 +83,26 @@ class ProcessingSpec(BaseModel):
     calibrate_imu: bool = False
     imu_columns: tuple[str, str, str] | None = None
     imu_unit: str = "m/s^2"
+    gyro_columns: tuple[str, str, str] | None = None
+    gyro_unit: str = "deg/s"
+    profile: SensorProfile | None = None
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _known_profile(cls, value: object) -> object:
+        return parse_profile(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _imu(self) -> ProcessingSpec:
         if self.calibrate_imu and self.imu_columns is None:
             raise ValueError("calibrate_imu needs imu_columns = [x, y, z] naming the raw accelerometer axes")
+        if self.gyro_columns is not None and not self.calibrate_imu:
+            # an unused option is an error, never silence: only the mount calibration reads the gyroscope
+            raise ValueError("gyro_columns are read by the IMU mount calibration: set calibrate_imu = true")
+        try:
+            conversion(self.gyro_unit, "Vehicle.AngularVelocity.Yaw")
+        except UnitError as exc:
+            raise ValueError(f"gyro_unit: {exc}") from None
         if self.lowpass_hz is not None and self.resample_hz is None:
             raise ValueError("lowpass_hz needs resample_hz: the filter works at a fixed rate")
         if (
@@ -134,6 +154,8 @@ class Mapping(BaseModel):
         cols = [self.time.column, *(s.column for s in self.signals.values())]
         if self.processing.imu_columns:
             cols += list(self.processing.imu_columns)
+        if self.processing.gyro_columns:
+            cols += list(self.processing.gyro_columns)
         return list(dict.fromkeys(cols))
 
 

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..processing import DETECTION_HZ, MountCalibrator, Pipeline, Stage, conditioning_stages
-from ..signals import ACCEL_LONGITUDINAL, FloatArray, SignalBlock
+from ..processing import DETECTION_HZ, GYRO_AXES, MountCalibrator, Pipeline, Stage, conditioning_stages
+from ..signals import ACCEL_LONGITUDINAL, YAW_RATE, FloatArray, SignalBlock
 from .mapping import Mapping, MappingError
 from .quality import QualityMonitor
 from .timebase import TimeBase, TimeFormat, detect
 from .units import conversion
 
 IMU_AXES = ("imu.x", "imu.y", "imu.z")
+
 
 _TRUE = frozenset({"true", "on", "yes"})
 _FALSE = frozenset({"false", "off", "no"})
@@ -115,6 +116,10 @@ class ReplaySource:
             factor = conversion(processing.imu_unit, ACCEL_LONGITUDINAL)
             for axis, column in zip(IMU_AXES, processing.imu_columns, strict=True):
                 out[axis] = raw[column] * factor
+            if processing.gyro_columns:
+                factor = conversion(processing.gyro_unit, YAW_RATE)
+                for axis, column in zip(GYRO_AXES, processing.gyro_columns, strict=True):
+                    out[axis] = raw[column] * factor
         return out
 
     # CSV ------------------------------------------------------------------------------------------------
