@@ -86,8 +86,9 @@ def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, st
     from cloud.privacy.audit import record
     from cloud.push.campaigns import mqtt_sender
 
+    from .dealers import DealerChannel
     from .plans import load_plans
-    from .remind import DealerChannel, run_reminders
+    from .remind import run_reminders
 
     now = _now(args.now)
     path = args.plans or (

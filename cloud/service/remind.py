@@ -29,7 +29,6 @@ One run (``drivesight cloud service remind``) at ``now``:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -43,9 +42,9 @@ from psycopg.rows import tuple_row
 
 from cloud.privacy.consent import allowed_customers
 from cloud.push.engine import Outgoing, Sender, pushes_sent, send_time
-from cloud.push.webhooks import DEFAULT_MAX_ATTEMPTS, Poster, post_signed, retry_delay, urllib_post
 from edge_agent.protocol import PushV1
 
+from .dealers import DealerChannel, deliver_dealer_webhooks
 from .due import Car, Due, find_due, load_cars
 from .plans import Reminders, ServicePlans
 
@@ -60,15 +59,6 @@ _TITLES = {
     "due_by_time": "Your car is due for its service",
     "fault_code": "Your car needs a workshop visit",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class DealerChannel:
-    """How dealers are notified: the webhook signing secret and the HTTP poster."""
-
-    secret: bytes
-    post: Poster = urllib_post
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
 @dataclass(slots=True)
@@ -351,55 +341,3 @@ def pending_pushes(conn: psycopg.Connection[Any]) -> list[Outgoing]:
         )
         out.append(Outgoing(str(customer), str(vehicle), body))
     return out
-
-
-def deliver_dealer_webhooks(
-    conn: psycopg.Connection[Any], channel: DealerChannel, now: datetime
-) -> tuple[int, int]:
-    """Post every dealer notification due at ``now``, each in its own transaction; return (delivered, failed
-    for good)."""
-    delivered = failed = 0
-    cur = conn.cursor(row_factory=tuple_row)
-    while True:
-        with conn.transaction():
-            row = cur.execute(
-                "SELECT reminder_id, push_id, url, attempts, dealer_id, customer_id, vehicle_id, fault_code,"
-                " due_at FROM service_reminders WHERE channel = 'dealer_webhook' AND outcome = 'sending'"
-                " AND next_attempt_at <= %s ORDER BY next_attempt_at, reminder_id LIMIT 1"
-                " FOR UPDATE SKIP LOCKED",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return delivered, failed
-            reminder, key, url, attempts, dealer, customer, vehicle, code, due_at = row
-            body = json.dumps(
-                {
-                    "kind": "severe_fault", "notification_id": key, "dealer_id": dealer,
-                    "customer_id": customer, "vehicle_id": vehicle, "fault_code": code,
-                    "first_reported_at": due_at.isoformat(),
-                },
-                sort_keys=True,
-            ).encode()  # fmt: skip
-            error = post_signed(channel.post, channel.secret, url, key, body)
-            attempts += 1
-            if error is None:
-                cur.execute(
-                    "UPDATE service_reminders SET outcome = 'sent', sent_at = %s, attempts = %s,"
-                    " last_error = NULL WHERE reminder_id = %s",
-                    (now, attempts, reminder),
-                )
-                delivered += 1
-            elif attempts >= channel.max_attempts:
-                cur.execute(
-                    "UPDATE service_reminders SET outcome = 'failed', attempts = %s, last_error = %s"
-                    " WHERE reminder_id = %s",
-                    (attempts, error[:1000], reminder),
-                )
-                failed += 1
-                log.warning("dealer webhook %s failed after %d attempts: %s", key, attempts, error)
-            else:
-                cur.execute(
-                    "UPDATE service_reminders SET attempts = %s, last_error = %s, next_attempt_at = %s"
-                    " WHERE reminder_id = %s",
-                    (attempts, error[:1000], now + timedelta(seconds=retry_delay(attempts)), reminder),
-                )
