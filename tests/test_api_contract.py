@@ -132,6 +132,17 @@ def _seed(url: str, directory: Path) -> None:
             "INSERT INTO segment_members (segment, customer_id) VALUES ('contract', %s)",
             [(c,) for c in CUSTOMERS],
         )
+        # churn scores of both customers on two days (both consent to marketing): a list, a trend
+        conn.execute(
+            "INSERT INTO churn_models (as_of, horizon_days, features, metrics, model)"
+            " VALUES ('{2026-10-01}', 30, '{}', '{}', '')"
+        )
+        conn.cursor().executemany(
+            "INSERT INTO churn_scores (customer_id, day, probability, tier, reasons, model_version)"
+            """ VALUES (%s, %s, %s, 'high', '[{"feature": "days_since_service", "value": 700,"""
+            """ "contribution": 1.5}]', 1)""",
+            [(c, d, p) for c in CUSTOMERS for d, p in (("2026-11-01", 0.3), ("2026-11-02", 0.4))],
+        )
         # request 1, so that confirming it reaches the token check (a 403: the run never knows the token)
         request_erasure(conn, CUSTOMERS[1], key_id=None)
 
@@ -249,6 +260,7 @@ _LISTS = {
     "trips": f"/v1/vehicles/{VEHICLES[0]}/trips",
     "events": f"/v1/vehicles/{VEHICLES[0]}/trips/{TRIP}/events",
     "insights": "/v1/insights?since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z",
+    "churn": "/v1/churn",
 }
 # what JSON can spell and no stored key holds: lone surrogates, NUL, integers past 64 bits, odd times
 _TEXT = st.one_of(
@@ -265,6 +277,7 @@ _SHAPES = {
     "trips": st.tuples(_TEXT, _TEXT),
     "events": st.tuples(_TEXT, _INT, _INT),
     "insights": st.tuples(_INT),
+    "churn": st.tuples(st.floats(), _TEXT),
 }
 _ANY_KEY = st.lists(st.one_of(_TEXT, _INT, st.floats(), st.booleans(), st.none()), max_size=4)
 
