@@ -28,6 +28,7 @@ from .privacy import cli as privacy_cli
 from .push import cli as campaigns_cli
 from .recommend import cli as recommend_cli
 from .service import cli as service_cli
+from .upgrade import cli as upgrade_cli
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     recommend_cli.register(sub)
     service_cli.register(sub)
     churn_cli.register(sub)
+    upgrade_cli.register(sub)
     api = sub.add_parser(
         "api",
         help="serve the HTTP API",

@@ -148,6 +148,8 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
         "accounts": "account_id,channel,name,phone,email,birth_year,city\n"
         + "".join(f"{p.account_id},app,{p.name},{p.phone},,1980,north-city-1\n" for p in people),
         "items": "item_id,kind,title,categories\nI1,article,SUVs,suv:0.9;family:0.3\n",
+        "life_events": "customer_id,kind,happened_on\n"
+        + "".join(f"{p.customer_id},new_child,2026-06-01\n" for p in people),
         "interactions": "account_id,item_id,kind,at\n"
         + "".join(f"{p.account_id},I1,collect,2026-09-03T10:00:00Z\n" for p in people),
     }
@@ -184,6 +186,10 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
         conn.execute(
             "INSERT INTO churn_models (as_of, horizon_days, features, metrics, model)"
             " VALUES ('{2026-10-01}', 30, '{}', '{}', '')"
+        )
+        conn.execute(
+            "INSERT INTO upgrade_models (as_of, horizon_days, features, metrics, model)"
+            " VALUES ('{2026-10-01}', 90, '{}', '{}', '')"
         )
         conn.execute(
             "INSERT INTO campaigns (campaign_id, name, spec, starts_at, ends_at)"
@@ -245,6 +251,12 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
             conn.execute(
                 "INSERT INTO churn_scores (customer_id, day, probability, tier, reasons, model_version)"
                 " SELECT %s, '2026-11-01', 0.4, 'high', '[]', max(version) FROM churn_models",
+                (p.customer_id,),
+            )
+            # an upgrade score, under a model of the same shape as the upgrade job's
+            conn.execute(
+                "INSERT INTO upgrade_scores (customer_id, day, probability, reasons, model_version)"
+                " SELECT %s, '2026-11-01', 0.3, '[]', max(version) FROM upgrade_models",
                 (p.customer_id,),
             )
     return a, b

@@ -166,6 +166,11 @@ def samples(w: World) -> dict[tuple[str, str], Sample]:
         ("GET", "/v1/churn"): Sample("/v1/churn?tier=high"),
         # the matrix's customer has no churn score: 404 past the scope check
         ("GET", "/v1/customers/{customer_id}/churn"): Sample(f"/v1/customers/{w.customer}/churn", None, 404),
+        ("GET", "/v1/upgrade"): Sample("/v1/upgrade?min_probability=0.5"),
+        # nor an upgrade score: 404 past the scope check
+        ("GET", "/v1/customers/{customer_id}/upgrade"): Sample(
+            f"/v1/customers/{w.customer}/upgrade", None, 404
+        ),
     }
 
 

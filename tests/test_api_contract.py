@@ -143,6 +143,17 @@ def _seed(url: str, directory: Path) -> None:
             """ "contribution": 1.5}]', 1)""",
             [(c, d, p) for c in CUSTOMERS for d, p in (("2026-11-01", 0.3), ("2026-11-02", 0.4))],
         )
+        # upgrade scores of both customers on two days: a list, a trend
+        conn.execute(
+            "INSERT INTO upgrade_models (as_of, horizon_days, features, metrics, model)"
+            " VALUES ('{2026-10-01}', 90, '{}', '{}', '')"
+        )
+        conn.cursor().executemany(
+            "INSERT INTO upgrade_scores (customer_id, day, probability, reasons, model_version)"
+            """ VALUES (%s, %s, %s, '[{"feature": "vehicle_age_years", "value": 8.1,"""
+            """ "contribution": 0.9}]', 1)""",
+            [(c, d, p) for c in CUSTOMERS for d, p in (("2026-11-01", 0.5), ("2026-11-02", 0.6))],
+        )
         # request 1, so that confirming it reaches the token check (a 403: the run never knows the token)
         request_erasure(conn, CUSTOMERS[1], key_id=None)
 
@@ -261,6 +272,7 @@ _LISTS = {
     "events": f"/v1/vehicles/{VEHICLES[0]}/trips/{TRIP}/events",
     "insights": "/v1/insights?since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z",
     "churn": "/v1/churn",
+    "upgrade": "/v1/upgrade",
 }
 # what JSON can spell and no stored key holds: lone surrogates, NUL, integers past 64 bits, odd times
 _TEXT = st.one_of(
@@ -278,6 +290,7 @@ _SHAPES = {
     "events": st.tuples(_TEXT, _INT, _INT),
     "insights": st.tuples(_INT),
     "churn": st.tuples(st.floats(), _TEXT),
+    "upgrade": st.tuples(st.floats(), _TEXT),
 }
 _ANY_KEY = st.lists(st.one_of(_TEXT, _INT, st.floats(), st.booleans(), st.none()), max_size=4)
 

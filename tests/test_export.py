@@ -62,6 +62,8 @@ IN_EXPORT: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "service_reminders": lambda d: d["service_reminders"],
     "service_bookings": lambda d: _each(d, "service_bookings"),
     "churn_scores": lambda d: d["churn_scores"],
+    "upgrade_scores": lambda d: d["upgrade_scores"],
+    "life_events": lambda d: d["life_events"],
 }
 
 

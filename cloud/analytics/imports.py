@@ -325,6 +325,33 @@ class InteractionRow(_Row):
         return value
 
 
+class LifeEventRow(_Row):
+    """life_events: a life event the CRM or the dealer recorded for a customer, ``kind`` one of new_child,
+    married, moved, new_job, retired (the migration's CHECK holds the same list), on the day it happened (not
+    in the future). The upgrade intent reads them (cloud/upgrade/): a car may become too small or too far."""
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32)
+    happened_on: date
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        kinds = ("new_child", "married", "moved", "new_job", "retired")
+        if value not in kinds:
+            raise ValueError(f"unknown life event {value!r}; use one of {', '.join(kinds)}")
+        return value
+
+    @field_validator("happened_on")
+    @classmethod
+    def _not_future(cls, value: date) -> date:
+        if value > date.today():
+            raise ValueError(f"{value} is in the future: a life event is recorded once it happened")
+        if value.year < 1950:
+            raise ValueError(f"{value} is too early to be a customer's life event")
+        return value
+
+
 class ConsentRow(_Row):
     """consent: a person's grant or withdrawal of a scope (cloud/privacy/consent.py), as a CRM or the app
     logged it; cars report their own and are not imported."""
@@ -562,6 +589,14 @@ KINDS: dict[str, Kind] = {
         "INSERT INTO conversions (customer_id, item_id, at, value) SELECT customer_id, item_id, at, value"
         " FROM staging ORDER BY line ON CONFLICT DO NOTHING",
     ),
+    "life_events": Kind(
+        LifeEventRow,
+        "life_events",
+        ("customer_id", "kind", "happened_on"),
+        (("customer_id", "customers", "customer_id"),),
+        "INSERT INTO life_events (customer_id, kind, happened_on) SELECT customer_id, kind, happened_on"
+        " FROM staging ORDER BY line ON CONFLICT DO NOTHING",
+    ),
     "interactions": Kind(
         InteractionRow,
         "interactions",
@@ -586,6 +621,7 @@ _PERSON_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "accounts": (("account_id", "account", "online_accounts"),),
     "interactions": (("account_id", "account", "online_accounts"),),
     "conversions": (("customer_id", "customer", "customers"),),
+    "life_events": (("customer_id", "customer", "customers"),),
 }
 
 
@@ -598,7 +634,7 @@ class ImportResult:
 
 
 #: kinds whose lines are events (a line twice is stored once), not entities with a key
-_EVENT_TABLES = ("interactions", "consent_events", "conversions")
+_EVENT_TABLES = ("interactions", "consent_events", "conversions", "life_events")
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

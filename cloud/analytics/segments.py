@@ -10,7 +10,12 @@ An expression is a small tree, like Apache Unomi's conditions::
 - ``{"tag": NAME}`` (optionally ``"min_score"``): the customer carries the tag;
 - ``{"attr": NAME, "op": OP, "value": V}`` with OP one of ``= != < <= > >= in``: a customer attribute
   (:data:`CUSTOMER_ATTRS`), an attribute of any of the customer's vehicles (:data:`VEHICLE_ATTRS`), or
-  ``cluster``.
+  ``cluster``;
+- ``{"churn_tier": TIER}`` (or a list of tiers): the tier of the customer's newest churn score
+  (``churn_scores``, cloud/churn/);
+- ``{"upgrade_intent": {"min": P, "max": P}}`` (either bound, or both): the probability of the customer's
+  newest upgrade score (``upgrade_scores``, cloud/upgrade/), ``min`` inclusive, ``max`` exclusive.
+  A customer never scored matches neither (and so matches its ``not``).
 
 Expressions compile to parameterized SQL (values are never pasted into the text); an unknown key, attribute
 or operator is an error that says where it is.
@@ -26,6 +31,7 @@ import psycopg
 CUSTOMER_ATTRS = ("birth_year", "gender", "region", "city", "income_band", "education")
 VEHICLE_ATTRS = ("model", "trim_level", "model_year", "powertrain")
 OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+CHURN_TIERS = ("high", "medium", "low")
 
 
 class SegmentError(ValueError):
@@ -85,7 +91,54 @@ def compile_expression(expr: Any, params: list[object], path: str = "where") -> 
             f"{path}: unknown attribute {attr!r}; use one of {', '.join((*CUSTOMER_ATTRS, *VEHICLE_ATTRS))}"
             " or cluster"
         )
-    raise SegmentError(f"{path}: unknown condition {sorted(expr)}; use and, or, not, tag or attr")
+    if "churn_tier" in expr:
+        return _churn_tier(expr, params, path)
+    if "upgrade_intent" in expr:
+        return _upgrade_intent(expr, params, path)
+    raise SegmentError(
+        f"{path}: unknown condition {sorted(expr)}; use and, or, not, tag, attr, churn_tier or upgrade_intent"
+    )
+
+
+def _churn_tier(expr: dict[str, Any], params: list[object], path: str) -> str:
+    """``{"churn_tier": TIER or [TIER, ...]}``: the tier of the customer's newest churn score."""
+    if len(expr) != 1:
+        raise SegmentError(f"{path}: nothing may stand beside 'churn_tier'")
+    value = expr["churn_tier"]
+    tiers = value if isinstance(value, list) else [value]
+    if not tiers or not all(isinstance(t, str) and t in CHURN_TIERS for t in tiers):
+        raise SegmentError(
+            f"{path}.churn_tier: expected one of {', '.join(CHURN_TIERS)} or a non-empty list of them,"
+            f" got {value!r}"
+        )
+    params.append(tiers)
+    # the newest day's row through the (customer_id, day) key: one index probe per customer
+    return (
+        "coalesce((SELECT s.tier = ANY(%s) FROM churn_scores s WHERE s.customer_id = c.customer_id"
+        " ORDER BY s.day DESC LIMIT 1), false)"
+    )
+
+
+def _upgrade_intent(expr: dict[str, Any], params: list[object], path: str) -> str:
+    """``{"upgrade_intent": {"min": P, "max": P}}``: the probability of the customer's newest upgrade
+    score, at least ``min`` and below ``max``."""
+    if len(expr) != 1:
+        raise SegmentError(f"{path}: nothing may stand beside 'upgrade_intent'")
+    bounds = expr["upgrade_intent"]
+    where = f"{path}.upgrade_intent"
+    if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max"}:
+        raise SegmentError(f"{where}: expected {{'min': P}}, {{'max': P}} or both, P a probability")
+    for name, value in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise SegmentError(f"{where}.{name}: expected a probability from 0 to 1, got {value!r}")
+    lo, hi = float(bounds.get("min", 0.0)), float(bounds.get("max", 2.0))
+    if lo >= hi:
+        raise SegmentError(f"{where}: min ({lo}) must be below max ({hi})")
+    params += [lo, hi]
+    return (
+        "coalesce((SELECT s.probability >= %s AND s.probability < %s FROM upgrade_scores s"
+        " WHERE s.customer_id = c.customer_id ORDER BY s.day DESC LIMIT 1), false)"
+    )
 
 
 def refresh_segments(

@@ -23,6 +23,7 @@ from .push_routes import router as push_router
 from .responses import SafeJSONResponse
 from .routes import health_router, router
 from .service_routes import router as service_router
+from .upgrade_routes import router as upgrade_router
 
 DESCRIPTION = """\
 Vehicles, trips and events for fleet teams, portraits and segments for marketing, aggregate insights for
@@ -83,6 +84,7 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
     app.include_router(push_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(service_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(churn_router, responses=REFUSALS | AUTH_REFUSALS)
+    app.include_router(upgrade_router, responses=REFUSALS | AUTH_REFUSALS)
     errors.install(app)
     install_openapi(app)
     app.add_middleware(RequestGuard)

@@ -113,6 +113,8 @@ ERASED: tuple[tuple[str, str], ...] = (
     ("service_reminders", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("service_bookings", "vehicle_id = ANY(%(v)s)"),
     ("churn_scores", "customer_id = ANY(%(c)s)"),
+    ("upgrade_scores", "customer_id = ANY(%(c)s)"),
+    ("life_events", "customer_id = ANY(%(c)s)"),
     ("consent_events", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("consent_history", "vehicle_id = ANY(%(v)s)"),
     ("driving_events", "vehicle_id = ANY(%(v)s)"),

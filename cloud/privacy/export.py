@@ -3,6 +3,7 @@
 Sections: ``customer`` (the CRM record), ``consent`` (current and the whole history), ``identities``
 (online accounts, every identity link and merge, undone ones too), ``interactions``, ``complaints``,
 ``portrait`` (features, tags, preferences, cluster, segments), ``churn_scores`` (every daily churn score),
+``upgrade_scores`` (every daily upgrade score), ``life_events`` (from the CRM),
 ``vehicles`` (per car: master data and status, purchase, service visits, trips, earlier trip versions,
 driving events, fault codes, push feedback, the consent the car reported, telemetry, how many messages the
 car sent), ``dead_letters`` (refused payloads that name one of their ids, payload in base64) and
@@ -217,6 +218,19 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
             conn,
             "SELECT day, probability, tier, reasons, model_version, scored_at FROM churn_scores"
             " WHERE customer_id = %(c)s ORDER BY day",
+            c,
+        ),
+        # every stored daily upgrade score with its reasons, and the CRM's life events (cloud/upgrade/)
+        "upgrade_scores": _rows(
+            conn,
+            "SELECT day, probability, reasons, model_version, scored_at FROM upgrade_scores"
+            " WHERE customer_id = %(c)s ORDER BY day",
+            c,
+        ),
+        "life_events": _rows(
+            conn,
+            "SELECT kind, happened_on, source, imported_at FROM life_events WHERE customer_id = %(c)s"
+            " ORDER BY happened_on, kind",
             c,
         ),
         # every service reminder decision about the person or their cars, with its reason (cloud/service/)

@@ -1,0 +1,1 @@
+"""Upgrade intent: which customers are likely to buy another car soon, how sure, and why."""

@@ -1,0 +1,53 @@
+"""The upgrade configuration (``upgrade.toml``): label horizon, what counts as new-model content, training
+snapshots, model. Loaded and checked once per run; an error names the entry and says what is wrong."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cloud.churn.config import ModelSettings
+from edge_agent.protocol import format_validation_error
+
+
+class ConfigError(ValueError):
+    """An upgrade configuration that cannot be used; the message names the entry."""
+
+
+class UpgradeConfig(BaseModel):
+    """The whole configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    horizon_days: int = Field(default=90, ge=14, le=730)
+    warranty_months: int = Field(default=36, ge=0, le=240)
+    new_model_kinds: tuple[str, ...] = ("test_drive",)
+    new_model_tags: tuple[str, ...] = ("new_model",)
+    snapshots: int = Field(default=6, ge=1, le=24)
+    snapshot_step_days: int = Field(default=14, ge=1, le=180)
+    model: ModelSettings = ModelSettings()
+
+
+def load_config(path: Path | None = None) -> UpgradeConfig:
+    """The configuration at ``path`` (default: the shipped ``upgrade.toml``)."""
+    if path is None:
+        text = resources.files("cloud.upgrade").joinpath("upgrade.toml").read_text(encoding="utf-8")
+        where = "upgrade.toml (shipped)"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from exc
+        where = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not TOML: {exc}") from exc
+    try:
+        return UpgradeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {format_validation_error(exc)}") from exc
