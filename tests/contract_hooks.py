@@ -49,6 +49,8 @@ def list_cursor(path: str, text: str) -> str | None:
         return encode_cursor("decisions", text)
     if path == "/v1/churn":
         return encode_cursor("churn", len(text) / 100, text)
+    if path == "/v1/service/reminders":
+        return encode_cursor("reminders", zlib.crc32(text.encode()))
     if path == "/v1/upgrade":
         return encode_cursor("upgrade", len(text) / 100, text)
     return None

@@ -272,6 +272,7 @@ _LISTS = {
     "events": f"/v1/vehicles/{VEHICLES[0]}/trips/{TRIP}/events",
     "insights": "/v1/insights?since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z",
     "churn": "/v1/churn",
+    "reminders": "/v1/service/reminders",
     "upgrade": "/v1/upgrade",
 }
 # what JSON can spell and no stored key holds: lone surrogates, NUL, integers past 64 bits, odd times
@@ -290,6 +291,7 @@ _SHAPES = {
     "events": st.tuples(_TEXT, _INT, _INT),
     "insights": st.tuples(_INT),
     "churn": st.tuples(st.floats(), _TEXT),
+    "reminders": st.tuples(_INT),
     "upgrade": st.tuples(st.floats(), _TEXT),
 }
 _ANY_KEY = st.lists(st.one_of(_TEXT, _INT, st.floats(), st.booleans(), st.none()), max_size=4)

@@ -326,15 +326,19 @@ def test_a_severe_fault_tells_the_dealer_only_with_consent(
 def test_quiet_hours_defer_the_reminder(
     world: dict[str, Any], tmp_path: Path, vehicle_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Car Q was delivered 400 days ago and never serviced: due by time (12 months). At 22:xx in the car's
-    zone the reminder is suppressed (quiet_hours) and nothing reaches the car; at 10:xx the next morning it
-    is sent and shown."""
+    """Car Q was delivered 400 days ago and never serviced: due by time (12 months), not by mileage (it first
+    reported 76,000 km: sold with them, not driven since delivery). At 22:xx in the car's zone the reminder
+    is suppressed (quiet_hours) and nothing reaches the car; at 10:xx the next morning it is sent and
+    shown."""
     conn, now = world["conn"], world["now"]
     q = vehicle_prefix + "Q"
     _master_data(conn, tmp_path, world["zone"], [(q, q + "-c", "DS-Compact", 400)])
     car = SimCar(tmp_path, q, world["broker"])
     try:
         car.start()
+        car.drive(76_000)
+        trips = "SELECT count(*) FROM trips WHERE vehicle_id = %s AND odometer_km IS NOT NULL"
+        assert wait_until(lambda: conn.execute(trips, (q,)).fetchone() == (1,), timeout=20)
         night = remind(now + timedelta(hours=10), capsys)
         assert night["due"] == {"due_by_time": 1} and night["published"] == 0, night
         car.settle()
@@ -346,7 +350,9 @@ def test_quiet_hours_defer_the_reminder(
         assert morning["acknowledged"] == 1, morning
         assert car.wait_shown(1)
         assert [d[3] for d in _decisions(conn, q)] == ["suppressed", "sent"]
-        assert "12 months passed" in _decisions(conn, q)[1][5]
+        assert (
+            "12 months passed" in _decisions(conn, q)[1][5] and "km driven" not in _decisions(conn, q)[1][5]
+        )
     finally:
         car.stop()
 

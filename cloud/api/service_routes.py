@@ -77,7 +77,7 @@ def _audit(conn: Conn, principal: Principal, action: str, subject: str, detail: 
 def service_reminders(
     principal: Annotated[Principal, require("marketing:read")],
     conn: Conn,
-    vehicle_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    vehicle_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[^\x00]*$")] = None,
     status: Status | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,

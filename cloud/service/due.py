@@ -6,8 +6,10 @@ or its delivery (``purchases.purchased_at``; the day it was first seen without o
 
 - **Mileage**: the odometer now is the highest the car reported (``telemetry_latest``, trips' odometer at
   their end); at the baseline it is the visit's reading (``service_visits.odometer_km``), else the highest the
-  car reported before the visit's day was over, else (delivery) 0 km. Due when the difference reaches the
-  plan's ``interval_km``; since the end of the first trip that crossed it (else now).
+  car reported before the visit's day was over, else 0 km; at delivery it is the lowest the car ever reported
+  (a car sold with kilometres on it, or connected late, is not taken for one driven from 0), else 0 km. Due
+  when the difference reaches the plan's ``interval_km``; since the end of the first trip that crossed it
+  (else now).
 - **Time**: due from the baseline plus the plan's ``interval_months``.
 - **Faults**: a severe code (plans.toml ``[faults]``) first reported after the baseline's day: a fault
   counts until a service visit after it. Due since it was first reported.
@@ -69,7 +71,8 @@ class Due:
 _CARS = """
 SELECT v.vehicle_id, v.customer_id, v.dealer_id, v.model, v.time_zone, d.booking_url, d.webhook_url,
        lv.visit_id, coalesce(lv.visited_at, p.purchased_at, v.first_seen::date) AS baseline_day,
-       CASE WHEN lv.visit_id IS NULL THEN 0
+       CASE WHEN lv.visit_id IS NULL
+            THEN coalesce((SELECT min(t.odometer_km) FROM trips t WHERE t.vehicle_id = v.vehicle_id), 0)
             ELSE coalesce(lv.odometer_km,
                           (SELECT max(t.odometer_km) FROM trips t WHERE t.vehicle_id = v.vehicle_id
                            AND t.ended_at < lv.visited_at + 1), 0) END AS baseline_km,
