@@ -54,6 +54,9 @@ class ChurnWorld:
     faults: list[tuple[int, int, str]]  # (customer, day, code)
     pushes: list[tuple[int, int, bool]]  # (customer, day, opened)
     truth: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the hidden state at the end of the last day, where simulators/retention_world.py goes on
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    hazard_scale: float = 1.0
 
     def day(self, index: int) -> date:
         """The calendar day of a day index."""
@@ -61,9 +64,15 @@ class ChurnWorld:
 
 
 def simulate_churn_world(
-    customers: int, seed: int, *, days: int = 180, first_day: date = date(2026, 3, 2)
+    customers: int,
+    seed: int,
+    *,
+    days: int = 180,
+    first_day: date = date(2026, 3, 2),
+    hazard_scale: float = 1.0,
 ) -> ChurnWorld:
-    """``customers`` car owners over ``days`` days; who leaves when is drawn from hidden traits and noise."""
+    """``customers`` car owners over ``days`` days; who leaves when is drawn from hidden traits and noise
+    (``hazard_scale`` times the daily hazard: a world where customers leave more often)."""
     rng = np.random.default_rng(seed)
     n = customers
     sat0 = rng.normal(0, 1, n)
@@ -118,7 +127,7 @@ def simulate_churn_world(
         # leaving
         warranty_over = (age0 + t) > WARRANTY_DAYS
         overdue = since > interval + 60
-        hazard = BASE_HAZARD * np.exp(
+        hazard = hazard_scale * BASE_HAZARD * np.exp(
             -0.9 * sat - 0.7 * loyalty + 0.8 * warranty_over + 0.4 * np.minimum(open_faults, 2)
             + 0.8 * overdue + shock
         )  # fmt: skip
@@ -164,10 +173,25 @@ def simulate_churn_world(
             "loyalty": loyalty,
             "decliner": decliner,
         },
+        hazard_scale=hazard_scale,
+        state={
+            "sat": sat,
+            "sat0": sat0,
+            "loyalty": loyalty,
+            "rate": rate,
+            "interval": interval,
+            "age0": age0,
+            "last_visit": last_visit,
+            "open_faults": open_faults,
+            "fault_age": fault_age,
+            "shock": shock,
+            "p_open": p_open,
+        },
     )
 
 
-def _copy(conn: psycopg.Connection[Any], table: str, columns: str, lines: list[str]) -> None:
+def copy_lines(conn: psycopg.Connection[Any], table: str, columns: str, lines: list[str]) -> None:
+    """COPY tab-separated ``lines`` into ``table`` (in pieces, for size)."""
     with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for lo in range(0, len(lines), 200_000):
             copy.write("".join(lines[lo : lo + 200_000]))
@@ -184,8 +208,8 @@ def load_churn_world(
     n = len(w.customers)
     start = datetime.combine(w.first_day, datetime.min.time(), tzinfo=UTC)
     stamp = start.isoformat()
-    _copy(conn, "customers", "customer_id, region", [f"{c}\tnorth\n" for c in w.customers])
-    _copy(
+    copy_lines(conn, "customers", "customer_id, region", [f"{c}\tnorth\n" for c in w.customers])
+    copy_lines(
         conn,
         "vehicles",
         "vehicle_id, first_seen, last_seen, customer_id, model, time_zone",
@@ -194,7 +218,7 @@ def load_churn_world(
             for v, c in zip(w.vehicles, w.customers, strict=True)
         ],
     )
-    _copy(
+    copy_lines(
         conn,
         "purchases",
         "vehicle_id, customer_id, purchased_at",
@@ -203,7 +227,7 @@ def load_churn_world(
             for v, c, d in zip(w.vehicles, w.customers, w.purchased.astype(str), strict=True)
         ],
     )
-    _copy(
+    copy_lines(
         conn,
         "consent_events",
         "customer_id, scope, granted, at, source",
@@ -213,13 +237,13 @@ def load_churn_world(
         ],
     )
     say(f"{n} customers, cars, purchases, consent")
-    _copy(
+    copy_lines(
         conn,
         "service_visits",
         "visit_id, vehicle_id, visited_at, kind",
         [f"V{k}\t{w.vehicles[i]}\t{w.day(t)}\t{kind}\n" for k, (i, t, kind) in enumerate(w.visits)],
     )
-    _copy(
+    copy_lines(
         conn,
         "complaints",
         "complaint_id, customer_id, opened_at, category, resolved",
@@ -228,7 +252,7 @@ def load_churn_world(
             for k, (i, t, r) in enumerate(w.complaints)
         ],
     )
-    _copy(
+    copy_lines(
         conn,
         "dtc_reports",
         "vehicle_id, seq, idx, code, first_seen",
@@ -243,18 +267,26 @@ def load_churn_world(
         lines.append(f"{w.vehicles[i]}\t{2_000_000 + 2 * k}\tP{k}\tnewsletter\tdelivered\t{at}\n")
         if opened:
             lines.append(f"{w.vehicles[i]}\t{2_000_001 + 2 * k}\tP{k}\tnewsletter\topened\t{at}\n")
-    _copy(conn, "push_feedback", "vehicle_id, seq, push_id, campaign_id, action, at", lines)
+    copy_lines(conn, "push_feedback", "vehicle_id, seq, push_id, campaign_id, action, at", lines)
     say(
         f"{len(w.visits)} visits, {len(w.complaints)} complaints, {len(w.faults)} faults,"
         f" {len(w.pushes)} pushes"
     )
-    # trips: per car one row of daily counts, expanded in the database (no 10-million-line COPY from Python)
+    load_trips(conn, w.vehicles, w.trips_per_day, start, 0)
+    say(f"{int(w.trips_per_day.sum())} trips")
+
+
+def load_trips(
+    conn: psycopg.Connection[Any], vehicles: np.ndarray, counts: np.ndarray, start: datetime, offset: int
+) -> None:
+    """Trips from per-car daily counts (column k is day ``offset + k`` after ``start``), expanded in the
+    database (no 10-million-line COPY from Python)."""
     with conn.transaction():
         conn.execute(
             "CREATE TEMP TABLE churn_trip_counts (vehicle_id text, counts smallint[]) ON COMMIT DROP"
         )
         buffer = io.StringIO()
-        for v, row in zip(w.vehicles, w.trips_per_day, strict=True):
+        for v, row in zip(vehicles, counts, strict=True):
             buffer.write(f"{v}\t{{{','.join(map(str, row.tolist()))}}}\n")
         with conn.cursor() as cur, cur.copy("COPY churn_trip_counts FROM STDIN") as copy:
             copy.write(buffer.getvalue())
@@ -262,15 +294,14 @@ def load_churn_world(
             """
             INSERT INTO trips (vehicle_id, trip_id, seq, started_at, ended_at, distance_km, duration_s,
                                moving_s, idle_s, max_speed_kmh, avg_speed_kmh, night_share, samples)
-            SELECT c.vehicle_id, 'T' || d.day || '-' || k, d.day * 10 + k,
+            SELECT c.vehicle_id, 'T' || (d.day + %(offset)s) || '-' || k, (d.day + %(offset)s) * 10 + k,
                    s.at, s.at + interval '25 minutes',
                    12.5, 1500, 1400, 100, 90, 32, 0, 0
             FROM churn_trip_counts c, unnest(c.counts) WITH ORDINALITY d (n, day),
                  generate_series(1, d.n) k,
                  LATERAL (SELECT %(start)s::timestamptz
-                          + make_interval(days => d.day::int - 1, hours => 7 + 2 * k) AS at) s
+                          + make_interval(days => d.day::int - 1 + %(offset)s, hours => 7 + 2 * k) AS at) s
             WHERE d.n > 0
             """,
-            {"start": start},
+            {"start": start, "offset": offset},
         )
-    say(f"{int(w.trips_per_day.sum())} trips")

@@ -248,7 +248,28 @@ def _results(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     srm = r["sample_ratio"]
     if srm and srm["mismatch"]:
         text.append(f"WARNING: sample-ratio mismatch (p = {srm['p_value']:.2g}): check assignment, delivery")
+    if "retention" in r:
+        text += _retention_lines(r["retention"])
     return r, "\n".join(text)
+
+
+def _retention_lines(block: dict[str, Any]) -> list[str]:
+    """The retention block as text: churn per arm, its reduction against the holdout, retained, ROI."""
+    state = "complete" if block["complete"] else f"open until {block['window_end']}"
+    out = [f"retention over {block['days']} days ({state}): {block['definition']}"]
+    for a in block["arms"]:
+        line = f"  {a['arm']:<16}{a['assigned']:>9} assigned {a['active']:>7} active"
+        line += f" {a['churned']:>7} churned {_pct(a['churn']['value'])}"
+        red = a.get("reduction_pp")
+        if red and red["difference"] is not None:
+            line += (
+                f"  reduction {red['difference']:+.2f} pp [{red['ci_low']:+.2f}, {red['ci_high']:+.2f}]"
+                f"  retained per 1,000 treated {a['retained_per_1000']['value']:+.1f}"
+            )
+            if a.get("money") and a["money"]["roi"] is not None:
+                line += f"  ROI {a['money']['roi']:+.2f}"
+        out.append(line)
+    return out
 
 
 def _audit(conn: Any, action: str, campaign_id: str, detail: dict[str, Any]) -> None:

@@ -14,18 +14,22 @@ Definitions (intention-to-treat, so that treated and holdout customers are compa
 - ``ctr`` = opened / delivered; ``conversion`` = converted / assigned (Wilson intervals);
 - ``uplift`` = conversion - the holdout's conversion (Newcombe interval, score-test p-value);
 - ``roi`` = (incremental conversions x value per conversion - cost of the sends) / cost, with the values of
-  the items actually sent (cloud/push/measure.py).
+  the items actually sent (cloud/push/measure.py);
+- ``retention`` (campaigns whose objective is retention only): churn per arm and its reduction against the
+  holdout with its interval, retained customers per 1,000 treated, ROI (cloud/push/retention.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from . import measure
 from .engine import DEFAULT_GLOBAL_CONTROL_SHARE, load_campaign
+from .retention import retention_results
 
 
 def campaign_results(
@@ -33,8 +37,10 @@ def campaign_results(
     campaign_id: str,
     *,
     global_control_share: float = DEFAULT_GLOBAL_CONTROL_SHARE,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The results document of one campaign (see the module docstring)."""
+    """The results document of one campaign (see the module docstring); a retention campaign's carries
+    a ``retention`` block (cloud/push/retention.py), measured as of ``now`` (default: the clock)."""
     spec, status = load_campaign(conn, campaign_id)
     fixed = [a.content.item for a in spec.arms if a.content.item is not None]
     any_item = any(a.content.recommended is not None for a in spec.arms)
@@ -134,7 +140,7 @@ def campaign_results(
     if spec.holdout_share > 0 or len(spec.arms) > 1:
         srm = asdict(measure.sample_ratio({g: observed.get(g, 0) for g in expected if expected[g] > 0},
                                           {g: s for g, s in expected.items() if s > 0}))  # fmt: skip
-    return {
+    document = {
         "campaign_id": campaign_id,
         "name": spec.name,
         "status": status,
@@ -144,3 +150,7 @@ def campaign_results(
         "definitions": "intention-to-treat; see cloud/push/results.py",
         "global_control_share": global_control_share,
     }
+    retention = retention_results(conn, spec, now=now)
+    if retention is not None:
+        document["retention"] = retention
+    return document

@@ -15,6 +15,10 @@ A campaign is JSON (a file for the CLI, a body for the API)::
      "channels": ["push"],                               # and/or "webhook" with "webhook_url"
      "attribution_days": 14}
 
+A retention campaign (``"objective": "retention"``, cloud/push/retention.py) is measured by the churn of its
+audience instead: ``"retention": {"days": 30, "silent_days": 14, "active_days": 7,
+"cost_per_offer": 5.0, "value_per_retained": 800.0}`` (all optional).
+
 Arms split the customers who are neither in the global control group nor in the holdout, by ``share``
 (weights, equal by default). An arm shows one catalogue item to everyone, or fills a "recommended for you"
 slot per customer with a recommender (``random`` is the control arm of a recommender comparison).
@@ -112,6 +116,25 @@ class Caps(_Strict):
     per_week: int = Field(default=3, ge=1, le=200)
 
 
+class RetentionSettings(_Strict):
+    """How a retention campaign's effect on churn is measured (cloud/push/retention.py): among the customers
+    active when assigned (a trip or a service visit in the ``active_days`` before), one churned when neither
+    a trip nor a service visit falls in the last ``silent_days`` of the ``days`` after the assignment; money
+    when both a cost per offer and a value per retained customer are given."""
+
+    days: int = Field(default=30, ge=7, le=365)
+    silent_days: int = Field(default=14, ge=1, le=365)
+    active_days: int = Field(default=7, ge=1, le=365)
+    cost_per_offer: float | None = Field(default=None, ge=0, le=1e6)
+    value_per_retained: float | None = Field(default=None, ge=0, le=1e9)
+
+    @model_validator(mode="after")
+    def _inside(self) -> RetentionSettings:
+        if self.silent_days > self.days:
+            raise ValueError(f"silent_days ({self.silent_days}) cannot exceed days ({self.days})")
+        return self
+
+
 class CampaignSpec(_Strict):
     """A campaign as the marketer defines it (see the module docstring)."""
 
@@ -129,9 +152,13 @@ class CampaignSpec(_Strict):
     channels: list[Literal["push", "webhook"]] = Field(default=["push"], min_length=1)
     webhook_url: str | None = Field(default=None, max_length=500)
     attribution_days: float = Field(default=14.0, gt=0, le=180)
+    objective: Literal["conversion", "retention"] = "conversion"
+    retention: RetentionSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignSpec:
+        if self.retention is not None and self.objective != "retention":
+            raise ValueError('retention settings need "objective": "retention"')
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         names = [a.name for a in self.arms]
@@ -144,6 +171,12 @@ class CampaignSpec(_Strict):
         ):
             raise ValueError("the webhook channel needs webhook_url (http:// or https://)")
         return self
+
+    def retention_settings(self) -> RetentionSettings | None:
+        """How the churn effect is measured: None unless the objective is retention (defaults then)."""
+        if self.objective != "retention":
+            return None
+        return self.retention or RetentionSettings()
 
     def arm_shares(self) -> list[tuple[str, float]]:
         """(arm, share of the treated customers) with the shares normalised to sum to 1."""
