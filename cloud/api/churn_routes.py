@@ -8,19 +8,19 @@ the tier and how many customers it showed, a customer as ``churn.read`` under th
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from cloud.churn.read import ChurnScore, customer_churn, list_tier
-from cloud.privacy.audit import AuditUnavailable, AuditWriter, personal_subject
 
 from .auth import Principal, require
 from .deps import Conn
-from .errors import ApiError, documented
+from .errors import documented
 from .guard import NO_NUL
-from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from .pagination import Cursor, Limit, Page
+from .scoring import after_key, audit, customer_read, page, score_fields
 
 router = APIRouter()
 
@@ -59,30 +59,8 @@ class CustomerChurnOut(ChurnOut):
     history: list[ChurnPointOut]
 
 
-def _fields(s: ChurnScore) -> dict[str, Any]:
-    """A stored score as the fields of :class:`ChurnOut`."""
-    return {
-        "customer_id": s.customer_id,
-        "day": s.day,
-        "probability": s.probability,
-        "tier": s.tier,
-        "reasons": [ReasonOut.model_validate(r) for r in s.reasons],
-        "model_version": s.model_version,
-    }
-
-
-def _audit(request: Request, principal: Principal, action: str, subject: str | None, **detail: Any) -> None:
-    writer: AuditWriter = request.app.state.audit
-    try:
-        writer.record(
-            key_id=principal.key_id,
-            action=action,
-            subject=subject,
-            outcome=str(detail.pop("outcome", "ok")),
-            detail=detail or None,
-        )
-    except AuditUnavailable as exc:
-        raise ApiError(503, "cannot answer now: the audit log cannot be written") from exc
+def _item(s: ChurnScore) -> ChurnOut:
+    return ChurnOut(**score_fields(s, ReasonOut, tier=s.tier))
 
 
 @router.get("/v1/churn", response_model=Page[ChurnOut])
@@ -96,16 +74,10 @@ def list_churn(
 ) -> Page[ChurnOut]:
     """The newest scored day's customers of ``tier`` (default: every tier), riskiest first, with their top
     reasons; consenting customers only (audited)."""
-    after = None
-    if cursor:
-        p, c = decode_cursor(cursor, "churn", (float, str))
-        after = (p, c)
-    scores = list_tier(conn, tier, limit=limit + 1, after=after)
-    shown = scores[:limit]
-    more = len(scores) > limit and bool(shown)
-    next_cursor = encode_cursor("churn", shown[-1].probability, shown[-1].customer_id) if more else None
-    _audit(request, principal, "churn.list", None, tier=tier, customers=len(shown))
-    return Page(items=[ChurnOut(**_fields(s)) for s in shown], next_cursor=next_cursor)
+    scores = list_tier(conn, tier, limit=limit + 1, after=after_key(cursor, "churn"))
+    shown, count = page(scores, limit, "churn", _item)
+    audit(request, principal, "churn.list", None, tier=tier, customers=count)
+    return shown
 
 
 @router.get(
@@ -121,15 +93,11 @@ def get_customer_churn(
     days: Annotated[int, Query(ge=1, le=366, description="scored days of history")] = 90,
 ) -> CustomerChurnOut:
     """One consenting customer's newest churn score, its reasons, the history and the trend (audited)."""
-    found = customer_churn(conn, customer_id, days=days)
-    subject = personal_subject("customer", customer_id)
-    if found is None:
-        _audit(request, principal, "churn.read", subject, outcome="not_found")
-        raise ApiError(404, f"no churn score of customer {customer_id!r} that marketing may see")
-    s = found.latest
-    _audit(request, principal, "churn.read", subject)
+    found = customer_read(
+        request, principal, "churn", customer_id, customer_churn(conn, customer_id, days=days)
+    )
     return CustomerChurnOut(
-        **_fields(s),
+        **score_fields(found.latest, ReasonOut, tier=found.latest.tier),
         trend=found.trend,
         history=[ChurnPointOut(day=d, probability=p, tier=t) for d, p, t in found.history],
     )

@@ -10,19 +10,19 @@ subject.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
-from cloud.privacy.audit import AuditUnavailable, AuditWriter, personal_subject
 from cloud.upgrade.read import UpgradeScore, customer_upgrade, list_scores
 
 from .auth import Principal, require
 from .deps import Conn
-from .errors import ApiError, documented
+from .errors import documented
 from .guard import NO_NUL
-from .pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from .pagination import Cursor, Limit, Page
+from .scoring import after_key, audit, customer_read, page, score_fields
 
 router = APIRouter()
 
@@ -59,28 +59,8 @@ class CustomerUpgradeOut(UpgradeOut):
     history: list[UpgradePointOut]
 
 
-def _fields(s: UpgradeScore) -> dict[str, Any]:
-    return {
-        "customer_id": s.customer_id,
-        "day": s.day,
-        "probability": s.probability,
-        "reasons": [ReasonOut.model_validate(r) for r in s.reasons],
-        "model_version": s.model_version,
-    }
-
-
-def _audit(request: Request, principal: Principal, action: str, subject: str | None, **detail: Any) -> None:
-    writer: AuditWriter = request.app.state.audit
-    try:
-        writer.record(
-            key_id=principal.key_id,
-            action=action,
-            subject=subject,
-            outcome=str(detail.pop("outcome", "ok")),
-            detail=detail or None,
-        )
-    except AuditUnavailable as exc:
-        raise ApiError(503, "cannot answer now: the audit log cannot be written") from exc
+def _item(s: UpgradeScore) -> UpgradeOut:
+    return UpgradeOut(**score_fields(s, ReasonOut))
 
 
 @router.get("/v1/upgrade", response_model=Page[UpgradeOut])
@@ -94,16 +74,10 @@ def list_upgrade(
 ) -> Page[UpgradeOut]:
     """The newest scored day's customers with at least ``min_probability`` of buying another car, likeliest
     first, with their top reasons; consenting customers only (audited)."""
-    after = None
-    if cursor:
-        p, c = decode_cursor(cursor, "upgrade", (float, str))
-        after = (p, c)
-    scores = list_scores(conn, min_probability, limit=limit + 1, after=after)
-    shown = scores[:limit]
-    more = len(scores) > limit and bool(shown)
-    next_cursor = encode_cursor("upgrade", shown[-1].probability, shown[-1].customer_id) if more else None
-    _audit(request, principal, "upgrade.list", None, min_probability=min_probability, customers=len(shown))
-    return Page(items=[UpgradeOut(**_fields(s)) for s in shown], next_cursor=next_cursor)
+    scores = list_scores(conn, min_probability, limit=limit + 1, after=after_key(cursor, "upgrade"))
+    shown, count = page(scores, limit, "upgrade", _item)
+    audit(request, principal, "upgrade.list", None, min_probability=min_probability, customers=count)
+    return shown
 
 
 @router.get(
@@ -119,14 +93,11 @@ def get_customer_upgrade(
     days: Annotated[int, Query(ge=1, le=366, description="scored days of history")] = 90,
 ) -> CustomerUpgradeOut:
     """One consenting customer's newest upgrade score, its reasons, the history and the trend (audited)."""
-    found = customer_upgrade(conn, customer_id, days=days)
-    subject = personal_subject("customer", customer_id)
-    if found is None:
-        _audit(request, principal, "upgrade.read", subject, outcome="not_found")
-        raise ApiError(404, f"no upgrade score of customer {customer_id!r} that marketing may see")
-    _audit(request, principal, "upgrade.read", subject)
+    found = customer_read(
+        request, principal, "upgrade", customer_id, customer_upgrade(conn, customer_id, days=days)
+    )
     return CustomerUpgradeOut(
-        **_fields(found.latest),
+        **score_fields(found.latest, ReasonOut),
         trend=found.trend,
         history=[UpgradePointOut(day=d, probability=p) for d, p in found.history],
     )

@@ -10,20 +10,14 @@ happen inside the handlers.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cloud.scores.cli import audit, day_arg, dispatch, reasons_brief, show
+
 log = logging.getLogger(__name__)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from exc
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     churn = subparsers.add_parser("churn", help="churn early warning: score, list, show, backtest")
     sub = churn.add_subparsers(dest="churn_command", required=True)
     run = sub.add_parser("run", help="the daily job: score every consenting customer for a day")
-    run.add_argument("--day", type=_day, help="the day to score (default: yesterday, UTC)")
+    run.add_argument("--day", type=day_arg, help="the day to score (default: yesterday, UTC)")
     run.add_argument("--retrain", action="store_true", help="fit a new model before scoring")
     run.add_argument("--seed", type=int, default=0)
     listing = sub.add_parser("list", help="the newest day's scores of a tier, riskiest first")
@@ -40,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = sub.add_parser("show", help="one customer's score, reasons and trend")
     show.add_argument("customer_id")
     back = sub.add_parser("backtest", help="train on earlier snapshots, score a later day, judge the outcome")
-    back.add_argument("--test-day", type=_day, help="default: the newest day whose horizon has passed")
+    back.add_argument("--test-day", type=day_arg, help="default: the newest day whose horizon has passed")
     back.add_argument("--seed", type=int, default=0)
     for p in (run, listing, show, back):
         p.add_argument("--config", type=Path, help="a churn.toml (default: the shipped one)")
@@ -49,35 +43,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from cloud.config import CloudSettings
-
     from .config import ConfigError, load_config
     from .run import ChurnError
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    url = CloudSettings().require_database_url()
     handlers = {"run": _run, "list": _list, "show": _show, "backtest": _backtest}
-    try:
-        out = handlers[args.churn_command](url, config, args)
-    except (ChurnError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    except psycopg.OperationalError:
-        raise  # the cloud command's one-line "database unreachable", exit 1
-    except psycopg.Error as exc:
-        log.error("database: %s", exc)
-        return 2
-    if out is None:
-        return 3
-    document, text = out
-    print(json.dumps(document, default=str) if args.json else text)
-    return 0
+    return dispatch(args, args.churn_command, load_config, ConfigError, ChurnError, handlers, log)
 
 
 def _run(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
@@ -94,12 +64,6 @@ def _run(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
     ), f"{day}: {report.scored} customers scored with model {report.model_version} ({tiers})"
 
 
-def _audit(conn: Any, action: str, subject: str | None, detail: dict[str, object]) -> None:
-    from cloud.privacy import audit
-
-    audit.record(conn, key_id=None, action=action, subject=subject, outcome="ok", detail=detail)
-
-
 def _list(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
     import psycopg
 
@@ -107,7 +71,7 @@ def _list(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     with psycopg.connect(url) as conn, conn.transaction():
         scores = list_tier(conn, args.tier, limit=args.limit)
-        _audit(conn, "churn.list", None, {"tier": args.tier, "customers": len(scores)})
+        audit(conn, "churn.list", None, {"tier": args.tier, "customers": len(scores)})
     items = [
         {
             "customer_id": s.customer_id,
@@ -118,43 +82,23 @@ def _list(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
         }
         for s in scores
     ]
-    lines = [
-        f"{s.customer_id}  {s.probability:.3f}  {s.tier:6}  "
-        + ", ".join(f"{r['feature']}={r['value']:g}" for r in s.reasons)
-        for s in scores
-    ]
+    lines = [f"{s.customer_id}  {s.probability:.3f}  {s.tier:6}  {reasons_brief(s.reasons)}" for s in scores]
     return {"items": items}, "\n".join(lines) or "no scores"
 
 
 def _show(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str] | None:
-    import psycopg
-
-    from cloud.privacy import audit
-
     from .read import customer_churn
 
-    with psycopg.connect(url) as conn, conn.transaction():
-        found = customer_churn(conn, args.customer_id)
-        subject = audit.personal_subject("customer", args.customer_id)
-        outcome = "ok" if found else "not_found"
-        audit.record(conn, key_id=None, action="churn.read", subject=subject, outcome=outcome)
-    if found is None:
-        log.error("no churn scores of customer %r that marketing may see", args.customer_id)
-        return None
-    s = found.latest
-    document = {
-        "customer_id": s.customer_id,
-        "day": s.day,
-        "probability": s.probability,
-        "tier": s.tier,
-        "reasons": s.reasons,
-        "model_version": s.model_version,
-        "trend": found.trend,
-        "history": [{"day": d, "probability": p, "tier": t} for d, p, t in found.history],
-    }
-    reasons = "; ".join(f"{r['feature']} = {r['value']:g} (+{r['contribution']:.2f})" for r in s.reasons)
-    trend = "" if found.trend is None else f", {found.trend:+.3f} over {len(found.history)} days"
-    return document, f"{s.customer_id} on {s.day}: {s.probability:.3f} ({s.tier}{trend}); {reasons}"
+    return show(
+        url,
+        args.customer_id,
+        "churn",
+        customer_churn,
+        lambda s: {"tier": s.tier},
+        lambda h: {"day": h[0], "probability": h[1], "tier": h[2]},
+        lambda s, trend: f" ({s.tier}{trend})",
+        log,
+    )
 
 
 def _backtest(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:

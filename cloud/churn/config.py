@@ -5,14 +5,12 @@ Loaded and checked once per run; an error names the entry and says what is wrong
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_agent.protocol import format_validation_error
+from cloud.scores.config import load_toml
 
 
 class ConfigError(ValueError):
@@ -67,20 +65,6 @@ class ChurnConfig(_Strict):
 
 def load_config(path: Path | None = None) -> ChurnConfig:
     """The configuration at ``path`` (default: the shipped ``churn.toml``)."""
-    if path is None:
-        text = resources.files("cloud.churn").joinpath("churn.toml").read_text(encoding="utf-8")
-        where = "churn.toml (shipped)"
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: {exc.strerror}") from exc
-        where = str(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not TOML: {exc}") from exc
-    try:
-        return ChurnConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {format_validation_error(exc)}") from exc
+    return load_toml(
+        path, package="cloud.churn", filename="churn.toml", schema=ChurnConfig, error=ConfigError
+    )

@@ -11,14 +11,12 @@ from datetime import date
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
+
+from cloud.scores import read
 
 TIERS = ("high", "medium", "low")
 
-_CONSENTING = (
-    "EXISTS (SELECT FROM consent_current k WHERE k.customer_id = s.customer_id"
-    " AND k.scope = 'marketing' AND k.granted)"
-)
+_COLUMNS = "s.customer_id, s.day, s.probability, s.tier, s.reasons, s.model_version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +31,13 @@ class ChurnScore:
     model_version: int
 
 
+def _score(r: tuple[Any, ...]) -> ChurnScore:
+    return ChurnScore(str(r[0]), r[1], float(r[2]), str(r[3]), list(r[4]), int(r[5]))
+
+
 def latest_day(conn: psycopg.Connection[Any]) -> date | None:
     """The newest day with scores (None: never scored)."""
-    row = conn.cursor(row_factory=tuple_row).execute("SELECT max(day) FROM churn_scores").fetchone()
-    return row[0] if row else None
+    return read.latest_day(conn, "churn_scores")
 
 
 def list_tier(
@@ -49,28 +50,11 @@ def list_tier(
 ) -> list[ChurnScore]:
     """Scores of ``tier`` (None: every tier) on ``day`` (default: the newest), riskiest first, after the
     (probability, customer) key ``after`` (keyset pages)."""
-    day = day or latest_day(conn)
-    if day is None:
-        return []
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT s.customer_id, s.day, s.probability, s.tier, s.reasons, s.model_version"
-            " FROM churn_scores s WHERE s.day = %(day)s AND (%(tier)s::text IS NULL OR s.tier = %(tier)s)"
-            " AND (%(p)s::real IS NULL OR (s.probability, %(c)s::text) < (%(p)s::real, s.customer_id))"
-            f" AND {_CONSENTING}"
-            " ORDER BY s.probability DESC, s.customer_id LIMIT %(limit)s",
-            {
-                "day": day,
-                "tier": tier,
-                "p": after[0] if after else None,
-                "c": after[1] if after else None,
-                "limit": limit,
-            },
-        )
-        .fetchall()
+    condition = "(%(tier)s::text IS NULL OR s.tier = %(tier)s)"
+    rows = read.page_rows(
+        conn, "churn_scores", _COLUMNS, condition, {"tier": tier}, limit=limit, after=after, day=day
     )
-    return [ChurnScore(str(r[0]), r[1], float(r[2]), str(r[3]), list(r[4]), int(r[5])) for r in rows]
+    return [_score(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +67,7 @@ class CustomerChurn:
     @property
     def trend(self) -> float | None:
         """The probability's change from the first day of the history to the newest (None: one day only)."""
-        if len(self.history) < 2:
-            return None
-        return round(self.history[-1][1] - self.history[0][1], 6)
+        return read.trend(self.history)
 
 
 def customer_churn(
@@ -93,16 +75,7 @@ def customer_churn(
 ) -> CustomerChurn | None:
     """The customer's scores of the last ``days`` scored days, when the customer allows marketing and has
     any (None otherwise)."""
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT s.customer_id, s.day, s.probability, s.tier, s.reasons, s.model_version"
-            f" FROM churn_scores s WHERE s.customer_id = %s AND {_CONSENTING} ORDER BY s.day DESC LIMIT %s",
-            (customer_id, days),
-        )
-        .fetchall()
-    )
-    if not rows:
+    scores = [_score(r) for r in read.customer_rows(conn, "churn_scores", _COLUMNS, customer_id, days)]
+    if not scores:
         return None
-    scores = [ChurnScore(str(r[0]), r[1], float(r[2]), str(r[3]), list(r[4]), int(r[5])) for r in rows]
     return CustomerChurn(scores[0], [(s.day, s.probability, s.tier) for s in reversed(scores)])

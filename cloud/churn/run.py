@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
+from functools import partial
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.rows import tuple_row
+
+from cloud.scores import job
 
 from .config import ChurnConfig
 from .features import NAMES, ChurnFeatures, active, compute_features, labels
@@ -34,13 +35,8 @@ class ChurnError(RuntimeError):
     """The job cannot run: another run holds the lock, or there is nothing to learn from."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredModel:
-    """A model from ``churn_models``."""
-
-    version: int
-    model: ChurnModel
-    metrics: dict[str, Any]
+StoredModel = job.StoredModel[ChurnModel]
+"""A model from ``churn_models``."""
 
 
 @dataclass
@@ -56,45 +52,28 @@ class RunReport:
     training: dict[str, Any] = field(default_factory=dict)
 
 
-def _allowed(conn: psycopg.Connection[Any], customers: list[str]) -> set[str]:
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT customer_id FROM consent_current WHERE scope = 'marketing' AND granted"
-            " AND customer_id = ANY(%s)",
-            (customers,),
-        )
-        .fetchall()
-    )
-    return {str(r[0]) for r in rows}
-
-
 def consenting_features(
     conn: psycopg.Connection[Any], day: date, config: ChurnConfig, customers: list[str] | None = None
 ) -> ChurnFeatures:
     """Features as of ``day`` of the car owners among ``customers`` (None: all) who allow marketing now."""
     matrix = compute_features(conn, day, config, customers)
-    allowed = _allowed(conn, matrix.customers)
-    return matrix.rows(np.array([c in allowed for c in matrix.customers], dtype=bool))
+    return job.consenting(conn, matrix)
 
 
-def training_days(day: date, config: ChurnConfig) -> list[date]:
-    """The snapshot days a model for scoring ``day`` learns from, oldest first (outcomes known by ``day``)."""
-    last = day - timedelta(days=config.horizon_days)
-    return [last - timedelta(days=config.snapshot_step_days * k) for k in reversed(range(config.snapshots))]
+training_days = job.training_days
 
 
 def training_rows(
     conn: psycopg.Connection[Any], days: list[date], config: ChurnConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stacked features and labels of the customers active at each of ``days`` (consenting ones only)."""
-    xs, ys = [], []
-    for d in days:
+
+    def rows(d: date) -> tuple[np.ndarray, np.ndarray]:
         matrix = consenting_features(conn, d, config)
         matrix = matrix.rows(active(matrix, config))
-        xs.append(matrix.values)
-        ys.append(labels(conn, matrix, config))
-    return np.vstack(xs), np.concatenate(ys)
+        return matrix.values, labels(conn, matrix, config)
+
+    return job.stack(days, rows)
 
 
 def train_model(
@@ -110,31 +89,13 @@ def train_model(
         )
     model = ChurnModel(config.model, seed).fit(X, y)
     metrics = {"rows": len(y), "churned": int(y.sum()), "base_rate": round(float(y.mean()), 5)}
-    row = conn.execute(
-        "INSERT INTO churn_models (as_of, horizon_days, features, metrics, model)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING version",
-        (days, config.horizon_days, list(NAMES), json.dumps(metrics), model.dumps()),
-    ).fetchone()
-    assert row is not None
-    return StoredModel(int(row[0]), model, metrics)
+    version = job.insert_model(conn, "churn_models", days, config.horizon_days, NAMES, metrics, model.dumps())
+    return job.StoredModel(version, model, metrics)
 
 
 def latest_model(conn: psycopg.Connection[Any]) -> StoredModel | None:
     """The newest stored model whose features are today's :data:`NAMES` (None: none)."""
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT version, model, metrics FROM churn_models WHERE features = %s"
-            " ORDER BY version DESC LIMIT 1",
-            (list(NAMES),),
-        )
-        .fetchone()
-    )
-    if row is None:
-        return None
-    version, blob, metrics = row
-    assert isinstance(version, int) and isinstance(blob, bytes) and isinstance(metrics, dict)
-    return StoredModel(version, ChurnModel.loads(blob), metrics)
+    return job.latest_model(conn, "churn_models", NAMES, ChurnModel.loads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +126,18 @@ def score(model: ChurnModel, matrix: ChurnFeatures, config: ChurnConfig) -> Scor
 
 def store_scores(cur: psycopg.Cursor[Any], day: date, scores: Scores, version: int) -> None:
     """Replace ``day``'s rows of ``churn_scores`` with ``scores`` (COPY)."""
-    cur.execute("DELETE FROM churn_scores WHERE day = %s", (day,))
-    with cur.copy(
-        "COPY churn_scores (customer_id, day, probability, tier, reasons, model_version) FROM STDIN"
-    ) as copy:
-        for c, p, t, r in zip(
-            scores.customers, scores.probability, scores.tiers, scores.reasons, strict=True
-        ):
-            copy.write_row((c, day, float(p), t, json.dumps(r), version))
+    job.store_rows(
+        cur,
+        "churn_scores",
+        ("customer_id", "day", "probability", "tier", "reasons", "model_version"),
+        day,
+        (
+            (c, day, float(p), t, json.dumps(r), version)
+            for c, p, t, r in zip(
+                scores.customers, scores.probability, scores.tiers, scores.reasons, strict=True
+            )
+        ),
+    )
 
 
 def run_churn(
@@ -185,31 +150,19 @@ def run_churn(
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Score ``day`` (training a model first when there is none or on ``retrain``) and store the scores."""
-    say = progress or log.info
-    seconds: dict[str, float] = {}
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(hashtext('drivesight-churn'))").fetchone()
-        if not locked or not locked[0]:
-            raise ChurnError("another churn run holds the lock on this database; try again when it ends")
-        started = time.perf_counter()
-        stored = None if retrain else latest_model(conn)
-        trained = stored is None
-        if stored is None:
-            say(f"training on {', '.join(str(d) for d in training_days(day, config))}")
-            stored = train_model(conn, day, config, seed=seed)
-            say(f"model {stored.version}: {stored.metrics}")
-        seconds["train"] = round(time.perf_counter() - started, 3)
-        started = time.perf_counter()
-        matrix = consenting_features(conn, day, config)
-        seconds["features"] = round(time.perf_counter() - started, 3)
-        say(f"features of {len(matrix.customers)} customers: {seconds['features']:.1f} s")
-        started = time.perf_counter()
-        scores = score(stored.model, matrix, config)
-        seconds["score"] = round(time.perf_counter() - started, 3)
-        say(f"scores and reasons: {seconds['score']:.1f} s")
-        started = time.perf_counter()
-        with conn.transaction(), conn.cursor() as cur:
-            store_scores(cur, day, scores, stored.version)
-        seconds["store"] = round(time.perf_counter() - started, 3)
+    steps = job.Job(
+        name="churn",
+        error=ChurnError,
+        latest=latest_model,
+        training_days=partial(training_days, config=config),
+        train=lambda conn, d, s: train_model(conn, d, config, seed=s),
+        features=partial(consenting_features, config=config),
+        score=partial(score, config=config),
+        store=store_scores,
+    )
+    done = job.run_daily(database_url, steps, day, retrain=retrain, seed=seed, progress=progress or log.info)
+    scores, stored = done.scores, done.stored
     tiers = {t: scores.tiers.count(t) for t in ("high", "medium", "low")}
-    return RunReport(day, stored.version, trained, len(scores.customers), tiers, seconds, stored.metrics)
+    return RunReport(
+        day, stored.version, done.trained, len(scores.customers), tiers, done.seconds, stored.metrics
+    )

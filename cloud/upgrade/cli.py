@@ -10,20 +10,14 @@ CLI). Heavy imports happen inside the handlers.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cloud.scores.cli import audit, day_arg, dispatch, reasons_brief, show
+
 log = logging.getLogger(__name__)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from exc
 
 
 def _probability(text: str) -> float:
@@ -41,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     upgrade = subparsers.add_parser("upgrade", help="upgrade intent: score, list, show, leads, backtest")
     sub = upgrade.add_subparsers(dest="upgrade_command", required=True)
     run = sub.add_parser("run", help="the daily job: score every consenting car owner for a day")
-    run.add_argument("--day", type=_day, help="the day to score (default: yesterday, UTC)")
+    run.add_argument("--day", type=day_arg, help="the day to score (default: yesterday, UTC)")
     run.add_argument("--retrain", action="store_true", help="fit a new model before scoring")
     run.add_argument("--seed", type=int, default=0)
     listing = sub.add_parser("list", help="the newest day's scores, likeliest first")
@@ -53,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     leads.add_argument("--min-probability", type=_probability, required=True)
     leads.add_argument("--limit", type=int, default=10_000)
     back = sub.add_parser("backtest", help="train on earlier snapshots, score a later day, judge the outcome")
-    back.add_argument("--test-day", type=_day, help="default: the newest day whose horizon has passed")
+    back.add_argument("--test-day", type=day_arg, help="default: the newest day whose horizon has passed")
     back.add_argument("--seed", type=int, default=0)
     for p in (run, listing, show, leads, back):
         p.add_argument("--config", type=Path, help="an upgrade.toml (default: the shipped one)")
@@ -62,35 +56,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from cloud.config import CloudSettings
-
     from .config import ConfigError, load_config
     from .run import UpgradeError
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    url = CloudSettings().require_database_url()
     handlers = {"run": _run, "list": _list, "show": _show, "leads": _leads, "backtest": _backtest}
-    try:
-        out = handlers[args.upgrade_command](url, config, args)
-    except (UpgradeError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    except psycopg.OperationalError:
-        raise  # the cloud command's one-line "database unreachable", exit 1
-    except psycopg.Error as exc:
-        log.error("database: %s", exc)
-        return 2
-    if out is None:
-        return 3
-    document, text = out
-    print(json.dumps(document, default=str) if args.json else text)
-    return 0
+    return dispatch(args, args.upgrade_command, load_config, ConfigError, UpgradeError, handlers, log)
 
 
 def _run(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
@@ -108,16 +78,6 @@ def _run(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
     return asdict(report), text
 
 
-def _audit(conn: Any, action: str, detail: dict[str, object]) -> None:
-    from cloud.privacy import audit
-
-    audit.record(conn, key_id=None, action=action, subject=None, outcome="ok", detail=detail)
-
-
-def _reasons(reasons: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{r['feature']}={r['value']:g}" for r in reasons)
-
-
 def _list(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
     import psycopg
 
@@ -125,43 +85,28 @@ def _list(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     with psycopg.connect(url) as conn, conn.transaction():
         scores = list_scores(conn, args.min_probability, limit=args.limit)
-        _audit(conn, "upgrade.list", {"min_probability": args.min_probability, "customers": len(scores)})
+        audit(conn, "upgrade.list", None, {"min_probability": args.min_probability, "customers": len(scores)})
     items = [
         {"customer_id": s.customer_id, "day": s.day, "probability": s.probability, "reasons": s.reasons}
         for s in scores
     ]
-    lines = [f"{s.customer_id}  {s.probability:.3f}  {_reasons(s.reasons)}" for s in scores]
+    lines = [f"{s.customer_id}  {s.probability:.3f}  {reasons_brief(s.reasons)}" for s in scores]
     return {"items": items}, "\n".join(lines) or "no scores"
 
 
 def _show(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str] | None:
-    import psycopg
-
-    from cloud.privacy import audit
-
     from .read import customer_upgrade
 
-    with psycopg.connect(url) as conn, conn.transaction():
-        found = customer_upgrade(conn, args.customer_id)
-        subject = audit.personal_subject("customer", args.customer_id)
-        outcome = "ok" if found else "not_found"
-        audit.record(conn, key_id=None, action="upgrade.read", subject=subject, outcome=outcome)
-    if found is None:
-        log.error("no upgrade scores of customer %r that marketing may see", args.customer_id)
-        return None
-    s = found.latest
-    document = {
-        "customer_id": s.customer_id,
-        "day": s.day,
-        "probability": s.probability,
-        "reasons": s.reasons,
-        "model_version": s.model_version,
-        "trend": found.trend,
-        "history": [{"day": d, "probability": p} for d, p in found.history],
-    }
-    reasons = "; ".join(f"{r['feature']} = {r['value']:g} (+{r['contribution']:.2f})" for r in s.reasons)
-    trend = "" if found.trend is None else f", {found.trend:+.3f} over {len(found.history)} days"
-    return document, f"{s.customer_id} on {s.day}: {s.probability:.3f}{trend}; {reasons}"
+    return show(
+        url,
+        args.customer_id,
+        "upgrade",
+        customer_upgrade,
+        lambda s: {},
+        lambda h: {"day": h[0], "probability": h[1]},
+        lambda s, trend: trend,
+        log,
+    )
 
 
 def _leads(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
@@ -171,7 +116,7 @@ def _leads(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     with psycopg.connect(url) as conn, conn.transaction():
         found = leads(conn, args.min_probability, limit=args.limit)
-        _audit(conn, "upgrade.leads", {"min_probability": args.min_probability, "customers": len(found)})
+        audit(conn, "upgrade.leads", None, {"min_probability": args.min_probability, "customers": len(found)})
     items = [
         {
             "customer_id": lead.customer_id,
@@ -184,7 +129,7 @@ def _leads(url: str, config: Any, args: argparse.Namespace) -> tuple[Any, str]:
         for lead in found
     ]
     lines = [
-        f"{lead.customer_id}  {lead.dealer_id or '-'}  {lead.probability:.3f}  {_reasons(lead.reasons)}"
+        f"{lead.customer_id}  {lead.dealer_id or '-'}  {lead.probability:.3f}  {reasons_brief(lead.reasons)}"
         for lead in found
     ]
     return {"min_probability": args.min_probability, "leads": items}, "\n".join(lines) or "no leads"

@@ -3,14 +3,12 @@ snapshots, model. Loaded and checked once per run; an error names the entry and 
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.churn.config import ModelSettings
-from edge_agent.protocol import format_validation_error
+from cloud.scores.config import load_toml
 
 
 class ConfigError(ValueError):
@@ -34,20 +32,6 @@ class UpgradeConfig(BaseModel):
 
 def load_config(path: Path | None = None) -> UpgradeConfig:
     """The configuration at ``path`` (default: the shipped ``upgrade.toml``)."""
-    if path is None:
-        text = resources.files("cloud.upgrade").joinpath("upgrade.toml").read_text(encoding="utf-8")
-        where = "upgrade.toml (shipped)"
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: {exc.strerror}") from exc
-        where = str(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not TOML: {exc}") from exc
-    try:
-        return UpgradeConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {format_validation_error(exc)}") from exc
+    return load_toml(
+        path, package="cloud.upgrade", filename="upgrade.toml", schema=UpgradeConfig, error=ConfigError
+    )

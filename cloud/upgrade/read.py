@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-_CONSENTING = (
-    "EXISTS (SELECT FROM consent_current k WHERE k.customer_id = s.customer_id"
-    " AND k.scope = 'marketing' AND k.granted)"
-)
+from cloud.scores import read
+from cloud.scores.read import CONSENTING as _CONSENTING
+
+_COLUMNS = "s.customer_id, s.day, s.probability, s.reasons, s.model_version"
 
 # the dealer of the customer's newest car (by purchase; the car's own dealer when the purchase names none)
 _DEALER = """
@@ -54,10 +54,13 @@ class Lead:
     reasons: list[dict[str, Any]]
 
 
+def _score(r: tuple[Any, ...]) -> UpgradeScore:
+    return UpgradeScore(str(r[0]), r[1], float(r[2]), list(r[3]), int(r[4]))
+
+
 def latest_day(conn: psycopg.Connection[Any]) -> date | None:
     """The newest day with scores (None: never scored)."""
-    row = conn.cursor(row_factory=tuple_row).execute("SELECT max(day) FROM upgrade_scores").fetchone()
-    return row[0] if row else None
+    return read.latest_day(conn, "upgrade_scores")
 
 
 def list_scores(
@@ -70,28 +73,17 @@ def list_scores(
 ) -> list[UpgradeScore]:
     """Scores of at least ``min_probability`` on ``day`` (default: the newest), likeliest first, after the
     (probability, customer) key ``after`` (keyset pages)."""
-    day = day or latest_day(conn)
-    if day is None:
-        return []
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT s.customer_id, s.day, s.probability, s.reasons, s.model_version FROM upgrade_scores s"
-            " WHERE s.day = %(day)s AND s.probability >= %(min)s"
-            " AND (%(p)s::real IS NULL OR (s.probability, %(c)s::text) < (%(p)s::real, s.customer_id))"
-            f" AND {_CONSENTING}"
-            " ORDER BY s.probability DESC, s.customer_id LIMIT %(limit)s",
-            {
-                "day": day,
-                "min": min_probability,
-                "p": after[0] if after else None,
-                "c": after[1] if after else None,
-                "limit": limit,
-            },
-        )
-        .fetchall()
+    rows = read.page_rows(
+        conn,
+        "upgrade_scores",
+        _COLUMNS,
+        "s.probability >= %(min)s",
+        {"min": min_probability},
+        limit=limit,
+        after=after,
+        day=day,
     )
-    return [UpgradeScore(str(r[0]), r[1], float(r[2]), list(r[3]), int(r[4])) for r in rows]
+    return [_score(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +96,7 @@ class CustomerUpgrade:
     @property
     def trend(self) -> float | None:
         """The probability's change from the first day of the history to the newest (None: one day only)."""
-        if len(self.history) < 2:
-            return None
-        return round(self.history[-1][1] - self.history[0][1], 6)
+        return read.trend(self.history)
 
 
 def customer_upgrade(
@@ -114,18 +104,9 @@ def customer_upgrade(
 ) -> CustomerUpgrade | None:
     """The customer's scores of the last ``days`` scored days, when the customer allows marketing and has
     any (None otherwise)."""
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT s.customer_id, s.day, s.probability, s.reasons, s.model_version FROM upgrade_scores s"
-            f" WHERE s.customer_id = %s AND {_CONSENTING} ORDER BY s.day DESC LIMIT %s",
-            (customer_id, days),
-        )
-        .fetchall()
-    )
-    if not rows:
+    scores = [_score(r) for r in read.customer_rows(conn, "upgrade_scores", _COLUMNS, customer_id, days)]
+    if not scores:
         return None
-    scores = [UpgradeScore(str(r[0]), r[1], float(r[2]), list(r[3]), int(r[4])) for r in rows]
     return CustomerUpgrade(scores[0], [(s.day, s.probability) for s in reversed(scores)])
 
 

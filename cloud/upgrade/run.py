@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
+from functools import partial
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.rows import tuple_row
 
 from cloud.churn.model import ChurnModel, top_reasons
+from cloud.scores import job
 
 from .config import UpgradeConfig
 from .features import NAMES, UpgradeFeatures, compute_features, labels
@@ -37,13 +37,8 @@ class UpgradeError(RuntimeError):
     """The job cannot run: another run holds the lock, or there is nothing to learn from."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredModel:
-    """A model from ``upgrade_models``."""
-
-    version: int
-    model: ChurnModel
-    metrics: dict[str, Any]
+StoredModel = job.StoredModel[ChurnModel]
+"""A model from ``upgrade_models``."""
 
 
 @dataclass
@@ -64,35 +59,22 @@ def consenting_features(
 ) -> UpgradeFeatures:
     """Features as of ``day`` of the car owners among ``customers`` (None: all) who allow marketing now."""
     matrix = compute_features(conn, day, config, customers)
-    rows = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT customer_id FROM consent_current WHERE scope = 'marketing' AND granted"
-            " AND customer_id = ANY(%s)",
-            (matrix.customers,),
-        )
-        .fetchall()
-    )
-    allowed = {str(r[0]) for r in rows}
-    return matrix.rows(np.array([c in allowed for c in matrix.customers], dtype=bool))
+    return job.consenting(conn, matrix)
 
 
-def training_days(day: date, config: UpgradeConfig) -> list[date]:
-    """The snapshot days a model for scoring ``day`` learns from, oldest first (outcomes known by ``day``)."""
-    last = day - timedelta(days=config.horizon_days)
-    return [last - timedelta(days=config.snapshot_step_days * k) for k in reversed(range(config.snapshots))]
+training_days = job.training_days
 
 
 def training_rows(
     conn: psycopg.Connection[Any], days: list[date], config: UpgradeConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stacked features and labels of the consenting car owners at each of ``days``."""
-    xs, ys = [], []
-    for d in days:
+
+    def rows(d: date) -> tuple[np.ndarray, np.ndarray]:
         matrix = consenting_features(conn, d, config)
-        xs.append(matrix.values)
-        ys.append(labels(conn, matrix, config))
-    return np.vstack(xs), np.concatenate(ys)
+        return matrix.values, labels(conn, matrix, config)
+
+    return job.stack(days, rows)
 
 
 def train_model(
@@ -109,31 +91,15 @@ def train_model(
         )
     model = ChurnModel(config.model, seed).fit(X, y)
     metrics = {"rows": len(y), "bought": int(y.sum()), "base_rate": round(float(y.mean()), 5)}
-    row = conn.execute(
-        "INSERT INTO upgrade_models (as_of, horizon_days, features, metrics, model)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING version",
-        (days, config.horizon_days, list(NAMES), json.dumps(metrics), model.dumps()),
-    ).fetchone()
-    assert row is not None
-    return StoredModel(int(row[0]), model, metrics)
+    version = job.insert_model(
+        conn, "upgrade_models", days, config.horizon_days, NAMES, metrics, model.dumps()
+    )
+    return job.StoredModel(version, model, metrics)
 
 
 def latest_model(conn: psycopg.Connection[Any]) -> StoredModel | None:
     """The newest stored model whose features are today's :data:`NAMES` (None: none)."""
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(
-            "SELECT version, model, metrics FROM upgrade_models WHERE features = %s"
-            " ORDER BY version DESC LIMIT 1",
-            (list(NAMES),),
-        )
-        .fetchone()
-    )
-    if row is None:
-        return None
-    version, blob, metrics = row
-    assert isinstance(version, int) and isinstance(blob, bytes) and isinstance(metrics, dict)
-    return StoredModel(version, ChurnModel.loads(blob), metrics)
+    return job.latest_model(conn, "upgrade_models", NAMES, ChurnModel.loads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +123,16 @@ def score(model: ChurnModel, matrix: UpgradeFeatures) -> Scores:
 
 def store_scores(cur: psycopg.Cursor[Any], day: date, scores: Scores, version: int) -> None:
     """Replace ``day``'s rows of ``upgrade_scores`` with ``scores`` (COPY)."""
-    cur.execute("DELETE FROM upgrade_scores WHERE day = %s", (day,))
-    with cur.copy(
-        "COPY upgrade_scores (customer_id, day, probability, reasons, model_version) FROM STDIN"
-    ) as copy:
-        for c, p, r in zip(scores.customers, scores.probability, scores.reasons, strict=True):
-            copy.write_row((c, day, float(p), json.dumps(r), version))
+    job.store_rows(
+        cur,
+        "upgrade_scores",
+        ("customer_id", "day", "probability", "reasons", "model_version"),
+        day,
+        (
+            (c, day, float(p), json.dumps(r), version)
+            for c, p, r in zip(scores.customers, scores.probability, scores.reasons, strict=True)
+        ),
+    )
 
 
 def run_upgrade(
@@ -175,28 +145,21 @@ def run_upgrade(
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Score ``day`` (training a model first when there is none or on ``retrain``) and store the scores."""
-    say = progress or log.info
-    seconds: dict[str, float] = {}
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(hashtext('drivesight-upgrade'))").fetchone()
-        if not locked or not locked[0]:
-            raise UpgradeError("another upgrade run holds the lock on this database; try again when it ends")
-        started = time.perf_counter()
-        stored = None if retrain else latest_model(conn)
-        trained = stored is None
-        if stored is None:
-            say(f"training on {', '.join(str(d) for d in training_days(day, config))}")
-            stored = train_model(conn, day, config, seed=seed)
-            say(f"model {stored.version}: {stored.metrics}")
-        seconds["train"] = round(time.perf_counter() - started, 3)
-        started = time.perf_counter()
-        matrix = consenting_features(conn, day, config)
-        seconds["features"] = round(time.perf_counter() - started, 3)
-        say(f"features of {len(matrix.customers)} customers: {seconds['features']:.1f} s")
-        started = time.perf_counter()
-        scores = score(stored.model, matrix)
-        seconds["score"] = round(time.perf_counter() - started, 3)
-        with conn.transaction(), conn.cursor() as cur:
-            store_scores(cur, day, scores, stored.version)
+    steps = job.Job(
+        name="upgrade",
+        error=UpgradeError,
+        latest=latest_model,
+        training_days=partial(training_days, config=config),
+        train=lambda conn, d, s: train_model(conn, d, config, seed=s),
+        features=partial(consenting_features, config=config),
+        score=score,
+        store=store_scores,
+        say_scored=False,
+        time_store=False,
+    )
+    done = job.run_daily(database_url, steps, day, retrain=retrain, seed=seed, progress=progress or log.info)
+    scores, stored = done.scores, done.stored
     mean = round(float(scores.probability.mean()), 5) if len(scores.customers) else 0.0
-    return RunReport(day, stored.version, trained, len(scores.customers), mean, seconds, stored.metrics)
+    return RunReport(
+        day, stored.version, done.trained, len(scores.customers), mean, done.seconds, stored.metrics
+    )
