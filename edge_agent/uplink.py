@@ -235,7 +235,7 @@ class MqttUplink:
             self._fill_window()
 
     def _resend_delivered(self) -> None:
-        """Queue again what the broker acknowledged within the window: it may have died before saving it."""
+        """Queue again everything the broker acknowledged without a receipt yet: it may have lost it."""
         count = self.outbox.resend_delivered()
         self.resent += count
         if count:
