@@ -8,15 +8,13 @@ run computes anything, so a typo fails with PostgreSQL's message and the feature
 from __future__ import annotations
 
 import re
-import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_agent.protocol import format_validation_error
+from cloud.settings_file import load_toml
 
 _NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -129,21 +127,9 @@ class PortraitConfig(_Strict):
 
 def load_config(path: Path | None = None) -> PortraitConfig:
     """Read ``path`` (default: the shipped ``portrait.toml``) and check it."""
-    where = str(path) if path else "portrait.toml (shipped)"
-    try:
-        if path is None:
-            text = (resources.files("cloud.analytics") / "portrait.toml").read_text(encoding="utf-8")
-        else:
-            text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
-    try:
-        return PortraitConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {format_validation_error(exc)}") from exc
+    return load_toml(
+        path, package="cloud.analytics", filename="portrait.toml", schema=PortraitConfig, error=ConfigError
+    )
 
 
 def check_sql(conn: psycopg.Connection[tuple[object, ...]], config: PortraitConfig) -> None:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cloud.scores.config import load_toml
+from cloud.settings_file import load_toml
 
 
 class ConfigError(ValueError):

@@ -14,15 +14,13 @@ Errors::
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cloud.push.spec import Caps, LocalHours
-from edge_agent.protocol import format_validation_error
+from cloud.settings_file import load_toml
 
 #: the form of a fault code (SAE J2012, as the wire contract's ``DtcCode``) and of a prefix of one
 _CODE = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
@@ -129,20 +127,6 @@ class ServicePlans(_Strict):
 
 def load_plans(path: Path | None = None) -> ServicePlans:
     """Read ``path`` (default: the shipped ``plans.toml``) and check it whole."""
-    where = str(path) if path else "plans.toml (shipped)"
-    try:
-        if path is None:
-            text = (resources.files("cloud.service") / "plans.toml").read_text(encoding="utf-8")
-        else:
-            text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as exc:
-        raise PlanError(f"{where}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise PlanError(f"{where}: not UTF-8 text") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"{where}: not valid TOML: {exc}") from exc
-    try:
-        return ServicePlans.model_validate(data)
-    except ValidationError as exc:
-        raise PlanError(f"{where}: {format_validation_error(exc)}") from exc
+    return load_toml(
+        path, package="cloud.service", filename="plans.toml", schema=ServicePlans, error=PlanError
+    )

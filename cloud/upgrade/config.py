@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.churn.config import ModelSettings
-from cloud.scores.config import load_toml
+from cloud.settings_file import load_toml
 
 
 class ConfigError(ValueError):

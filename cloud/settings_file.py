@@ -1,4 +1,4 @@
-"""Loading a scoring job's TOML settings: the shipped file or one given, checked against the job's schema."""
+"""Reading a TOML settings file (shipped in a package, or one given), checked whole against a schema."""
 
 from __future__ import annotations
 
@@ -19,19 +19,19 @@ def load_toml(
 ) -> M:
     """The settings at ``path`` (default: ``filename`` shipped in ``package``) as ``schema``; ``error`` (its
     message naming the file and the entry) when they cannot be read or used."""
-    if path is None:
-        text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
-        where = f"{filename} (shipped)"
-    else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise error(f"{path}: {exc.strerror}") from exc
-        where = str(path)
+    where = str(path) if path is not None else f"{filename} (shipped)"
     try:
+        if path is None:
+            text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
         raw = tomllib.loads(text)
+    except OSError as exc:
+        raise error(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{where}: not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise error(f"{where}: not TOML: {exc}") from exc
+        raise error(f"{where}: not valid TOML: {exc}") from exc
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
