@@ -142,12 +142,25 @@ def test_features_match_a_hand_computed_customer(world: World) -> None:
 
 def test_tiers_follow_the_configured_thresholds(scored: World) -> None:
     world = scored
-    tiers = Tiers(high=0.4, medium=0.2)
+    tiers = Tiers(basis="probability", high=0.4, medium=0.2)
     assert [tiers.of(p) for p in (0.0, 0.19999, 0.2, 0.39, 0.4, 1.0)] == [
         "low", "low", "medium", "medium", "high", "high"
     ]  # fmt: skip
+    # relative to the base rate: multiples of it
+    relative = Tiers(basis="base_rate", high=3.0, medium=1.5)
+    assert relative.thresholds(0.02) == pytest.approx((0.06, 0.03))
+    assert [relative.of(p, 0.02) for p in (0.029, 0.03, 0.059, 0.06)] == ["low", "medium", "medium", "high"]
+    with pytest.raises(ValueError, match="base rate"):
+        relative.thresholds(None)
+    # by share: the riskiest tenth, then the next fifth
+    shares = Tiers(basis="share", high=0.1, medium=0.2)
+    assert shares.thresholds(active=np.arange(100) / 100) == pytest.approx((0.90, 0.70))
     with pytest.raises(ValueError, match="below high"):
         Tiers(high=0.2, medium=0.3)
+    with pytest.raises(ValueError, match="probability below 1"):
+        Tiers(basis="probability", high=3.0, medium=1.5)
+    with pytest.raises(ValueError, match="exceed 1"):
+        Tiers(basis="share", high=0.5, medium=0.6)
     with psycopg.connect(world.url) as conn:
         stored = latest_model(conn)
         assert stored is not None
@@ -156,20 +169,35 @@ def test_tiers_follow_the_configured_thresholds(scored: World) -> None:
             "SELECT probability, tier FROM churn_scores WHERE day = %s", (world.day,)
         ).fetchall()
     assert len(rows) == len(matrix.customers) > 1000
-    assert {t for _p, t in rows} == {"high", "medium", "low"}
+    assert {t for _p, t in rows} == {"lapsed", "quiet", "high", "medium", "low"}
+    # customers silent (no trip, no visit) for longer than the horizon have churned by definition: lapsed,
+    # never a risk tier, whatever the thresholds; silent for longer than active_days: quiet
+    days_silent = np.minimum(matrix.column("days_since_last_trip"), matrix.column("days_since_service"))
+    silent = days_silent > CONFIG.horizon_days
+    quiet = (days_silent > CONFIG.active_days) & ~silent
+    assert silent.sum() > 50 and quiet.sum() > 10
+    gone = score(stored, matrix.rows(silent), CONFIG)
+    assert set(gone.probability.tolist()) == {1.0} and set(gone.tiers) == {"lapsed"}
+    assert sum(1 for _p, t in rows if t == "lapsed") == silent.sum()
+    assert sum(1 for _p, t in rows if t == "quiet") == quiet.sum()
+    # the active customers: the riskiest tenth is high, the next fifth medium
+    active_p = np.array([p for p, t in rows if t in ("high", "medium", "low")])
     for p, t in rows:
-        assert t == CONFIG.tiers.of(p), (p, t)
-    # customers silent (no trip, no visit) for longer than the horizon have churned by definition
-    silent = (matrix.column("days_since_last_trip") > CONFIG.horizon_days) & (
-        matrix.column("days_since_service") > CONFIG.horizon_days
-    )
-    assert silent.sum() > 50
-    assert set(score(stored.model, matrix.rows(silent), CONFIG).probability.tolist()) == {1.0}
+        if t in ("high", "medium", "low"):
+            assert t == CONFIG.tiers.of(p, active=active_p), (p, t)
+    high = [p for p, t in rows if t == "high"]
+    assert len(high) == pytest.approx(0.1 * len(active_p), abs=3)
     # other thresholds, other tiers: the same probabilities, cut where the configuration says
-    strict = CONFIG.model_copy(update={"tiers": Tiers(high=0.9, medium=0.5)})
-    scores = score(stored.model, matrix, strict)
-    assert scores.tiers == [strict.tiers.of(float(p)) for p in scores.probability]
-    assert scores.tiers.count("high") < sum(1 for _p, t in rows if t == "high")
+    strict = CONFIG.model_copy(update={"tiers": Tiers(basis="probability", high=0.9, medium=0.5)})
+    scores = score(stored, matrix, strict)
+    assert scores.thresholds == {"high": 0.9, "medium": 0.5}
+    assert (scores.tiers.count("lapsed"), scores.tiers.count("quiet")) == (silent.sum(), quiet.sum())
+    assert all(
+        t == strict.tiers.of(float(p))
+        for p, t in zip(scores.probability, scores.tiers, strict=True)
+        if t not in ("lapsed", "quiet")
+    )
+    assert scores.tiers.count("high") < len(high)
 
 
 def test_a_config_with_bad_tiers_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -210,7 +238,7 @@ def test_reasons_are_what_raised_the_risk(scored: World) -> None:
         stored.model.log_odds(everyone.values),
         atol=1e-6,
     )
-    (mine,) = score(stored.model, matrix, CONFIG).reasons
+    (mine,) = score(stored, matrix, CONFIG).reasons
     assert "days_since_service" in [r["feature"] for r in mine], mine
     assert all(float(r["contribution"]) > 0 for r in mine)
     assert [r["contribution"] for r in mine] == sorted((r["contribution"] for r in mine), reverse=True)
@@ -242,8 +270,16 @@ def test_withdrawn_and_erased_customers_are_not_scored(world: World) -> None:
 
 def test_history_shows_a_trend_over_two_runs(world: World) -> None:
     first, second = world.day - timedelta(days=14), world.day
-    run_churn(world.url, CONFIG, first)
     run_churn(world.url, CONFIG, second)
+    # an earlier day scored later: never by the model that learnt from days after it (its future)
+    earlier = run_churn(world.url, CONFIG, first)
+    assert earlier.trained and earlier.why_trained
+    with psycopg.connect(world.url) as conn:
+        used = latest_model(conn, first - timedelta(days=CONFIG.horizon_days))
+    assert used is not None and used.version == earlier.model_version
+    assert max(used.as_of) <= first - timedelta(days=CONFIG.horizon_days)
+    again = run_churn(world.url, CONFIG, second)
+    assert not again.trained and again.model_version == earlier.model_version
     with psycopg.connect(world.url) as conn:
         moved = conn.execute(
             "SELECT a.customer_id, b.probability - a.probability FROM churn_scores a"
@@ -262,7 +298,8 @@ def test_history_shows_a_trend_over_two_runs(world: World) -> None:
 
 def test_the_api_lists_the_high_tier_with_reasons(scored: World) -> None:
     world = scored  # scored on its day; scored again two days later: a history of two days at least
-    run_churn(world.url, CONFIG, world.day + timedelta(days=2))
+    report = run_churn(world.url, CONFIG, world.day + timedelta(days=2))
+    high = report.thresholds["high"]
     with psycopg.connect(world.url, autocommit=True) as conn:
         key = create_key(conn, name="retention", scopes=["marketing:read"])
         fleet = create_key(conn, name="fleet", scopes=["fleet:read"])
@@ -279,7 +316,7 @@ def test_the_api_lists_the_high_tier_with_reasons(scored: World) -> None:
             assert page.status_code == 200, page.text
             body = page.json()
             for item in body["items"]:
-                assert item["tier"] == "high" and item["probability"] >= CONFIG.tiers.high
+                assert item["tier"] == "high" and high <= item["probability"] < 1
                 assert 1 <= len(item["reasons"]) <= 3
                 assert {"feature", "value", "contribution"} <= set(item["reasons"][0])
             seen += [i["customer_id"] for i in body["items"]]
@@ -305,6 +342,46 @@ def test_the_api_lists_the_high_tier_with_reasons(scored: World) -> None:
         ("churn.read", personal_subject("customer", "nobody"), "not_found"),
     ]
     assert sum(1 for a in audited if a[0] == "churn.list") >= 2
+
+
+def test_a_stale_model_is_replaced_and_the_history_is_bounded(scored: World) -> None:
+    world = scored
+    day = world.day + timedelta(days=3)
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        newest = latest_model(conn)
+        assert newest is not None
+        # a score day older than keep_days, and a model no kept score refers to
+        old = world.day - timedelta(days=CONFIG.keep_days + 10)
+        conn.execute(
+            "INSERT INTO churn_scores (customer_id, day, probability, tier, reasons, model_version)"
+            " SELECT customer_id, %s, probability, tier, reasons, model_version FROM churn_scores"
+            " WHERE day = %s LIMIT 5",
+            (old, world.day),
+        )
+        orphan = conn.execute(
+            "INSERT INTO churn_models (as_of, horizon_days, features, metrics, model)"
+            " SELECT as_of, horizon_days, features, metrics, model FROM churn_models WHERE version = %s"
+            " RETURNING version",
+            (newest.version,),
+        ).fetchone()
+        assert orphan is not None
+        # the orphan is the newest model now: kept; one more makes it old and unreferenced
+        conn.execute(
+            "INSERT INTO churn_models (as_of, horizon_days, features, metrics, model)"
+            " SELECT as_of, horizon_days, features, metrics, model FROM churn_models WHERE version = %s",
+            (newest.version,),
+        )
+    stale = CONFIG.model_copy(update={"retrain_after_days": 1})
+    report = run_churn(world.url, stale, day)
+    assert report.trained and "retrain_after_days" in report.why_trained
+    assert report.pruned["score_rows"] == 5 and report.pruned["models"] >= 2
+    with psycopg.connect(world.url) as conn:
+        assert conn.execute("SELECT count(*) FROM churn_scores WHERE day = %s", (old,)).fetchone() == (0,)
+        kept = {r[0] for r in conn.execute("SELECT version FROM churn_models")}
+        used = {r[0] for r in conn.execute("SELECT DISTINCT model_version FROM churn_scores")}
+    assert orphan[0] not in kept and used <= kept and report.model_version in kept
+    # within retrain_after_days the stored model is used
+    assert not run_churn(world.url, CONFIG, day).trained
 
 
 def test_a_backtest_on_the_simulated_world_beats_chance_and_the_baseline(world: World) -> None:

@@ -30,8 +30,8 @@ from simulators.retention_world import (
 from tests.helpers import scratch_database
 
 #: a world where customers leave three times as often as the default one, so that a few thousand of them
-#: show an effect; the high tier from 3 % (the shipped 25 % holds almost only customers gone already)
-CONFIG = load_config().model_copy(update={"tiers": Tiers(high=0.03, medium=0.01)})
+#: show an effect; the high tier is the riskiest fifth of the active customers (the shipped tenth: too few)
+CONFIG = load_config().model_copy(update={"tiers": Tiers(basis="share", high=0.2, medium=0.2)})
 CUSTOMERS = 4000
 SEED = 5
 CAPS = {"per_day": 50, "per_week": 200}  # two campaigns reach the same customers on the same day
@@ -100,7 +100,7 @@ def test_the_audience_is_exactly_the_high_tier(experiments: Experiments) -> None
             for r in conn.execute("SELECT customer_id FROM campaign_decisions WHERE campaign_id = 'strong'")
         }
         tiers = dict(conn.execute("SELECT tier, count(*) FROM churn_scores GROUP BY tier").fetchall())
-    assert len(high) > 300 and tiers["low"] > 0  # other tiers exist and are left out
+    assert len(high) > 300 and tiers["low"] > 0 and tiers["lapsed"] > 0  # the others are left out
     assert decided == high
 
 

@@ -236,7 +236,7 @@ def test_an_old_car_with_high_mileage_has_age_and_mileage_as_reasons(scored: Wor
         stored.model.log_odds(everyone.values),
         atol=1e-6,
     )
-    scores = score(stored.model, matrix)
+    scores = score(stored, matrix)
     old_reasons, _young_reasons = scores.reasons
     features = [r["feature"] for r in old_reasons]
     assert {"vehicle_age_years", "odometer_km"} <= set(features), old_reasons
@@ -350,7 +350,7 @@ def test_leads_export_lists_customer_dealer_probability_and_reasons(
 
 def test_audience_leaves_are_validated(scored: World) -> None:
     for bad, message in (
-        ({"churn_tier": "extreme"}, "churn_tier: expected one of high, medium, low"),
+        ({"churn_tier": "extreme"}, "churn_tier: expected one of lapsed, quiet, high, medium, low"),
         ({"churn_tier": []}, "churn_tier"),
         ({"churn_tier": "high", "min": 1}, "nothing may stand beside 'churn_tier'"),
         ({"upgrade_intent": 0.6}, "upgrade_intent: expected"),

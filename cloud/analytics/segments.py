@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from cloud.churn.config import TIERS
+
 CUSTOMER_ATTRS = ("birth_year", "gender", "region", "city", "income_band", "education")
 VEHICLE_ATTRS = ("model", "trim_level", "model_year", "powertrain")
 OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-CHURN_TIERS = ("high", "medium", "low")
+CHURN_TIERS = TIERS  # the churn job's: lapsed (gone already), high, medium, low
 
 
 class SegmentError(ValueError):

@@ -8,11 +8,12 @@ the tier and how many customers it showed, a customer as ``churn.read`` under th
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
+from cloud.churn.config import Tier
 from cloud.churn.read import ChurnScore, customer_churn, list_tier
 
 from .auth import Principal, require
@@ -68,7 +69,7 @@ def list_churn(
     request: Request,
     principal: Annotated[Principal, require("marketing:read")],
     conn: Conn,
-    tier: Literal["high", "medium", "low"] | None = None,
+    tier: Tier | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[ChurnOut]:

@@ -17,6 +17,8 @@ from typing import Any
 
 from cloud.scores.cli import audit, day_arg, dispatch, reasons_brief, show
 
+from .config import TIERS
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--retrain", action="store_true", help="fit a new model before scoring")
     run.add_argument("--seed", type=int, default=0)
     listing = sub.add_parser("list", help="the newest day's scores of a tier, riskiest first")
-    listing.add_argument("--tier", choices=("high", "medium", "low"))
+    listing.add_argument("--tier", choices=TIERS)
     listing.add_argument("--limit", type=int, default=50)
     show = sub.add_parser("show", help="one customer's score, reasons and trend")
     show.add_argument("customer_id")

@@ -5,12 +5,20 @@ Loaded and checked once per run; an error names the entry and says what is wrong
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloud.settings_file import load_toml
+
+#: the tiers. ``lapsed``: gone already (no trip and no service visit for longer than the horizon); ``quiet``:
+#: silent for longer than ``active_days`` but not yet lapsed (the model learnt from active customers only, and
+#: an in-car offer does not reach a car nobody drives); the risk tiers of the active customers
+TIERS = ("lapsed", "quiet", "high", "medium", "low")
+Tier = Literal["lapsed", "quiet", "high", "medium", "low"]
 
 
 class ConfigError(ValueError):
@@ -22,22 +30,61 @@ class _Strict(BaseModel):
 
 
 class Tiers(_Strict):
-    """Probability thresholds: ``high`` and above is high, ``medium`` and above medium, the rest low."""
+    """Where the risk tiers of the active customers start; ``basis`` says what ``high`` and ``medium`` are.
 
-    high: float = Field(gt=0, lt=1)
-    medium: float = Field(gt=0, lt=1)
+    - ``"share"`` (shipped): shares of the day's active customers, riskiest first: ``high = 0.1`` is the
+      riskiest tenth, ``medium = 0.2`` the next fifth. The audience keeps its size whatever the season's
+      churn rate, and the backtest's top-decile lift is the high tier's own lift;
+    - ``"base_rate"``: multiples of the model's training churn rate: ``high = 3`` is "at least three times as
+      likely to leave as the average active customer";
+    - ``"probability"``: calibrated probabilities.
+    """
+
+    basis: Literal["share", "base_rate", "probability"] = "probability"
+    high: float = Field(gt=0, le=100)
+    medium: float = Field(gt=0, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> Tiers:
+        if self.basis == "share":
+            if self.high + self.medium > 1:
+                raise ValueError(f"the shares high ({self.high}) and medium ({self.medium}) exceed 1")
+            return self
         if self.medium >= self.high:
             raise ValueError(f"medium ({self.medium}) must be below high ({self.high})")
+        if self.basis == "probability" and self.high >= 1:
+            raise ValueError(f"high ({self.high}) must be a probability below 1 with basis = 'probability'")
         return self
 
-    def of(self, probability: float) -> str:
-        """The tier of one probability."""
-        if probability >= self.high:
+    def thresholds(
+        self, base_rate: float | None = None, active: np.ndarray | None = None
+    ) -> tuple[float, float]:
+        """The (high, medium) probability thresholds: ``base_rate`` (the model's) is needed with basis
+        ``base_rate``, ``active`` (the day's probabilities of the active customers) with basis ``share``."""
+        if self.basis == "probability":
+            return self.high, self.medium
+        if self.basis == "base_rate":
+            if base_rate is None or not 0 < base_rate < 1:
+                raise ValueError(
+                    f"tiers relative to the base rate need the model's base rate, not {base_rate}"
+                )
+            return min(self.high * base_rate, 1.0), min(self.medium * base_rate, 1.0)
+        if active is None:
+            raise ValueError("tiers by share need the day's probabilities of the active customers")
+        if len(active) == 0:
+            return 1.0, 1.0
+        ranked = np.sort(np.asarray(active, dtype=np.float64))[::-1]
+        # the k-th riskiest customer's probability: ties with it join the tier (a few more, never fewer)
+        high = max(1, math.ceil(self.high * len(ranked)))
+        medium = min(len(ranked), high + math.ceil(self.medium * len(ranked)))
+        return float(ranked[high - 1]), float(ranked[medium - 1])
+
+    def of(self, probability: float, base_rate: float | None = None, active: np.ndarray | None = None) -> str:
+        """The tier of one active customer's probability (:meth:`thresholds` says what else is needed)."""
+        high, medium = self.thresholds(base_rate, active)
+        if probability >= high:
             return "high"
-        return "medium" if probability >= self.medium else "low"
+        return "medium" if probability >= medium else "low"
 
 
 class ModelSettings(_Strict):
@@ -61,6 +108,10 @@ class ChurnConfig(_Strict):
     snapshot_step_days: int = Field(default=14, ge=1, le=180)
     tiers: Tiers
     model: ModelSettings = ModelSettings()
+    # the daily job fits a new model when its newest one learnt from days this much older than the scoring day
+    retrain_after_days: int = Field(default=28, ge=1, le=365)
+    # score days older than this are deleted by the daily job (with the models no kept score refers to)
+    keep_days: int = Field(default=400, ge=30, le=3650)
 
 
 def load_config(path: Path | None = None) -> ChurnConfig:

@@ -14,7 +14,9 @@ import psycopg
 
 from cloud.scores import read
 
-TIERS = ("high", "medium", "low")
+from .config import TIERS
+
+__all__ = ["TIERS", "ChurnScore", "CustomerChurn", "customer_churn", "latest_day", "list_tier"]
 
 _COLUMNS = "s.customer_id, s.day, s.probability, s.tier, s.reasons, s.model_version"
 

@@ -24,7 +24,7 @@ import psycopg
 
 from cloud.scores import job
 
-from .config import ChurnConfig
+from .config import TIERS, ChurnConfig
 from .features import NAMES, ChurnFeatures, active, compute_features, labels
 from .model import ChurnModel, top_reasons
 
@@ -50,6 +50,9 @@ class RunReport:
     tiers: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # the tiers' probability thresholds used
+    why_trained: str = ""  # empty: the stored model was used
+    pruned: dict[str, int] = field(default_factory=dict)  # what the history's bound deleted
 
 
 def consenting_features(
@@ -90,38 +93,59 @@ def train_model(
     model = ChurnModel(config.model, seed).fit(X, y)
     metrics = {"rows": len(y), "churned": int(y.sum()), "base_rate": round(float(y.mean()), 5)}
     version = job.insert_model(conn, "churn_models", days, config.horizon_days, NAMES, metrics, model.dumps())
-    return job.StoredModel(version, model, metrics)
+    return job.StoredModel(version, model, metrics, tuple(days))
 
 
-def latest_model(conn: psycopg.Connection[Any]) -> StoredModel | None:
-    """The newest stored model whose features are today's :data:`NAMES` (None: none)."""
-    return job.latest_model(conn, "churn_models", NAMES, ChurnModel.loads)
+def latest_model(conn: psycopg.Connection[Any], learnt_by: date | None = None) -> StoredModel | None:
+    """The newest stored model whose features are today's :data:`NAMES`, learnt from days up to
+    ``learnt_by`` when given (None: none)."""
+    return job.latest_model(conn, "churn_models", NAMES, ChurnModel.loads, learnt_by)
 
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """One day's scores: per customer probability, tier and reasons."""
+    """One day's scores: per customer probability, tier and reasons, and the probability thresholds used."""
 
     customers: list[str]
     probability: np.ndarray
     tiers: list[str]
     reasons: list[list[dict[str, float | str]]]
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
-def score(model: ChurnModel, matrix: ChurnFeatures, config: ChurnConfig) -> Scores:
-    """Probability, tier and top three reasons of every customer of ``matrix`` (a customer who has churned
-    already, silent for longer than the horizon, has probability 1; the reasons say what the trees saw)."""
-    if not matrix.customers:
-        return Scores([], np.zeros(0), [], [])
-    # a customer silent for longer than the horizon (no trip, no visit) has churned by the label's own
-    # definition: probability 1, not the model's guess about rows unlike any it was trained on (active ones)
-    lapsed = (matrix.column("days_since_last_trip") > config.horizon_days) & (
+def lapsed(matrix: ChurnFeatures, config: ChurnConfig) -> np.ndarray:
+    """Which customers have left already by the label's own definition: neither a trip nor a service visit
+    for longer than the horizon. A warning comes too late for them; they are a win-back audience."""
+    return (matrix.column("days_since_last_trip") > config.horizon_days) & (
         matrix.column("days_since_service") > config.horizon_days
     )
-    p = np.where(lapsed, 1.0, model.predict_proba(matrix.values))
+
+
+def score(stored: StoredModel, matrix: ChurnFeatures, config: ChurnConfig) -> Scores:
+    """Probability, tier and top three reasons of every customer of ``matrix``.
+
+    - ``lapsed`` (:func:`lapsed`): probability 1, gone already;
+    - ``quiet``: not active (:func:`cloud.churn.features.active`) and not lapsed: the model's probability,
+      but no risk tier: the model learnt from active customers only, so the rank of a customer silent for
+      two weeks is an extrapolation, and an in-car offer does not reach a car nobody drives;
+    - the active customers: the calibrated probability and the tier its thresholds give (``tiers`` in
+      churn.toml: by default the riskiest tenth is ``high``).
+
+    The reasons say what the trees saw, for every customer."""
+    empty = np.zeros(0)
+    if not matrix.customers:
+        high, medium = config.tiers.thresholds(stored.metrics.get("base_rate"), empty)
+        return Scores([], empty, [], [], {"high": high, "medium": medium})
+    model = stored.model
+    gone = lapsed(matrix, config)
+    current = active(matrix, config)
+    p = np.where(gone, 1.0, model.predict_proba(matrix.values))
+    high, medium = config.tiers.thresholds(stored.metrics.get("base_rate"), p[current])
     reasons = top_reasons(model.contributions(matrix.values), matrix.values, NAMES)
-    tiers = np.where(p >= config.tiers.high, "high", np.where(p >= config.tiers.medium, "medium", "low"))
-    return Scores(matrix.customers, p, tiers.tolist(), reasons)
+    tiers = np.where(p >= high, "high", np.where(p >= medium, "medium", "low"))
+    tiers = np.where(current, tiers, np.where(gone, "lapsed", "quiet"))
+    thresholds = {"high": round(high, 6), "medium": round(medium, 6)}
+    return Scores(matrix.customers, p, tiers.tolist(), reasons, thresholds)
 
 
 def store_scores(cur: psycopg.Cursor[Any], day: date, scores: Scores, version: int) -> None:
@@ -149,7 +173,8 @@ def run_churn(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Score ``day`` (training a model first when there is none or on ``retrain``) and store the scores."""
+    """Score ``day`` (training a model first on ``retrain``, when none learnt before the day or the newest
+    is older than ``retrain_after_days``) and store the scores, keeping ``keep_days`` of history."""
     steps = job.Job(
         name="churn",
         error=ChurnError,
@@ -159,10 +184,22 @@ def run_churn(
         features=partial(consenting_features, config=config),
         score=partial(score, config=config),
         store=store_scores,
+        tables=("churn_scores", "churn_models"),
+        retrain_after_days=config.retrain_after_days,
+        keep_days=config.keep_days,
     )
     done = job.run_daily(database_url, steps, day, retrain=retrain, seed=seed, progress=progress or log.info)
     scores, stored = done.scores, done.stored
-    tiers = {t: scores.tiers.count(t) for t in ("high", "medium", "low")}
+    tiers = {t: scores.tiers.count(t) for t in TIERS}
     return RunReport(
-        day, stored.version, done.trained, len(scores.customers), tiers, done.seconds, stored.metrics
+        day,
+        stored.version,
+        done.trained,
+        len(scores.customers),
+        tiers,
+        done.seconds,
+        stored.metrics,
+        scores.thresholds,
+        done.why_trained,
+        done.pruned or {},
     )

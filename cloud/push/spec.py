@@ -16,7 +16,7 @@ A campaign is JSON (a file for the CLI, a body for the API)::
      "attribution_days": 14}
 
 A retention campaign (``"objective": "retention"``, cloud/push/retention.py) is measured by the churn of its
-audience instead: ``"retention": {"days": 30, "silent_days": 14, "active_days": 7,
+audience instead: ``"retention": {"days": 60, "silent_days": 30, "active_days": 7,
 "cost_per_offer": 5.0, "value_per_retained": 800.0}`` (all optional).
 
 Arms split the customers who are neither in the global control group nor in the holdout, by ``share``
@@ -122,8 +122,11 @@ class RetentionSettings(_Strict):
     a trip nor a service visit falls in the last ``silent_days`` of the ``days`` after the assignment; money
     when both a cost per offer and a value per retained customer are given."""
 
-    days: int = Field(default=30, ge=7, le=365)
-    silent_days: int = Field(default=14, ge=1, le=365)
+    # churned = silent for as long as the churn label's horizon (cloud/churn/churn.toml, 30 days), at the end
+    # of a window twice as long: a shorter silence counts light drivers (a trip every two or three weeks) as
+    # leavers in both groups alike and drowns the difference
+    days: int = Field(default=60, ge=7, le=365)
+    silent_days: int = Field(default=30, ge=1, le=365)
     active_days: int = Field(default=7, ge=1, le=365)
     cost_per_offer: float | None = Field(default=None, ge=0, le=1e6)
     value_per_retained: float | None = Field(default=None, ge=0, le=1e9)

@@ -52,6 +52,7 @@ class StoredModel(Generic[M]):
     version: int
     model: M
     metrics: dict[str, Any]
+    as_of: tuple[date, ...] = ()  # the snapshot days it learnt from, oldest first
 
 
 def allowed(conn: psycopg.Connection[Any], customers: list[str]) -> set[str]:
@@ -112,22 +113,42 @@ def insert_model(
 
 
 def latest_model(
-    conn: psycopg.Connection[Any], table: str, features: Sequence[str], loads: Callable[[bytes], M]
+    conn: psycopg.Connection[Any],
+    table: str,
+    features: Sequence[str],
+    loads: Callable[[bytes], M],
+    learnt_by: date | None = None,
 ) -> StoredModel[M] | None:
-    """The newest model of ``table`` whose features are ``features`` (None: none)."""
+    """The newest model of ``table`` whose features are ``features`` and, given ``learnt_by``, whose newest
+    snapshot day is not after it (a day scored again later is not scored by a model that saw its future;
+    None: none)."""
     row = (
         conn.cursor(row_factory=tuple_row)
         .execute(
-            f"SELECT version, model, metrics FROM {table} WHERE features = %s ORDER BY version DESC LIMIT 1",
-            (list(features),),
+            f"SELECT version, model, metrics, as_of FROM {table} WHERE features = %s"
+            " AND (%s::date IS NULL OR as_of[array_upper(as_of, 1)] <= %s::date)"
+            " ORDER BY version DESC LIMIT 1",
+            (list(features), learnt_by, learnt_by),
         )
         .fetchone()
     )
     if row is None:
         return None
-    version, blob, metrics = row
+    version, blob, metrics, as_of = row
     assert isinstance(version, int) and isinstance(blob, bytes) and isinstance(metrics, dict)
-    return StoredModel(version, loads(blob), metrics)
+    return StoredModel(version, loads(blob), metrics, tuple(as_of))
+
+
+def prune(cur: psycopg.Cursor[Any], scores: str, models: str, before: date) -> tuple[int, int]:
+    """Delete the score rows of ``scores`` older than ``before`` and then every model of ``models`` that no
+    kept score refers to, except the newest (so the history stays bounded); (score rows, models) deleted."""
+    cur.execute(f"DELETE FROM {scores} WHERE day < %s", (before,))
+    rows = cur.rowcount
+    cur.execute(
+        f"DELETE FROM {models} m WHERE m.version < (SELECT max(version) FROM {models})"
+        f" AND NOT EXISTS (SELECT 1 FROM {scores} s WHERE s.model_version = m.version)"
+    )
+    return rows, cur.rowcount
 
 
 def store_rows(
@@ -146,24 +167,40 @@ class Job(Generic[M, F, S]):
 
     name: str  # the lock's name (``drivesight-<name>``) and the word in its error
     error: type[RuntimeError]
-    latest: Callable[[psycopg.Connection[Any]], StoredModel[M] | None]
+    latest: Callable[[psycopg.Connection[Any], date], StoredModel[M] | None]  # usable for a day's scores
     training_days: Callable[[date], list[date]]
     train: Callable[[psycopg.Connection[Any], date, int], StoredModel[M]]
     features: Callable[[psycopg.Connection[Any], date], F]
-    score: Callable[[M, F], S]
+    score: Callable[[StoredModel[M], F], S]
     store: Callable[[psycopg.Cursor[Any], date, S, int], None]
+    tables: tuple[str, str]  # (score table, model table), for the history's bound
+    retrain_after_days: int  # a model whose newest snapshot is this much older than the newest possible
+    keep_days: int  # score days kept
     say_scored: bool = True  # report the scoring's seconds in the progress
     time_store: bool = True  # report the storing's seconds (``seconds["store"]``)
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[M, S]):
-    """What :func:`run_daily` did: the model used (trained now or not), the scores, the seconds per step."""
+    """What :func:`run_daily` did: the model used (trained now or not, and why), the scores, the seconds per
+    step, and what the history's bound deleted."""
 
     stored: StoredModel[M]
     trained: bool
     scores: S
     seconds: dict[str, float]
+    why_trained: str = ""
+    pruned: dict[str, int] | None = None
+
+
+def why_train(stored: StoredModel[Any] | None, newest_day: date, retrain_after_days: int) -> str:
+    """Why a new model is needed to score with snapshots up to ``newest_day`` ("" when ``stored`` will do)."""
+    if stored is None:
+        return "no model learnt before this day"
+    age = (newest_day - stored.as_of[-1]).days if stored.as_of else retrain_after_days + 1
+    if age > retrain_after_days:
+        return f"model {stored.version} learnt from days up to {age} days older (retrain_after_days)"
+    return ""
 
 
 def run_daily(
@@ -175,8 +212,8 @@ def run_daily(
     seed: int,
     progress: Callable[[str], None],
 ) -> Outcome[M, S]:
-    """Score ``day`` (training a model first when there is none or on ``retrain``) and store the scores,
-    saying how it goes to ``progress``."""
+    """Score ``day`` (training a model first on ``retrain``, when there is none usable for the day, or when
+    the newest is stale) and store the scores, bounding the history; saying how it goes to ``progress``."""
     say = progress
     seconds: dict[str, float] = {}
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -184,25 +221,30 @@ def run_daily(
         if not locked or not locked[0]:
             raise job.error(f"another {job.name} run holds the lock on this database; try again when it ends")
         started = time.perf_counter()
-        stored = None if retrain else job.latest(conn)
-        trained = stored is None
-        if stored is None:
-            say(f"training on {', '.join(str(d) for d in job.training_days(day))}")
+        days = job.training_days(day)
+        stored = None if retrain else job.latest(conn, days[-1])
+        why = "asked to retrain" if retrain else why_train(stored, days[-1], job.retrain_after_days)
+        if why:
+            say(f"training ({why}) on {', '.join(str(d) for d in days)}")
             stored = job.train(conn, day, seed)
             say(f"model {stored.version}: {stored.metrics}")
+        assert stored is not None
         seconds["train"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         matrix = job.features(conn, day)
         seconds["features"] = round(time.perf_counter() - started, 3)
         say(f"features of {len(matrix.customers)} customers: {seconds['features']:.1f} s")
         started = time.perf_counter()
-        scores = job.score(stored.model, matrix)
+        scores = job.score(stored, matrix)
         seconds["score"] = round(time.perf_counter() - started, 3)
         if job.say_scored:
             say(f"scores and reasons: {seconds['score']:.1f} s")
         started = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:
             job.store(cur, day, scores, stored.version)
+            rows, models = prune(cur, *job.tables, day - timedelta(days=job.keep_days))
+        if rows or models:
+            say(f"history bound ({job.keep_days} days): {rows} score rows and {models} models deleted")
         if job.time_store:
             seconds["store"] = round(time.perf_counter() - started, 3)
-    return Outcome(stored, trained, scores, seconds)
+    return Outcome(stored, bool(why), scores, seconds, why, {"score_rows": rows, "models": models})

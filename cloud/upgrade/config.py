@@ -27,6 +27,10 @@ class UpgradeConfig(BaseModel):
     new_model_tags: tuple[str, ...] = ("new_model",)
     snapshots: int = Field(default=6, ge=1, le=24)
     snapshot_step_days: int = Field(default=14, ge=1, le=180)
+    # the daily job fits a new model when its newest one learnt from days this much older than the scoring day
+    retrain_after_days: int = Field(default=28, ge=1, le=365)
+    # score days older than this are deleted by the daily job (with the models no kept score refers to)
+    keep_days: int = Field(default=400, ge=30, le=3650)
     model: ModelSettings = ModelSettings()
 
 

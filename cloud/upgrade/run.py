@@ -94,12 +94,13 @@ def train_model(
     version = job.insert_model(
         conn, "upgrade_models", days, config.horizon_days, NAMES, metrics, model.dumps()
     )
-    return job.StoredModel(version, model, metrics)
+    return job.StoredModel(version, model, metrics, tuple(days))
 
 
-def latest_model(conn: psycopg.Connection[Any]) -> StoredModel | None:
-    """The newest stored model whose features are today's :data:`NAMES` (None: none)."""
-    return job.latest_model(conn, "upgrade_models", NAMES, ChurnModel.loads)
+def latest_model(conn: psycopg.Connection[Any], learnt_by: date | None = None) -> StoredModel | None:
+    """The newest stored model whose features are today's :data:`NAMES`, learnt from days up to
+    ``learnt_by`` when given (None: none)."""
+    return job.latest_model(conn, "upgrade_models", NAMES, ChurnModel.loads, learnt_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +112,12 @@ class Scores:
     reasons: list[list[dict[str, float | str]]]
 
 
-def score(model: ChurnModel, matrix: UpgradeFeatures) -> Scores:
+def score(stored: StoredModel, matrix: UpgradeFeatures) -> Scores:
     """Probability of buying another car within the horizon and the top three reasons (the features that
     raised the log-odds most, tree SHAP) of every customer of ``matrix``."""
     if not matrix.customers:
         return Scores([], np.zeros(0), [])
+    model = stored.model
     p = model.predict_proba(matrix.values)
     reasons = top_reasons(model.contributions(matrix.values), matrix.values, NAMES)
     return Scores(matrix.customers, p, reasons)
@@ -154,6 +156,9 @@ def run_upgrade(
         features=partial(consenting_features, config=config),
         score=score,
         store=store_scores,
+        tables=("upgrade_scores", "upgrade_models"),
+        retrain_after_days=config.retrain_after_days,
+        keep_days=config.keep_days,
         say_scored=False,
         time_store=False,
     )

@@ -12,9 +12,9 @@ trips, service visits, complaints, fault codes and in-car pushes) is loaded into
 - ``score_s``: the daily job on the last day with a trained model — features in SQL, calibrated
   probabilities, tree SHAP reasons, consent and the scores stored (``train_s``: fitting that model).
 
-- the retention experiment (simulators/retention_world.py): the high tier of that day's scores (scored
-  again with the high tier from ``--retention-high``, 3 %: the shipped 25 % holds almost only customers gone
-  already, probability 1) is the audience of a retention campaign with a holdout (``--holdout-share``),
+- the retention experiment (simulators/retention_world.py): the high tier of that day's scores (the shipped
+  tiers: the riskiest tenth of the active customers) is the audience of a retention campaign with a holdout
+  (``--holdout-share``),
   created and launched through the campaign engine (cloud/push) the next day at noon local time; the
   customers who see the offer leave with a hazard lowered by their hidden effect (``--offer-strength``; 0:
   none); the following ``--retention-days`` (60; churned: silent for the last ``--silent-days``, 30) are
@@ -45,7 +45,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cloud.churn.backtest import backtest
-from cloud.churn.config import Tiers, load_config
+from cloud.churn.config import load_config
 from cloud.churn.features import active
 from cloud.churn.run import consenting_features, run_churn, train_model, training_days
 from cloud.db.migrate import migrate
@@ -73,12 +73,6 @@ def main() -> None:
     parser.add_argument("--holdout-share", type=float, default=0.5)
     parser.add_argument("--retention-days", type=int, default=60)
     parser.add_argument("--silent-days", type=int, default=30)
-    parser.add_argument(
-        "--retention-high",
-        type=float,
-        default=0.03,
-        help="the high tier's threshold for the retention campaign (the day is scored again with it)",
-    )
     parser.add_argument("--offer-strength", type=float, default=1.0)
     parser.add_argument(
         "--admin-url",
@@ -128,9 +122,6 @@ def main() -> None:
         report = run_churn(url, config, last, progress=_say)
         score_s = time.perf_counter() - start
         start = time.perf_counter()
-        if args.retention_high != config.tiers.high:
-            tiers = Tiers(high=args.retention_high, medium=min(config.tiers.medium, args.retention_high / 2))
-            run_churn(url, config.model_copy(update={"tiers": tiers}), last, progress=_say)
         at = datetime.combine(world.day(world.days), datetime.min.time(), tzinfo=UTC) + timedelta(hours=4)
         offer = OfferModel(strength=args.offer_strength)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -191,7 +182,7 @@ def main() -> None:
                 "churn_reduction": reduction["difference"],
                 "ci_low": reduction["ci_low"],
                 "ci_high": reduction["ci_high"],
-                "retention_high": args.retention_high,
+                "thresholds": report.thresholds,
                 "truth_reduction": round(truth_reduction, 3),
                 "retention_s": round(retention_s, 2),
                 "retention": retention,
