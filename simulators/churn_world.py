@@ -50,7 +50,7 @@ class ChurnWorld:
     marketing: np.ndarray  # bool: consent granted
     trips_per_day: np.ndarray  # customers x days, counts
     visits: list[tuple[int, int, str]]  # (customer, day, kind)
-    complaints: list[tuple[int, int, bool]]  # (customer, day, resolved)
+    complaints: list[tuple[int, int, int | None]]  # (customer, day opened, day resolved or None)
     faults: list[tuple[int, int, str]]  # (customer, day, code)
     pushes: list[tuple[int, int, bool]]  # (customer, day, opened)
     truth: dict[str, np.ndarray] = field(default_factory=dict)
@@ -74,6 +74,8 @@ def simulate_churn_world(
     """``customers`` car owners over ``days`` days; who leaves when is drawn from hidden traits and noise
     (``hazard_scale`` times the daily hazard: a world where customers leave more often)."""
     rng = np.random.default_rng(seed)
+    # how long a complaint takes to resolve: its own draws, so the rest of the world is what it was without it
+    resolve_rng = np.random.default_rng([seed, 20])
     n = customers
     sat0 = rng.normal(0, 1, n)
     loyalty = rng.normal(0, 1, n)
@@ -93,7 +95,7 @@ def simulate_churn_world(
         at = np.floor(last_visit - back * interval).astype(np.int64)
         for i in np.flatnonzero(-at < age0):
             visits.append((int(i), int(at[i]), "maintenance"))
-    complaints: list[tuple[int, int, bool]] = []
+    complaints: list[tuple[int, int, int | None]] = []
     faults: list[tuple[int, int, str]] = []
     shock = np.zeros(n)
     for t in range(days):
@@ -111,7 +113,8 @@ def simulate_churn_world(
         complain = staying & (rng.random(n) < 0.0008 * np.exp(-0.8 * sat))
         resolved = rng.random(n) < 1 / (1 + np.exp(-(0.8 + 0.8 * loyalty)))
         for i in np.flatnonzero(complain):
-            complaints.append((int(i), t, bool(resolved[i])))
+            # a resolved complaint takes days to weeks (geometric, two weeks on average)
+            complaints.append((int(i), t, t + int(resolve_rng.geometric(1 / 14)) if resolved[i] else None))
         sat -= complain * np.where(resolved, 0.15, 0.6)
         sat += 0.01 * (sat0 - sat)
         # service visits: when due, or when a fault is open
@@ -197,6 +200,12 @@ def copy_lines(conn: psycopg.Connection[Any], table: str, columns: str, lines: l
             copy.write("".join(lines[lo : lo + 200_000]))
 
 
+def _resolution(w: ChurnWorld, t: int | None) -> str:
+    """A complaint's ``resolved`` and ``resolved_at`` as COPY text, as the CRM holds them at the world's end
+    (one resolved after it is still open)."""
+    return "f\t\\N" if t is None or t >= w.days else f"t\t{w.day(t)}"
+
+
 def load_churn_world(
     conn: psycopg.Connection[Any], world: ChurnWorld, progress: Callable[[str], None] | None = None
 ) -> None:
@@ -246,9 +255,9 @@ def load_churn_world(
     copy_lines(
         conn,
         "complaints",
-        "complaint_id, customer_id, opened_at, category, resolved",
+        "complaint_id, customer_id, opened_at, category, resolved, resolved_at",
         [
-            f"Q{k}\t{w.customers[i]}\t{w.day(t)}\tservice\t{'t' if r else 'f'}\n"
+            f"Q{k}\t{w.customers[i]}\t{w.day(t)}\tservice\t{_resolution(w, r)}\n"
             for k, (i, t, r) in enumerate(w.complaints)
         ],
     )

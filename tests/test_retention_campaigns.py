@@ -30,8 +30,8 @@ from simulators.retention_world import (
 from tests.helpers import scratch_database
 
 #: a world where customers leave three times as often as the default one, so that a few thousand of them
-#: show an effect; the high tier is the riskiest fifth of the active customers (the shipped tenth: too few)
-CONFIG = load_config().model_copy(update={"tiers": Tiers(basis="share", high=0.2, medium=0.2)})
+#: show an effect; the high tier is the riskiest 30 % of the active customers (the shipped tenth: too few)
+CONFIG = load_config().model_copy(update={"tiers": Tiers(basis="share", high=0.3, medium=0.2)})
 CUSTOMERS = 4000
 SEED = 5
 CAPS = {"per_day": 50, "per_week": 200}  # two campaigns reach the same customers on the same day

@@ -175,13 +175,24 @@ class BookingRow(_Row):
 
 
 class ComplaintRow(_Row):
-    """complaints: one line per complaint."""
+    """complaints: one line per complaint; ``resolved_at`` (optional) is the day it was resolved, so that the
+    churn features of an earlier day see it as it was then."""
 
     complaint_id: str = Field(min_length=1, max_length=64)
     customer_id: str = Field(min_length=1, max_length=64)
     opened_at: date
     category: str = Field(min_length=1, max_length=32)
     resolved: bool
+    resolved_at: date | None = None
+
+    @model_validator(mode="after")
+    def _resolution(self) -> ComplaintRow:
+        if self.resolved_at is not None:
+            if not self.resolved:
+                raise ValueError("resolved_at is given but resolved is false")
+            if self.resolved_at < self.opened_at:
+                raise ValueError(f"resolved_at {self.resolved_at} is before opened_at {self.opened_at}")
+        return self
 
 
 class AccountRow(_Row):
@@ -383,6 +394,9 @@ class Kind:
     to_record: Callable[[Any], tuple[object, ...]] | None = None
 
 
+_COMPLAINT_COLS = ("complaint_id", "customer_id", "opened_at", "category", "resolved", "resolved_at")
+
+
 def _upsert(table: str, columns: tuple[str, ...], key: str, stamp: str | None = "imported_at") -> str:
     """Insert or update by ``key``; ``stamp`` records when (incremental analytics runs look at it)."""
     cols = ", ".join(columns)
@@ -501,11 +515,9 @@ KINDS: dict[str, Kind] = {
     "complaints": Kind(
         ComplaintRow,
         "complaints",
-        ("complaint_id", "customer_id", "opened_at", "category", "resolved"),
+        _COMPLAINT_COLS,
         (("customer_id", "customers", "customer_id"),),
-        _upsert(
-            "complaints", ("complaint_id", "customer_id", "opened_at", "category", "resolved"), "complaint_id"
-        ),
+        _upsert("complaints", _COMPLAINT_COLS, "complaint_id"),
     ),
     "accounts": Kind(
         AccountRow,

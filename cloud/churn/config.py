@@ -93,6 +93,7 @@ class ModelSettings(_Strict):
     n_estimators: int = Field(default=150, ge=10, le=2000)
     max_depth: int = Field(default=3, ge=1, le=8)
     learning_rate: float = Field(default=0.08, gt=0, le=1)
+    min_samples_leaf: int = Field(default=20, ge=1, le=10_000)
     calibration_share: float = Field(default=0.3, gt=0.05, lt=0.9)
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
 

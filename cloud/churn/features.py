@@ -1,8 +1,9 @@
 """Churn features per customer as of a day, aggregated in SQL (one query per source), one row per customer.
 
 Every feature reads only what was known by the end of the day ``day`` (UTC), so that a backtest's features of
-an earlier day do not see what followed. One exception the schema forces: a complaint's ``resolved`` is its
-state now, not on that day (the CRM import overwrites it).
+an earlier day do not see what followed. A complaint resolved after the day counts as unresolved on it
+(``resolved_at``); one the CRM marked resolved without a date counts as resolved on every day (its state now:
+the one leak left, and only for imports that do not say when).
 
 :data:`FEATURES` names the columns and says what each means; :func:`compute_features` returns the matrix,
 :func:`labels` what followed a day (the derived churn label, ``churn.toml``).
@@ -29,7 +30,7 @@ FEATURES: dict[str, str] = {
     "service_visits_12m": "service visits in the last 12 months",
     "days_since_service": "days since the last service visit (since the purchase when none; at most 1095)",
     "complaints_12m": "complaints opened in the last 12 months",
-    "unresolved_complaints": "complaints not resolved",
+    "unresolved_complaints": "complaints not resolved by the day",
     "warranty_days_left": "days until the warranty ends (negative: ended that long ago)",
     "open_fault_codes": "distinct fault codes in the last 180 days not followed by a service visit",
     "pushes_received_90d": "in-car pushes delivered in the last 90 days",
@@ -69,7 +70,7 @@ GROUP BY v.customer_id
 _COMPLAINTS = """
 SELECT v.customer_id,
        count(*) FILTER (WHERE v.opened_at > %(d)s::date - 365),
-       count(*) FILTER (WHERE NOT v.resolved)
+       count(*) FILTER (WHERE NOT v.resolved OR v.resolved_at > %(d)s)
 FROM complaints v
 WHERE v.opened_at <= %(d)s AND (%(ids)s::text[] IS NULL OR v.customer_id = ANY(%(ids)s))
 GROUP BY v.customer_id

@@ -46,6 +46,9 @@ class ChurnModel:
             n_estimators=s.n_estimators,
             max_depth=s.max_depth,
             learning_rate=s.learning_rate,
+            # leaves of one or two rows let a rare churner's Newton step divide by almost nothing: log-odds
+            # of 1e136 were seen on a 1,500-customer world (and wrecked the calibration after them)
+            min_samples_leaf=s.min_samples_leaf,
             subsample=0.8,
             random_state=self.seed,
         ).fit(X[~calibrate], y[~calibrate])

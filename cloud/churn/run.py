@@ -144,7 +144,7 @@ def score(stored: StoredModel, matrix: ChurnFeatures, config: ChurnConfig) -> Sc
     reasons = top_reasons(model.contributions(matrix.values), matrix.values, NAMES)
     tiers = np.where(p >= high, "high", np.where(p >= medium, "medium", "low"))
     tiers = np.where(current, tiers, np.where(gone, "lapsed", "quiet"))
-    thresholds = {"high": round(high, 6), "medium": round(medium, 6)}
+    thresholds = {"high": high, "medium": medium}
     return Scores(matrix.customers, p, tiers.tolist(), reasons, thresholds)
 
 
