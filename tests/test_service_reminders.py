@@ -306,6 +306,8 @@ def test_a_severe_fault_tells_the_dealer_only_with_consent(
             assert verify(SECRET.encode(), stamp, body, headers["X-Drivesight-Signature"], now=stamp)
             told = json.loads(body)
             assert (told["vehicle_id"], told["fault_code"], told["dealer_id"]) == (f1, "P0301", "D1")
+            # the same refusal an hour later is not recorded again
+            assert remind(now + timedelta(hours=1), capsys)["unchanged"] == {"dealer_webhook:no_consent": 1}
             f2_webhooks = [d for d in _decisions(conn, f2) if d[0] == "dealer_webhook"]
             assert [(d[3], d[4]) for d in f2_webhooks] == [("suppressed", "no_consent")]
             assert "dealer_sharing" in f2_webhooks[0][5]
@@ -341,6 +343,9 @@ def test_quiet_hours_defer_the_reminder(
         assert wait_until(lambda: conn.execute(trips, (q,)).fetchone() == (1,), timeout=20)
         night = remind(now + timedelta(hours=10), capsys)
         assert night["due"] == {"due_by_time": 1} and night["published"] == 0, night
+        # an hour later, still quiet: the same suppression, not recorded again
+        again = remind(now + timedelta(hours=11), capsys)
+        assert again["decided"] == {} and again["unchanged"] == {"push:quiet_hours": 1}, again
         car.settle()
         assert car.driver.shown == []
         [(channel, reason, _, outcome, by, why)] = _decisions(conn, q)

@@ -119,6 +119,7 @@ def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, st
         "cars": report.cars,
         "due": report.due,
         "decided": report.decided,
+        "unchanged": report.unchanged,
         "published": report.published,
         "acknowledged": report.acknowledged,
         "webhooks_delivered": report.webhooks_delivered,
@@ -130,6 +131,8 @@ def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, st
         record(conn, key_id=None, action="service.remind", subject="service", outcome="ok", detail=detail)
     lines = [f"{report.cars} cars at {now:%Y-%m-%d %H:%M} UTC; due: {report.due or 'none'}"]
     lines += [f"  {k:<32} {n}" for k, n in report.decided.items()]
+    if report.unchanged:
+        lines.append(f"unchanged (suppressed as before, not recorded again): {report.unchanged}")
     lines.append(f"published {report.published}, acknowledged {report.acknowledged}")
     if report.webhooks_delivered or report.webhooks_failed:
         lines.append(

@@ -74,6 +74,9 @@ class Decision:
     push_id: str | None = None
     url: str | None = None
     expires_at: datetime | None = None
+    #: the same suppression as the episode's last recorded decision (same attempt, same rule): not recorded
+    #: again, so a car without a dealer or a consent that stays withheld adds no row a day
+    repeated: bool = False
 
 
 @dataclass(slots=True)
@@ -84,6 +87,7 @@ class RemindReport:
     cars: int = 0
     due: dict[str, int] = field(default_factory=dict)
     decided: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)  # suppressions as the last run's, not recorded
     published: int = 0
     acknowledged: int = 0
     webhooks_delivered: int = 0
@@ -109,12 +113,14 @@ def run_reminders(
         cars = load_cars(conn, now, vehicles)
         due = find_due(conn, plans, now, cars)
         decisions = decide(conn, plans, cars, due, now, dealers_configured=dealers is not None)
-        record(conn, decisions, now)
+        record(conn, [d for d in decisions if not d.repeated], now)
     report.cars = len(cars)
     report.due = dict(Counter(d.reason for d in due))
-    report.decided = dict(
-        Counter(f"{d.channel}:{d.suppressed_by or d.outcome}" for d in decisions).most_common()
-    )
+    for counts, repeated in ((report.decided, False), (report.unchanged, True)):
+        kinds = Counter(
+            f"{d.channel}:{d.suppressed_by or d.outcome}" for d in decisions if d.repeated == repeated
+        )
+        counts.update(kinds.most_common())
     outgoing = pending_pushes(conn)
     report.published = len(outgoing)
     acknowledged = sender(outgoing) if outgoing else set()
@@ -140,7 +146,8 @@ def decide(
     *,
     dealers_configured: bool = True,
 ) -> list[Decision]:
-    """This run's decisions (nothing is written)."""
+    """This run's decisions (nothing is written); a suppression the same as the episode's last recorded
+    decision is marked ``repeated``."""
     history = _history(conn, [c.vehicle_id for c in cars])
     booked = _bookings(conn, cars, now)
     decisions: list[Decision] = []
@@ -185,6 +192,13 @@ def decide(
             w = history.get((car.vehicle_id, "dealer_webhook", d.episode))
             if w is None or (not w.given and not w.failed):
                 decisions.append(_dealer_decision(d, car.customer_id in sharing, dealers_configured))
+    for decision in decisions:
+        before = history.get((decision.due.car.vehicle_id, decision.channel, decision.due.episode))
+        decision.repeated = (
+            decision.outcome == "suppressed"
+            and before is not None
+            and before.last == ("suppressed", decision.suppressed_by, decision.attempt)
+        )
     return decisions
 
 
@@ -249,20 +263,22 @@ class _History:
     stopped: bool = False
     failed: bool = False
     first_sent: datetime | None = None
+    last: tuple[str, str | None, int] | None = None  # the newest decision: outcome, suppressed_by, attempt
 
 
 def _history(conn: psycopg.Connection[Any], vehicles: Sequence[str]) -> dict[tuple[str, str, str], _History]:
     """Per (car, channel, episode): reminders given, whether one awaits the broker, stopped, first sent."""
     out: dict[tuple[str, str, str], _History] = {}
-    for vehicle, channel, episode, reason, due_at, code, outcome, at in conn.cursor(
+    for vehicle, channel, episode, reason, due_at, code, outcome, at, by, attempt in conn.cursor(
         row_factory=tuple_row
     ).execute(
         "SELECT vehicle_id, channel, episode, reason, due_at, fault_code, outcome,"
-        " coalesce(sent_at, decided_at) FROM service_reminders WHERE vehicle_id = ANY(%s)"
-        " ORDER BY reminder_id",
+        " coalesce(sent_at, decided_at), suppressed_by, attempt FROM service_reminders"
+        " WHERE vehicle_id = ANY(%s) ORDER BY reminder_id",
         (list(vehicles),),
     ):
         h = out.setdefault((str(vehicle), str(channel), str(episode)), _History(reason, due_at, code))
+        h.last = (str(outcome), None if by is None else str(by), int(attempt))
         if outcome in _GIVEN:
             h.given += 1
             h.first_sent = h.first_sent or at
