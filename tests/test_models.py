@@ -70,7 +70,7 @@ def test_retraining_from_the_same_seed_gives_the_same_bytes() -> None:
             [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120,
             env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
         ).stdout.strip()
-        for hash_seed in (1, 2, 3, 4, 5, 6)
+        for hash_seed in (1, 2, 3)
     }  # fmt: skip
     assert digests == {__import__("hashlib").sha256(to_onnx_bytes(first)).hexdigest()}
 
