@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--name", required=True, help="who or what uses the key (1-100 characters)")
     create.add_argument("--scopes", required=True, help=f"comma-separated: {', '.join(SCOPES)}")
     create.add_argument("--expires-days", type=int, help="the key stops working after this many days")
+    create.add_argument("--dealer", help="bind the key to this dealer (with --scopes dealer): its leads only")
     create.add_argument("--json", action="store_true", help="one JSON document on stdout")
     create.set_defaults(handler=_create)
     listing = keys_sub.add_parser("list", help="every key without its secret")
@@ -72,7 +73,13 @@ def _create(args: argparse.Namespace) -> int:
 
     with psycopg.connect(_database_url(), autocommit=True) as conn:
         try:
-            key = create_key(conn, name=args.name, scopes=args.scopes, expires_days=args.expires_days)
+            key = create_key(
+                conn,
+                name=args.name,
+                scopes=args.scopes,
+                expires_days=args.expires_days,
+                dealer_id=args.dealer,
+            )
         except AccessError as exc:
             log.error("%s", exc)
             return 2

@@ -32,6 +32,8 @@ class Scope(StrEnum):
     MARKETING_READ = "marketing:read"
     MARKETING_WRITE = "marketing:write"
     PRIVACY_ADMIN = "privacy:admin"
+    LEADS_READ = "leads:read"  # every dealer's leads, their statistics and the dealer KPIs (lead managers)
+    DEALER = "dealer"  # a key bound to one dealer: that dealer's leads only, and setting their follow-up
     ADMIN = "admin"
 
 
@@ -41,7 +43,7 @@ KEY_RE = re.compile(r"^ds_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 MAX_EXPIRES_DAYS = 3650
 
-_COLUMNS = "key_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at"
+_COLUMNS = "key_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at, dealer_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class KeyInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    dealer_id: str | None = None  # the dealer a ``dealer`` key acts for
 
     def usable(self, now: datetime) -> bool:
         """Neither revoked nor expired at ``now``."""
@@ -72,6 +75,7 @@ class KeyInfo:
             "expires_at": self.expires_at and self.expires_at.isoformat(),
             "revoked_at": self.revoked_at and self.revoked_at.isoformat(),
             "last_used_at": self.last_used_at and self.last_used_at.isoformat(),
+            "dealer_id": self.dealer_id,
         }
 
 
@@ -86,8 +90,18 @@ class CreatedKey:
 
 
 def _info(row: tuple[Any, ...]) -> KeyInfo:
-    key_id, name, prefix, scopes, created, expires, revoked, used = row
-    return KeyInfo(int(key_id), str(name), str(prefix), frozenset(scopes), created, expires, revoked, used)
+    key_id, name, prefix, scopes, created, expires, revoked, used, dealer = row
+    return KeyInfo(
+        int(key_id),
+        str(name),
+        str(prefix),
+        frozenset(scopes),
+        created,
+        expires,
+        revoked,
+        used,
+        None if dealer is None else str(dealer),
+    )
 
 
 def parse_scopes(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -114,9 +128,21 @@ def create_key(
     scopes: str | list[str] | tuple[str, ...],
     expires_days: int | None = None,
     actor_key_id: int | None = None,
+    dealer_id: str | None = None,
 ) -> CreatedKey:
-    """Store a new key and audit it in one transaction; the returned secret is not stored anywhere."""
+    """Store a new key and audit it in one transaction; the returned secret is not stored anywhere.
+
+    A key for a dealer (``dealer_id``) holds the ``dealer`` scope and nothing else, so that it can never read
+    another dealer's leads or anything of marketing; the dealer must exist."""
     chosen = parse_scopes(scopes)
+    if (dealer_id is not None) != (Scope.DEALER in chosen):
+        raise InvalidKeyRequest("the 'dealer' scope needs --dealer, and a key for a dealer needs that scope")
+    if dealer_id is not None and chosen != (Scope.DEALER,):
+        raise InvalidKeyRequest("a key for a dealer holds the 'dealer' scope only")
+    if dealer_id is not None and (
+        conn.execute("SELECT 1 FROM dealers WHERE dealer_id = %s", (dealer_id,)).fetchone() is None
+    ):
+        raise InvalidKeyRequest(f"no dealer {dealer_id!r}")
     name = name.strip()
     if not 1 <= len(name) <= 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidKeyRequest("a key name is 1 to 100 printable characters")
@@ -129,10 +155,10 @@ def create_key(
             try:
                 with conn.transaction():
                     row = cur.execute(
-                        "INSERT INTO api_keys (name, prefix, secret_sha256, scopes, expires_at)"
-                        " VALUES (%s, %s, %s, %s, now() + make_interval(days => %s))"
+                        "INSERT INTO api_keys (name, prefix, secret_sha256, scopes, expires_at, dealer_id)"
+                        " VALUES (%s, %s, %s, %s, now() + make_interval(days => %s), %s)"
                         " RETURNING key_id, expires_at",
-                        (name, prefix, secret_digest(secret), list(chosen), expires_days),
+                        (name, prefix, secret_digest(secret), list(chosen), expires_days, dealer_id),
                     ).fetchone()
                 break
             except psycopg.errors.UniqueViolation:
@@ -147,7 +173,13 @@ def create_key(
             action="key.create",
             subject=f"key:{key_id}",
             outcome="ok",
-            detail={"name": name, "prefix": prefix, "scopes": list(chosen), "expires_days": expires_days},
+            detail={
+                "name": name,
+                "prefix": prefix,
+                "scopes": list(chosen),
+                "expires_days": expires_days,
+                "dealer_id": dealer_id,
+            },
         )
     return CreatedKey(key_id, f"ds_{prefix}_{secret}", chosen, expires_at)
 

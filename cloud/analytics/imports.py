@@ -113,6 +113,16 @@ class DealerRow(_Row):
     #: notifications (cloud/service/); left as they were when a line has none
     booking_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    #: for lead routing (cloud/leads/): showroom sales or the call-centre team, the leads it can take a day
+    #: (empty: no limit), the models it sells (``a;b``); left as they were when a line has none
+    role: str | None = Field(default=None, pattern=r"^(showroom|call_centre)$")
+    capacity_per_day: int | None = Field(default=None, ge=0, le=100_000)
+    models: list[str] | None = Field(default=None, max_length=100)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return _listed(value) if value not in (None, "") else None
 
 
 class VehicleRow(_Row):
@@ -394,6 +404,9 @@ class Kind:
     to_record: Callable[[Any], tuple[object, ...]] | None = None
 
 
+_DEALER_COLS = (
+    "dealer_id", "name", "region", "city", "booking_url", "webhook_url", "role", "capacity_per_day", "models",
+)  # fmt: skip
 _COMPLAINT_COLS = ("complaint_id", "customer_id", "opened_at", "category", "resolved", "resolved_at")
 
 
@@ -444,13 +457,18 @@ KINDS: dict[str, Kind] = {
     "dealers": Kind(
         DealerRow,
         "dealers",
-        ("dealer_id", "name", "region", "city", "booking_url", "webhook_url"),
+        _DEALER_COLS,
         (),
-        "INSERT INTO dealers (dealer_id, name, region, city, booking_url, webhook_url)"
-        " SELECT dealer_id, name, region, city, booking_url, webhook_url FROM staging ORDER BY line"
+        "INSERT INTO dealers (dealer_id, name, region, city, booking_url, webhook_url, capacity_per_day,"
+        " models) SELECT dealer_id, name, region, city, booking_url, webhook_url, capacity_per_day,"
+        " coalesce(models, '{}') FROM staging ORDER BY line"
         " ON CONFLICT (dealer_id) DO UPDATE SET name = excluded.name, region = excluded.region,"
         " city = excluded.city, booking_url = coalesce(excluded.booking_url, dealers.booking_url),"
-        " webhook_url = coalesce(excluded.webhook_url, dealers.webhook_url)",
+        " webhook_url = coalesce(excluded.webhook_url, dealers.webhook_url),"
+        " capacity_per_day = coalesce(excluded.capacity_per_day, dealers.capacity_per_day),"
+        " models = CASE WHEN cardinality(excluded.models) = 0 THEN dealers.models ELSE excluded.models END;"
+        " UPDATE dealers d SET role = s.role FROM staging s"
+        " WHERE s.dealer_id = d.dealer_id AND s.role IS NOT NULL",
     ),
     "customers": Kind(
         CustomerRow,
@@ -649,8 +667,9 @@ class ImportResult:
 _EVENT_TABLES = ("interactions", "consent_events", "conversions", "life_events")
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, fields) per record of a CSV, JSON or JSON-lines file."""
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, fields) per record of a CSV, JSON or JSON-lines file (UTF-8); a line that is not a JSON
+    object or has more values than the header is yielded with ``__json_error__`` or ``__extra_values__``."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json", ".jsonl"):
         raise ImportError_(f"{path}: use .csv, .json or .jsonl")
@@ -687,7 +706,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _validate(kind: Kind, path: Path) -> tuple[list[tuple[int, tuple[object, ...]]], list[tuple[int, str]]]:
     rows: list[tuple[int, tuple[object, ...]]] = []
     errors: list[tuple[int, str]] = []
-    for line, record in _records(path):
+    for line, record in read_records(path):
         if not isinstance(record, dict):
             errors.append((line, "expected an object of fields"))
             continue

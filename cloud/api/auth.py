@@ -77,6 +77,7 @@ class Principal:
     key_id: int
     name: str
     scopes: frozenset[str]
+    dealer_id: str | None = None  # a ``dealer`` key's dealer: the only one whose leads it may see
 
     def has(self, scope: str) -> bool:
         """True when the key has ``scope`` or ``admin``."""
@@ -201,7 +202,7 @@ class _Require:
                 code="rate_limited",
                 headers={"Retry-After": str(max(1, int(wait + 0.999)))},
             )
-        principal = Principal(info.key_id, info.name, info.scopes)
+        principal = Principal(info.key_id, info.name, info.scopes, info.dealer_id)
         if not principal.has(self.scope):
             raise ApiError(
                 403,
