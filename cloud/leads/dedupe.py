@@ -1,0 +1,281 @@
+"""Duplicate finding: which cleaned leads are the same person as an earlier lead or a known customer.
+
+Rules, strongest first (a lead's reported rule is its strongest evidence):
+
+- ``customer_id``: the source named a known customer (the car's owner);
+- ``phone``: the same E.164 number;
+- ``email``: the same (lower-cased) address;
+- ``name_city_fuzzy``: a similar name (:data:`NAME_THRESHOLD`) in the same city, backed by a similar phone
+  (same last eight digits, or one digit wrong or two swapped) or a similar e-mail local part (one letter
+  wrong or swapped, the digits in it the same). A name alone never matches: a city has many "Wang Wei".
+
+No all-pairs comparison: exact rules are dictionary look-ups, and the fuzzy rule only compares records that
+share a block — the same city and one of: a third of the phone's digits at its position (one wrong or two
+swapped digits leave at least one third whole), the e-mail local part, the name key.
+
+Leads that are the same person form a group (union-find, so chains A~B, B~C resolve to one group). A lead
+with direct evidence for a known customer is reported against that customer; the other leads of a group that
+has one are reported against the customer the group's earliest such lead matched (rule ``chain:<rule>``);
+in a group without one, every lead but the earliest (by ``created_at``, then index) is reported against the
+earliest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
+
+from cloud.leads.clean import city_key
+from cloud.leads.model import Lead, Match, Person
+
+#: Minimum name similarity (rapidfuzz 0-100, best of ``ratio`` on the name keys and ``token_sort_ratio`` on
+#: the names) for the fuzzy rule. 85 lets one swapped or wrong letter through in a romanised name of seven
+#: letters or more ("wagnwei", ratio 85.7) and any word order ("Wei Wang"), and keeps "wangwei" apart from
+#: "wangjun" (71) or "liwei" (67). CJK names of two or three characters must be equal: one different
+#: character is a different name as often as a typo, and the contact evidence must carry the rest.
+NAME_THRESHOLD = 85.0
+#: digits compared for a partial phone match: the subscriber part, without country and area codes
+PHONE_TAIL = 8
+#: A block larger than this (a placeholder-like value shared by thousands) is not compared: it would cost
+#: quadratic time and says little; the other blocks of its members still are.
+MAX_BLOCK = 1000
+#: shortest e-mail local part whose one-edit variants count as similar ("li1" vs "li2" are not)
+MIN_LOCAL = 5
+
+_RULE_RANK = {"customer_id": 4, "phone": 3, "email": 2, "name_city_fuzzy": 1}
+_NON_DIGIT = re.compile(r"\D")
+_NON_ALNUM = re.compile(r"[\W_]+")
+
+
+@dataclass(slots=True)
+class _Record:
+    """What matching needs of a lead or a known person, computed once."""
+
+    phone: str | None
+    email: str | None
+    digits: str  # national part of the phone, "" without one
+    local: str  # e-mail local part, "" without one
+    city: str | None
+    key: str | None
+    words: str  # case-folded name, words separated by single spaces (for token_sort_ratio)
+
+
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    rule: str
+    score: float
+    other: int  # a node: a lead index below n, a known person at n + j
+
+    def strength(self) -> tuple[int, float, int]:
+        # strongest rule, then score, then the smallest node, so that the choice is deterministic
+        return (_RULE_RANK[self.rule], self.score, -self.other)
+
+
+def _record(
+    phone: str | None, email: str | None, city: str | None, name: str | None, key: str | None
+) -> _Record:
+    digits = _NON_DIGIT.sub("", phone or "")
+    local = (email or "").partition("@")[0]
+    words = " ".join(w for w in _NON_ALNUM.split((name or "").casefold()) if w)
+    return _Record(phone or None, email or None, digits, local, city_key(city), key or None, words)
+
+
+def _thirds(digits: str) -> list[tuple[int, str]]:
+    """The phone's last :data:`PHONE_TAIL` digits cut into three, each with its position."""
+    tail = digits[-PHONE_TAIL:]
+    if len(tail) < 6:
+        return []
+    cut = len(tail) // 3
+    return [(0, tail[:cut]), (1, tail[cut : 2 * cut]), (2, tail[2 * cut :])]
+
+
+def _blocks(record: _Record) -> Iterator[tuple[str, ...]]:
+    if record.city is None or record.key is None:
+        return
+    for position, part in _thirds(record.digits):
+        yield ("p", record.city, str(position), part)
+    if len(record.local) >= MIN_LOCAL:
+        yield ("l", record.city, record.local)
+    yield ("n", record.city, record.key)
+
+
+def phone_similarity(a: str, b: str) -> float:
+    """Similarity of two phones' digits in [0, 1]: 1 for the same last eight, 0.9 for one digit wrong or two
+    swapped (same length), 0 otherwise."""
+    if not a or not b:
+        return 0.0
+    if len(a) >= PHONE_TAIL and len(b) >= PHONE_TAIL and a[-PHONE_TAIL:] == b[-PHONE_TAIL:]:
+        return 1.0
+    if len(a) == len(b) and OSA.distance(a, b, score_cutoff=1) <= 1:
+        return 0.9
+    return 0.0
+
+
+def local_similarity(a: str, b: str) -> float:
+    """Similarity of two e-mail local parts in [0, 1]: 1 equal, 0.9 one letter wrong or swapped with the
+    digits in them the same ("wangwei88" ~ "wnagwei88", but not "wangwei89": numbered addresses are how
+    namesakes tell themselves apart), 0 otherwise."""
+    if not a or not b:
+        return 0.0
+    if a == b:
+        return 1.0 if len(a) >= MIN_LOCAL else 0.0
+    if min(len(a), len(b)) < MIN_LOCAL or _NON_DIGIT.sub("", a) != _NON_DIGIT.sub("", b):
+        return 0.0
+    return 0.9 if OSA.distance(a, b, score_cutoff=1) <= 1 else 0.0
+
+
+def name_similarity(a: _Record, b: _Record) -> float:
+    """Similarity of two records' names, 0-100 (see :data:`NAME_THRESHOLD`)."""
+    if a.key is None or b.key is None:
+        return 0.0
+    if a.key == b.key:
+        return 100.0
+    if not (a.key.isascii() and b.key.isascii()):
+        return 0.0  # CJK: equal or different, see NAME_THRESHOLD
+    return max(
+        fuzz.ratio(a.key, b.key, score_cutoff=NAME_THRESHOLD),
+        fuzz.token_sort_ratio(a.words, b.words, score_cutoff=NAME_THRESHOLD),
+    )
+
+
+def _fuzzy(a: _Record, b: _Record) -> float | None:
+    """The fuzzy rule's score in [0, 1] for two records in the same city, or ``None`` for no match."""
+    contact = max(phone_similarity(a.digits, b.digits), local_similarity(a.local, b.local))
+    if contact == 0.0:
+        return None
+    name = name_similarity(a, b)
+    if name < NAME_THRESHOLD:
+        return None
+    return round((name / 100.0 + contact) / 2.0, 3)
+
+
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, node: int) -> int:
+        root = node
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[node] != root:  # path compression keeps the chains short
+            self.parent[node], node = root, self.parent[node]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Match]:
+    """One :class:`Match` for each lead that is the same person as an earlier lead of the batch or a known
+    customer (a known customer preferred), ordered by lead index; the same input gives the same output."""
+    n = len(leads)
+    records = [_record(x.phone, x.email, x.city, x.name, x.name_key) for x in leads]
+    records += [_record(p.phone, p.email, p.city, p.name, p.name_key) for p in known]
+    ids = [p.customer_id for p in known]
+    # earliest first: created_at, then index (a stable sort keeps the index order among equal times)
+    order = sorted(range(n), key=lambda i: leads[i].raw.created_at)
+
+    # each lead's direct evidence: the best edge to another lead and the best edge to a known person
+    best_lead: list[_Edge | None] = [None] * n
+    best_known: list[_Edge | None] = [None] * n
+    groups = _UnionFind(n)
+
+    def link(i: int, other: int, rule: str, score: float) -> None:
+        edge = _Edge(rule, score, other)
+        if other >= n:
+            current = best_known[i]
+            if current is None or edge.strength() > current.strength():
+                best_known[i] = edge
+            return
+        groups.union(i, other)
+        for a, b in ((i, other), (other, i)):
+            current = best_lead[a]
+            candidate = _Edge(rule, score, b)
+            if current is None or candidate.strength() > current.strength():
+                best_lead[a] = candidate
+
+    # known customers by id, phone and e-mail; the smallest customer id wins when the CRM holds twins
+    by_id: dict[str, int] = {}
+    by_phone: dict[str, int] = {}
+    by_email: dict[str, int] = {}
+    for j in sorted(range(len(known)), key=lambda j: ids[j], reverse=True):
+        by_id[ids[j]] = n + j
+        if records[n + j].phone:
+            by_phone[records[n + j].phone or ""] = n + j
+        if records[n + j].email:
+            by_email[records[n + j].email or ""] = n + j
+
+    # exact rules: each lead links to the earliest lead with the same phone / e-mail and to the known person
+    first_phone: dict[str, int] = {}
+    first_email: dict[str, int] = {}
+    for i in order:
+        lead, record = leads[i], records[i]
+        if lead.raw.customer_id is not None and lead.raw.customer_id in by_id:
+            link(i, by_id[lead.raw.customer_id], "customer_id", 1.0)
+        for value, known_index, first, rule in (
+            (record.phone, by_phone, first_phone, "phone"),
+            (record.email, by_email, first_email, "email"),
+        ):
+            if value is None:
+                continue
+            if value in known_index:
+                link(i, known_index[value], rule, 1.0)
+            if value in first:
+                link(i, first[value], rule, 1.0)
+            else:
+                first[value] = i
+
+    # the fuzzy rule, within blocks
+    blocks: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for node, record in enumerate(records):
+        for block in _blocks(record):
+            blocks[block].append(node)
+    compared: set[tuple[int, int]] = set()
+    for members in blocks.values():
+        if len(members) < 2 or len(members) > MAX_BLOCK:
+            continue
+        for x, a in enumerate(members):
+            if a >= n:
+                break  # leads come before known persons; known persons are not compared with each other
+            for b in members[x + 1 :]:
+                if b < n and groups.find(a) == groups.find(b):
+                    continue  # already the same person by a stronger rule
+                if b >= n and best_known[a] is not None:
+                    continue  # already matched a known customer, by a rule at least as strong
+                if (a, b) in compared:
+                    continue
+                compared.add((a, b))
+                score = _fuzzy(records[a], records[b])
+                if score is not None:
+                    link(a, b, "name_city_fuzzy", score)
+
+    # resolve the groups
+    members_of: dict[int, list[int]] = defaultdict(list)
+    for i in order:
+        members_of[groups.find(i)].append(i)  # earliest first
+    matches: list[Match] = []
+    for group in members_of.values():
+        earliest = group[0]
+        group_known = next((best_known[i] for i in group if best_known[i] is not None), None)
+        for i in group:
+            own_known = best_known[i]
+            if own_known is not None:
+                matches.append(Match(i, ids[own_known.other - n], own_known.rule, own_known.score))
+                continue
+            own = best_lead[i]
+            if group_known is not None:
+                assert own is not None  # a group with a known match and more than this lead
+                matches.append(Match(i, ids[group_known.other - n], f"chain:{own.rule}", own.score))
+            elif i != earliest:
+                assert own is not None
+                rule = own.rule if own.other == earliest else f"chain:{own.rule}"
+                matches.append(Match(i, earliest, rule, own.score))
+    matches.sort(key=lambda m: m.index)
+    return matches
