@@ -71,6 +71,8 @@ class LeadLine(BaseModel):
     def _yes_no(cls, value: Any) -> Any:
         if isinstance(value, str):
             word = value.strip().lower()
+            if not word:
+                return None
             if word in _TRUE:
                 return True
             if word in _FALSE:

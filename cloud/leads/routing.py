@@ -153,7 +153,7 @@ def _holds(when: When, lead: RoutableLead) -> bool:
         (when.channels, lead.channel),
         (when.grades, lead.grade),
         (when.intents, lead.intent),
-        (when.regions, lead.region),
+        (when.regions and tuple(r.casefold() for r in when.regions), lead.region and lead.region.casefold()),
         (when.models, lead.model_interest),
     )
     return all(allowed is None or value in allowed for allowed, value in checks)
@@ -221,7 +221,12 @@ def _candidates(
             continue
         if rule.role is not None and d.role != rule.role:
             continue
-        if rule.to is None and rule.match_region and lead.region is not None and d.region != lead.region:
+        if (
+            rule.to is None
+            and rule.match_region
+            and lead.region is not None
+            and not _same(d.region, lead.region)
+        ):
             continue
         if rule.require_model_expertise and (
             lead.model_interest is None or lead.model_interest not in d.models
@@ -231,6 +236,11 @@ def _candidates(
             continue
         out.append(d)
     return out
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    """Two place names are the same one, whatever their case ("North" from a form, "north" from the CRM)."""
+    return a is not None and b is not None and a.strip().casefold() == b.strip().casefold()
 
 
 def smoothed_conversion(

@@ -1,0 +1,179 @@
+"""Follow-up: what a dealer did with a lead, and what happens when nobody called in time.
+
+A dealer moves its leads along the funnel (``contacted`` -> ``appointment`` -> ``test_drive`` -> ``order``; a
+step may be skipped) or ends them as ``lost`` with a reason, through the API with its dealer-bound key
+(:func:`set_status`). Each step is a ``lead_events`` row (when, which key, a note). A lead in ``order`` or
+``lost`` is closed: nothing moves it any more. The first step of any kind is the first contact
+(``first_contact_at``), which the deadline and the KPIs look at.
+
+:func:`escalate` (run it every few minutes) ends each assignment whose first-contact deadline passed with no
+contact (``escalated``), and routes the lead again, never to a dealer it was escalated from.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+
+from .pipeline import dealer_profiles, loads_and_conversion, owner_dealers
+from .routing import RoutableLead, RoutingConfig, route
+
+#: the funnel, in order
+STEPS = ("contacted", "appointment", "test_drive", "order")
+Status = Literal["contacted", "appointment", "test_drive", "order", "lost"]
+LOST_REASONS = ("no_answer", "not_interested", "bought_elsewhere", "price", "financing", "other")
+CLOSED = ("order", "lost")
+
+
+class FollowUpError(ValueError):
+    """A status change that cannot be made; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """The lead after a change."""
+
+    lead_id: int
+    status: str
+    previous: str
+    at: datetime
+    first_contact_at: datetime | None
+
+
+def set_status(
+    conn: psycopg.Connection[Any],
+    lead_id: int,
+    dealer_id: str,
+    status: Status,
+    *,
+    at: datetime,
+    key_id: int | None,
+    note: str | None = None,
+    lost_reason: str | None = None,
+) -> StatusChange:
+    """Move ``dealer_id``'s lead ``lead_id`` to ``status`` at ``at`` (one transaction).
+
+    404 when the lead is not this dealer's now (another dealer's lead is indistinguishable from none), 409
+    when it is closed or the step goes backwards, 422 for a lost lead without a known reason."""
+    if status == "lost" and lost_reason not in LOST_REASONS:
+        raise FollowUpError(f"a lost lead needs lost_reason, one of {', '.join(LOST_REASONS)}", 422)
+    if status != "lost" and lost_reason is not None:
+        raise FollowUpError("lost_reason is for status lost only", 422)
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT status, assigned_at, first_contact_at FROM leads WHERE lead_id = %s AND dealer_id = %s"
+            " FOR UPDATE",
+            (lead_id, dealer_id),
+        ).fetchone()
+        if row is None:
+            raise FollowUpError(f"no lead {lead_id} of dealer {dealer_id}", 404)
+        previous, assigned_at, first = str(row[0]), row[1], row[2]
+        if previous in CLOSED:
+            raise FollowUpError(f"lead {lead_id} is closed ({previous})", 409)
+        if status != "lost" and previous in STEPS and STEPS.index(status) <= STEPS.index(previous):
+            raise FollowUpError(
+                f"lead {lead_id} is at {previous} already: {status} is not a step forward", 409
+            )
+        if assigned_at is not None and at < assigned_at:
+            raise FollowUpError(
+                f"{at.isoformat()} is before the lead was assigned ({assigned_at.isoformat()})", 422
+            )
+        first = first or at
+        conn.execute(
+            "UPDATE leads SET status = %s, status_reason = %s, first_contact_at = %s, updated_at = now()"
+            " WHERE lead_id = %s",
+            (status, lost_reason, first, lead_id),
+        )
+        conn.execute(
+            "INSERT INTO lead_events (lead_id, dealer_id, status, at, key_id, note)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (lead_id, dealer_id, status, at, key_id, note),
+        )
+    return StatusChange(lead_id, status, previous, at, first)
+
+
+@dataclass(slots=True)
+class EscalationReport:
+    """What one :func:`escalate` run did."""
+
+    escalated: int = 0
+    reassigned: dict[str, int] = field(default_factory=dict)  # by rule
+    unassigned: int = 0
+
+
+def escalate(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: datetime) -> EscalationReport:
+    """End every assignment whose first-contact deadline passed before ``now`` without a contact, and route
+    those leads again to a dealer they were not escalated from (``unassigned`` when there is none)."""
+    report = EscalationReport()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('drivesight-leads'))")
+        late = conn.execute(
+            "SELECT lead_id, dealer_id, source, channel, grade, intent, region, model_interest, customer_id"
+            " FROM leads WHERE status = 'assigned' AND contact_due_at < %s ORDER BY contact_due_at, lead_id"
+            " FOR UPDATE",
+            (now,),
+        ).fetchall()
+        if not late:
+            return report
+        ids = [int(r[0]) for r in late]
+        tried: dict[int, set[str]] = {}
+        for lead_id, dealer in conn.execute(
+            "SELECT lead_id, dealer_id FROM lead_assignments WHERE lead_id = ANY(%s)", (ids,)
+        ):
+            tried.setdefault(int(lead_id), set()).add(str(dealer))
+        conn.execute(
+            "UPDATE lead_assignments SET ended_at = %s, end_reason = 'escalated'"
+            " WHERE lead_id = ANY(%s) AND ended_at IS NULL",
+            (now, ids),
+        )
+        conn.cursor().executemany(
+            "INSERT INTO lead_events (lead_id, dealer_id, status, at, note)"
+            " VALUES (%s, %s, 'escalated', %s, %s)",
+            [(int(r[0]), r[1], now, "first-contact deadline passed without a contact") for r in late],
+        )
+        report.escalated = len(late)
+        dealers = dealer_profiles(conn)
+        load, conversion = loads_and_conversion(conn, routing, list(dealers), now)
+        owners = owner_dealers(conn, [str(r[8]) for r in late if r[8]])
+        rules: Counter[str] = Counter()
+        for lead_id, _dealer, source, channel, grade, intent, region, model, customer in late:
+            placement = route(
+                RoutableLead(source, channel, grade or "C", intent, region, model, owners.get(customer)),
+                dealers,
+                routing,
+                load_today=load,
+                conversion=conversion,
+                exclude=tried.get(int(lead_id), set()),
+            )
+            if placement is None:
+                report.unassigned += 1
+                conn.execute(
+                    "UPDATE leads SET status = 'unassigned', dealer_id = NULL, contact_due_at = NULL,"
+                    " status_reason = 'escalated: no other dealer has room', updated_at = %s"
+                    " WHERE lead_id = %s",
+                    (now, lead_id),
+                )
+                continue
+            load[placement.dealer_id] += 1
+            rules[placement.rule] += 1
+            due = now + timedelta(hours=getattr(routing.deadlines, grade or "C"))
+            conn.execute(
+                "UPDATE leads SET dealer_id = %s, assigned_at = %s, contact_due_at = %s, updated_at = %s"
+                " WHERE lead_id = %s",
+                (placement.dealer_id, now, due, now, lead_id),
+            )
+            conn.execute(
+                "INSERT INTO lead_assignments (lead_id, dealer_id, rule, why, assigned_at, contact_due_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (lead_id, placement.dealer_id, placement.rule, "escalated: " + placement.why, now, due),
+            )
+        report.reassigned = dict(rules.most_common())
+    return report

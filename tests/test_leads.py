@@ -1,0 +1,157 @@
+"""Dealer leads on a real database: a lead file imported line by line, cleaned, deduplicated, rated and routed
+by the configured rules; follow-up set by a dealer-bound key (which sees only its own leads), escalation of a
+missed first-contact deadline, merges undone, KPIs against targets, the ADF export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cloud.analytics.imports import import_file
+from cloud.db.migrate import migrate
+from cloud.leads.followup import FollowUpError, escalate, set_status
+from cloud.leads.imports import read_lead_file
+from cloud.leads.pipeline import capture, process, undo_merge
+from cloud.leads.routing import RoutingError, load_routing
+from tests.helpers import scratch_database
+
+NOW = datetime(2026, 11, 30, 6, tzinfo=UTC)
+ROUTING = load_routing()
+
+DEALERS = """dealer_id,name,region,city,role,capacity_per_day,models
+D1,North Motors,north,beijing,showroom,2,DS-SUV;DS-EV
+D2,North Calls,north,beijing,call_centre,,
+D3,South Motors,south,guangzhou,showroom,5,DS-Compact
+D4,North Second,north,beijing,showroom,3,DS-Compact
+"""
+
+LEADS = """external_id,source,channel,activity,created_at,name,phone,email,city,region,model_interest,intent,message,customer_id,vehicle_id,consent_contact
+F1,form,website,spring-sale,2026-11-30T10:00:00+08:00,Wang Wei,138 1234 5678,wang@qq.com,beijing,north,DS-SUV,test_drive,,,,true
+F2,form,website,spring-sale,2026-11-30T11:00:00+08:00,wang wei,+86 13812345678,,beijing,north,DS-SUV,test_drive,,,,true
+F3,form,wechat,,2026-11-30T12:00:00+08:00,test,13800000000,,beijing,north,,brochure,,,,
+F4,event,autoshow,gz-2026,2026-11-29T12:00:00+08:00,Li Na,13912345678,lina@163.com,guangzhou,south,DS-Compact,quote,,,,true
+F5,form,website,,not-a-date,X,1,,,,,,,,,
+F6,form,website,,2026-11-30T12:00:00+08:00,Zhao Lei,13712345678,,beijing,north,,newsletter,,,,false
+F7,import,purchased_list,,2026-11-30T12:30:00+08:00,Sun Li,13612345678,,beijing,north,,newsletter,,,,true
+F8,form,app,,2026-11-30T12:40:00+08:00,Zhou Jie,13512345678,,beijing,north,DS-SUV,quote,,,,true
+F9,form,app,,2026-11-30T12:50:00+08:00,Wu Fang,13412345678,,beijing,north,DS-SUV,quote,,,,true
+"""  # noqa: E501
+
+
+@pytest.fixture()
+def db(admin_database_url: str, tmp_path: Path) -> Iterator[psycopg.Connection]:
+    with scratch_database(admin_database_url, "drivesight_leads") as url:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            (tmp_path / "dealers.csv").write_text(DEALERS, encoding="utf-8")
+            import_file(conn, "dealers", tmp_path / "dealers.csv")
+            yield conn
+
+
+def _load(conn: psycopg.Connection, tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text(LEADS, encoding="utf-8")
+    found = read_lead_file(path)
+    # the broken line is reported with its number and why; every other line is a lead
+    assert [(line, "created_at" in why) for line, why in found.refused] == [(6, True)]
+    assert len(found.leads) == 8
+    assert capture(conn, found.leads).captured == 8
+    assert capture(conn, found.leads).already == 8  # the same file again: nothing twice
+
+
+def _leads(conn: psycopg.Connection) -> dict[str, tuple]:
+    rows = conn.execute(
+        "SELECT raw->>'external_id', status, status_reason, phone, grade, dealer_id, duplicate_of_lead, lead_id"
+        " FROM leads ORDER BY lead_id"
+    ).fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_leads_are_cleaned_deduplicated_rated_and_routed_by_the_rules(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    _load(db, tmp_path)
+    report = process(db, ROUTING, now=NOW)
+    leads = _leads(db)
+    assert leads["F3"][0] == "rejected" and "junk name" in leads["F3"][1]
+    # F2 is F1's person (the same phone written another way): a duplicate, pointing at F1
+    assert leads["F2"][0] == "duplicate" and leads["F2"][5] == leads["F1"][6]
+    assert leads["F1"][2] == "+8613812345678" and leads["F1"][3] == "A"
+    # F6 said no to being contacted: rated, not routed
+    assert leads["F6"][:2] == ("unassigned", "the person did not agree to be contacted")
+    # the south lead to the south showroom; the north SUV quotes to north showrooms, D1 (sells SUVs) first
+    # until its capacity of 2 a day is used, then D4
+    assert leads["F4"][4] == "D3"
+    north = [leads[k][4] for k in ("F1", "F8", "F9")]
+    assert north.count("D1") == 2 and north.count("D4") == 1, north
+    # the C lead (a newsletter sign-up from a purchased list) goes to the call centre
+    assert leads["F7"][3] == "C" and leads["F7"][4] == "D2"
+    assignments = db.execute("SELECT rule, why FROM lead_assignments ORDER BY assignment_id").fetchall()
+    assert {r for r, _w in assignments} == {"showroom_in_region", "call_centre_qualifies_c"}
+    assert all("candidate" in w for _r, w in assignments)
+    assert report.duplicates == 1 and report.rejected == {"test or junk name": 1}
+    merges = db.execute("SELECT lead_id, into_lead, rule FROM lead_merges").fetchall()
+    assert merges == [(leads["F2"][6], leads["F1"][6], "phone")]
+
+
+def test_follow_up_moves_forward_only_and_a_missed_deadline_escalates(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    _load(db, tmp_path)
+    process(db, ROUTING, now=NOW)
+    leads = _leads(db)
+    f4, dealer = leads["F4"][6], leads["F4"][4]
+    change = set_status(db, f4, dealer, "contacted", at=NOW + timedelta(hours=1), key_id=None)
+    assert change.first_contact_at == NOW + timedelta(hours=1)
+    set_status(db, f4, dealer, "test_drive", at=NOW + timedelta(days=1), key_id=None, note="Saturday 10:00")
+    with pytest.raises(FollowUpError) as backwards:
+        set_status(db, f4, dealer, "contacted", at=NOW + timedelta(days=2), key_id=None)
+    assert backwards.value.status == 409
+    with pytest.raises(FollowUpError) as other:  # another dealer cannot touch it, nor tell it exists
+        set_status(db, f4, "D1", "order", at=NOW + timedelta(days=2), key_id=None)
+    assert other.value.status == 404
+    with pytest.raises(FollowUpError) as reasonless:
+        set_status(db, f4, dealer, "lost", at=NOW + timedelta(days=2), key_id=None)
+    assert reasonless.value.status == 422
+    set_status(db, f4, dealer, "order", at=NOW + timedelta(days=3), key_id=None)
+    with pytest.raises(FollowUpError, match="closed"):
+        set_status(db, f4, dealer, "lost", at=NOW + timedelta(days=4), key_id=None, lost_reason="price")
+    # F1 (an A lead, due in 2 hours) was never contacted: escalated to another north showroom
+    f1, first_dealer = leads["F1"][6], leads["F1"][4]
+    report = escalate(db, ROUTING, now=NOW + timedelta(hours=3))
+    assert report.escalated >= 1
+    moved = db.execute("SELECT dealer_id, status FROM leads WHERE lead_id = %s", (f1,)).fetchone()
+    assert moved is not None and moved[0] not in (None, first_dealer) and moved[1] == "assigned"
+    ended = db.execute(
+        "SELECT dealer_id, end_reason FROM lead_assignments WHERE lead_id = %s ORDER BY assignment_id", (f1,)
+    ).fetchall()
+    assert ended[0] == (first_dealer, "escalated") and ended[1] == (moved[0], None)
+    # the contacted lead was not escalated
+    assert db.execute("SELECT status FROM leads WHERE lead_id = %s", (f4,)).fetchone() == ("order",)
+
+
+def test_an_undone_merge_is_not_made_again(db: psycopg.Connection, tmp_path: Path) -> None:
+    _load(db, tmp_path)
+    process(db, ROUTING, now=NOW)
+    leads = _leads(db)
+    (merge_id,) = db.execute("SELECT merge_id FROM lead_merges").fetchone() or (None,)
+    assert undo_merge(db, int(merge_id), now=NOW + timedelta(minutes=5)) == leads["F2"][6]
+    process(db, ROUTING, now=NOW + timedelta(minutes=6))
+    again = _leads(db)
+    assert again["F2"][0] in ("assigned", "unassigned") and again["F2"][5] is None
+    assert db.execute("SELECT count(*) FROM lead_merges WHERE undone_at IS NULL").fetchone() == (0,)
+
+
+def test_a_routing_file_naming_an_unknown_dealer_or_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "routing.toml"
+    path.write_text('version = 1\n[[rules]]\nname = "x"\ndealers = ["D9"]\n', encoding="utf-8")
+    config = load_routing(path)
+    with pytest.raises(RoutingError, match="unknown dealers: D9"):
+        config.check_dealers({"D1", "D2"})
+    path.write_text('version = 1\n[[rules]]\nname = "x"\nterritory = "north"\n', encoding="utf-8")
+    with pytest.raises(RoutingError, match="territory"):
+        load_routing(path)
