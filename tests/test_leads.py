@@ -65,8 +65,8 @@ def _load(conn: psycopg.Connection, tmp_path: Path) -> None:
 
 def _leads(conn: psycopg.Connection) -> dict[str, tuple]:
     rows = conn.execute(
-        "SELECT raw->>'external_id', status, status_reason, phone, grade, dealer_id, duplicate_of_lead, lead_id"
-        " FROM leads ORDER BY lead_id"
+        "SELECT raw->>'external_id', status, status_reason, phone, grade, dealer_id, duplicate_of_lead,"
+        " lead_id FROM leads ORDER BY lead_id"
     ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
