@@ -26,6 +26,7 @@ from .access import cli as access_cli
 from .churn import cli as churn_cli
 from .privacy import cli as privacy_cli
 from .push import cli as campaigns_cli
+from .qa import cli as qa_cli
 from .recommend import cli as recommend_cli
 from .service import cli as service_cli
 from .upgrade import cli as upgrade_cli
@@ -140,6 +141,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     service_cli.register(sub)
     churn_cli.register(sub)
     upgrade_cli.register(sub)
+    qa_cli.register(sub)
     api = sub.add_parser(
         "api",
         help="serve the HTTP API",
