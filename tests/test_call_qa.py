@@ -264,11 +264,21 @@ def test_cli_inspects_stores_and_reports(fresh_database: str, tmp_path: Path) ->
     stored = _only_json(_drivesight("inspect", *files, "--store", "--json", url=fresh_database))
     d1 = sorted(k for k in LABELS if k.startswith("zh"))
     assert stored["stored"] == len(d1)
-    unknown = sorted(p["record_id"] for p in stored["problems"] if "unknown" in p["reason"])
-    assert unknown == sorted(k for k in LABELS if k.startswith("en"))
+    unknown = sorted((p["record_id"], p["line"]) for p in stored["problems"] if "unknown" in p["reason"])
+    assert unknown == [("en_forbidden", 4), ("en_good", 2), ("en_interrupt", 6), ("en_late_greeting", 1)]
     reported = _only_json(_drivesight("report", "--dealer", "D1", "--json", url=fresh_database))
     assert reported["dealers"] == stored["dealers"]
     assert reported["consultants"] == stored["consultants"]
     assert [a["consultant_id"] for a in reported["consultants"]] == ["C1", "C2"]
     assert "D1/C2" in _drivesight("report", url=fresh_database).stdout
     _refused(_drivesight("report", "--json"), 1, "DRIVESIGHT_DATABASE_URL")
+
+
+def test_the_benchmark_prints_one_json_line() -> None:
+    script = Path(__file__).resolve().parent / "benchmarks" / "call_qa.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--records", "200"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    assert document["records"] == 200 and document["qa_records_per_s"] > 0 and document["seconds"] > 0

@@ -72,10 +72,10 @@ def _inspect(args: argparse.Namespace) -> tuple[Any, str]:
         with psycopg.connect(CloudSettings().require_database_url(), autocommit=True) as conn:
             dealers = known_dealers(conn)
             book = load_rules(args.rules, known_dealers=dealers)
-            unknown = [r for r in records if r.dealer_id not in dealers]
-            for r in unknown:
-                reason = f"dealer {r.dealer_id!r} unknown (not in the dealers table): not stored"
-                problems.append(Problem("", 0, reason, r.record_id))
+            for r, file, line in zip(records, read.files, read.lines, strict=True):
+                if r.dealer_id not in dealers:
+                    reason = f"dealer {r.dealer_id!r} unknown (not in the dealers table): not stored"
+                    problems.append(Problem(file, line, reason, r.record_id))
             records = [r for r in records if r.dealer_id in dealers]
             inspections = inspect_all(records, book)
             stored = store(conn, records, inspections, inspected_at=datetime.now(UTC))

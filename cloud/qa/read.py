@@ -61,10 +61,12 @@ class _RecordIn(BaseModel):
 
 @dataclass(slots=True)
 class ReadResult:
-    """The records read (``lines``: the line each began on), and the lines or records that were not."""
+    """The records read (``files`` and ``lines``: where each began), and the lines or records that were
+    not."""
 
     records: list[CallRecord] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
 
 
@@ -86,6 +88,7 @@ def read_files(paths: Iterable[Path]) -> ReadResult:
                 continue
             seen[record.record_id] = f"{path}:{line}"
             result.records.append(record)
+            result.files.append(str(path))
             result.lines.append(line)
     return result
 
@@ -138,6 +141,7 @@ def parse_jsonl(text: str, name: str) -> ReadResult:
             result.problems.append(Problem(name, number, reason, record_id))
             continue
         result.records.append(record)
+        result.files.append(name)
         result.lines.append(number)
     return result
 
@@ -185,6 +189,7 @@ def parse_csv(text: str, name: str) -> ReadResult:
             result.problems.append(Problem(name, group["line"], reason, record_id))
             continue
         result.records.append(record)
+        result.files.append(name)
         result.lines.append(group["line"])
     for record_id in broken.keys() - groups.keys():  # every row of the record was broken
         result.problems.append(Problem(name, 0, f"record refused: {broken[record_id]}", record_id))
