@@ -259,4 +259,37 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
                 " SELECT %s, '2026-11-01', 0.3, '[]', max(version) FROM upgrade_models",
                 (p.customer_id,),
             )
+            # a dealer lead of theirs, assigned and contacted, and a second lead found to be its duplicate
+            # (it names no customer: only the duplicate link ties it to the person)
+            lead = conn.execute(
+                "INSERT INTO leads (source, channel, created_at, name, phone, customer_id, raw, status,"
+                " dealer_id, assigned_at) VALUES ('form', 'website', now(), %s, %s, %s, '{}', 'contacted',"
+                " 'D1', now()) RETURNING lead_id",
+                (p.name, p.phone, p.customer_id),
+            ).fetchone()
+            assert lead is not None
+            twin = conn.execute(
+                "INSERT INTO leads (source, channel, created_at, phone, raw, status, duplicate_of_lead)"
+                " VALUES ('form', 'app', now(), %s, '{}', 'duplicate', %s) RETURNING lead_id",
+                (p.phone, lead[0]),
+            ).fetchone()
+            assert twin is not None
+            conn.execute(
+                "INSERT INTO lead_merges (lead_id, into_lead, rule, score) VALUES (%s, %s, 'phone', 1)",
+                (twin[0], lead[0]),
+            )
+            conn.execute(
+                "INSERT INTO lead_merges (lead_id, customer_id, rule, score) VALUES (%s, %s, 'email', 1)",
+                (lead[0], p.customer_id),
+            )
+            conn.execute(
+                "INSERT INTO lead_assignments (lead_id, dealer_id, rule, why, assigned_at, contact_due_at)"
+                " VALUES (%s, 'D1', 'showroom_in_region', %s, now(), now())",
+                (lead[0], f"for {p.customer_id}"),
+            )
+            conn.execute(
+                "INSERT INTO lead_events (lead_id, dealer_id, status, at, note)"
+                " VALUES (%s, 'D1', 'contacted', now(), %s)",
+                (lead[0], f"called {p.name}"),
+            )
     return a, b

@@ -64,6 +64,10 @@ IN_EXPORT: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "churn_scores": lambda d: d["churn_scores"],
     "upgrade_scores": lambda d: d["upgrade_scores"],
     "life_events": lambda d: d["life_events"],
+    "leads": lambda d: d["leads"],
+    "lead_events": lambda d: [e for lead in d["leads"] for e in lead["follow_up"]],
+    "lead_assignments": lambda d: [a for lead in d["leads"] for a in lead["assignments"]],
+    "lead_merges": lambda d: [m for lead in d["leads"] for m in lead["merges"]],
 }
 
 

@@ -125,6 +125,32 @@ class DealerRow(_Row):
         return _listed(value) if value not in (None, "") else None
 
 
+class TargetRow(_Row):
+    """targets: a dealer's monthly targets (cloud/leads/kpis.py reads them against the actuals); ``month`` is
+    its first day (``2026-12-01``, or ``2026-12``)."""
+
+    dealer_id: str = Field(min_length=1, max_length=64)
+    month: date
+    leads: int | None = Field(default=None, ge=0, le=10_000_000)
+    contacts: int | None = Field(default=None, ge=0, le=10_000_000)
+    test_drives: int | None = Field(default=None, ge=0, le=10_000_000)
+    orders: int | None = Field(default=None, ge=0, le=10_000_000)
+
+    @field_validator("month", mode="before")
+    @classmethod
+    def _month(cls, value: Any) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}", value.strip()):
+            return value.strip() + "-01"
+        return value
+
+    @field_validator("month")
+    @classmethod
+    def _first_day(cls, value: date) -> date:
+        if value.day != 1:
+            raise ValueError("a month is given by its first day, e.g. 2026-12-01 or 2026-12")
+        return value
+
+
 class VehicleRow(_Row):
     """vehicles: master data of a vehicle and its purchase by a customer."""
 
@@ -469,6 +495,16 @@ KINDS: dict[str, Kind] = {
         " models = CASE WHEN cardinality(excluded.models) = 0 THEN dealers.models ELSE excluded.models END;"
         " UPDATE dealers d SET role = s.role FROM staging s"
         " WHERE s.dealer_id = d.dealer_id AND s.role IS NOT NULL",
+    ),
+    "targets": Kind(
+        TargetRow,
+        "dealer_targets",
+        ("dealer_id", "month", "leads", "contacts", "test_drives", "orders"),
+        (("dealer_id", "dealers", "dealer_id"),),
+        "INSERT INTO dealer_targets (dealer_id, month, leads, contacts, test_drives, orders)"
+        " SELECT dealer_id, month, leads, contacts, test_drives, orders FROM staging ORDER BY line"
+        " ON CONFLICT (dealer_id, month) DO UPDATE SET leads = excluded.leads, contacts = excluded.contacts,"
+        " test_drives = excluded.test_drives, orders = excluded.orders",
     ),
     "customers": Kind(
         CustomerRow,

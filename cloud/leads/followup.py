@@ -86,7 +86,8 @@ def set_status(
             raise FollowUpError(
                 f"{at.isoformat()} is before the lead was assigned ({assigned_at.isoformat()})", 422
             )
-        first = first or at
+        if status != "lost" or lost_reason != "no_answer":  # nobody answered: not a contact
+            first = first or at
         conn.execute(
             "UPDATE leads SET status = %s, status_reason = %s, first_contact_at = %s, updated_at = now()"
             " WHERE lead_id = %s",

@@ -97,6 +97,10 @@ class SameKey(ErasureError):
 
 #: (table, what identifies the person's rows): every table that can hold a person, in deletion order
 #: (children first); ``c``, ``v``, ``a``: the customer, vehicle and account ids, ``ids``: all of them
+_LEADS = (
+    "SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"
+    " OR duplicate_of_lead IN (SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s))"
+)
 ERASED: tuple[tuple[str, str], ...] = (
     (
         "dead_letters",
@@ -112,6 +116,11 @@ ERASED: tuple[tuple[str, str], ...] = (
     ("conversions", "customer_id = ANY(%(c)s)"),
     ("service_reminders", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),
     ("service_bookings", "vehicle_id = ANY(%(v)s)"),
+    # a lead of the person, and the leads found to be the same person as one (duplicates point at it)
+    ("lead_events", f"lead_id IN ({_LEADS})"),
+    ("lead_assignments", f"lead_id IN ({_LEADS})"),
+    ("lead_merges", f"lead_id IN ({_LEADS}) OR into_lead IN ({_LEADS}) OR customer_id = ANY(%(c)s)"),
+    ("leads", f"lead_id IN ({_LEADS})"),
     ("churn_scores", "customer_id = ANY(%(c)s)"),
     ("upgrade_scores", "customer_id = ANY(%(c)s)"),
     ("life_events", "customer_id = ANY(%(c)s)"),

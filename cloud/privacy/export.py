@@ -3,7 +3,8 @@
 Sections: ``customer`` (the CRM record), ``consent`` (current and the whole history), ``identities``
 (online accounts, every identity link and merge, undone ones too), ``interactions``, ``complaints``,
 ``portrait`` (features, tags, preferences, cluster, segments), ``churn_scores`` (every daily churn score),
-``upgrade_scores`` (every daily upgrade score), ``life_events`` (from the CRM),
+``upgrade_scores`` (every daily upgrade score), ``life_events`` (from the CRM), ``leads`` (every dealer lead
+of theirs, and the leads found to be theirs, each with its follow-up, assignments and merges),
 ``vehicles`` (per car: master data and status, purchase, service visits, trips, earlier trip versions,
 driving events, fault codes, push feedback, the consent the car reported, telemetry, how many messages the
 car sent), ``dead_letters`` (refused payloads that name one of their ids, payload in base64) and
@@ -214,6 +215,23 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
             ),
         },
         # every stored daily churn score with its tier and reasons (cloud/churn/)
+        "leads": _rows(
+            conn,
+            "SELECT l.lead_id, l.source, l.channel, l.activity, l.created_at, l.name, l.phone, l.email,"
+            " l.city, l.model_interest, l.intent, l.message, l.status, l.status_reason, l.grade, l.score,"
+            " l.reasons, l.duplicate_of_lead, l.dealer_id, l.assigned_at, l.first_contact_at,"
+            " (SELECT coalesce(jsonb_agg(to_jsonb(e) - 'key_id' ORDER BY e.at), '[]') FROM lead_events e"
+            "  WHERE e.lead_id = l.lead_id) AS follow_up,"
+            " (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.assigned_at), '[]') FROM lead_assignments a"
+            "  WHERE a.lead_id = l.lead_id) AS assignments,"
+            " (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.merged_at), '[]') FROM lead_merges m"
+            "  WHERE m.lead_id = l.lead_id) AS merges"
+            " FROM leads l WHERE l.customer_id = %(c)s"
+            " OR l.vehicle_id IN (SELECT vehicle_id FROM vehicles WHERE customer_id = %(c)s)"
+            " OR l.duplicate_of_lead IN (SELECT lead_id FROM leads WHERE customer_id = %(c)s)"
+            " ORDER BY l.created_at, l.lead_id",
+            c,
+        ),
         "churn_scores": _rows(
             conn,
             "SELECT day, probability, tier, reasons, model_version, scored_at FROM churn_scores"
