@@ -285,6 +285,22 @@ def test_fuzzy_match_by_email_local_part_in_the_same_city() -> None:
     assert [(m.index, m.other, m.rule) for m in find_duplicates(leads, [])] == [(1, 0, "name_city_fuzzy")]
 
 
+def test_the_same_local_part_at_another_provider_with_two_different_phones_is_two_people() -> None:
+    leads = [
+        lead(
+            name="Wang Lei", phone="13912345670", email="wanglei1962@qq.com", city="Beijing", created_at=at(5)
+        ),
+        lead(
+            name="Wang Lei",
+            phone="13698765432",
+            email="wanglei1962@163.com",
+            city="Beijing",
+            created_at=at(3),
+        ),
+    ]
+    assert find_duplicates(leads, []) == []
+
+
 def test_two_wang_wei_in_the_same_city_with_different_phones_are_not_merged() -> None:
     leads = [
         lead(name="Wang Wei", phone="13912345670", city="Shanghai", email="wangwei@qq.com", created_at=at(5)),

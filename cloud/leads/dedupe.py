@@ -6,12 +6,15 @@ Rules, strongest first (a lead's reported rule is its strongest evidence):
 - ``phone``: the same E.164 number;
 - ``email``: the same (lower-cased) address;
 - ``name_city_fuzzy``: a similar name (:data:`NAME_THRESHOLD`) in the same city, backed by a similar phone
-  (same last eight digits, or one digit wrong or two swapped) or a similar e-mail local part (one letter
-  wrong or swapped, the digits in it the same). A name alone never matches: a city has many "Wang Wei".
+  (same last eight digits, or one digit wrong or two swapped) or, when one of the two has no phone, a
+  similar e-mail local part (the same at another provider; or one letter wrong or swapped, the digits the
+  same, with the same name). A name alone never matches: a city has many "Wang Wei".
 
 No all-pairs comparison: exact rules are dictionary look-ups, and the fuzzy rule only compares records that
-share a block — the same city and one of: a third of the phone's digits at its position (one wrong or two
-swapped digits leave at least one third whole), the e-mail local part, the name key.
+share a block: the same city and part of the phone's tail or of the e-mail local part such that one wrong or
+two swapped characters leave a block in common (see ``_block_keys``). Names are not blocked on: the name is
+checked only for records whose contacts are already close, and a block of every "Wang Wei" in Shanghai would
+be quadratic.
 
 Leads that are the same person form a group (union-find, so chains A~B, B~C resolve to one group). A lead
 with direct evidence for a known customer is reported against that customer; the other leads of a group that
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz
@@ -46,6 +49,8 @@ PHONE_TAIL = 8
 MAX_BLOCK = 1000
 #: shortest e-mail local part whose one-edit variants count as similar ("li1" vs "li2" are not)
 MIN_LOCAL = 5
+#: longest local part blocked on (each adds one key per character)
+MAX_LOCAL = 40
 
 _RULE_RANK = {"customer_id": 4, "phone": 3, "email": 2, "name_city_fuzzy": 1}
 _NON_DIGIT = re.compile(r"\D")
@@ -58,11 +63,11 @@ class _Record:
 
     phone: str | None
     email: str | None
-    digits: str  # national part of the phone, "" without one
+    digits: str  # the phone's digits, country code first; "" without one
     local: str  # e-mail local part, "" without one
     city: str | None
     key: str | None
-    words: str  # case-folded name, words separated by single spaces (for token_sort_ratio)
+    name: str  # "" without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,31 +82,50 @@ class _Edge:
 
 
 def _record(
-    phone: str | None, email: str | None, city: str | None, name: str | None, key: str | None
+    phone: str | None,
+    email: str | None,
+    city: str | None,
+    name: str | None,
+    key: str | None,
+    cities: dict[str | None, str | None],
 ) -> _Record:
     digits = _NON_DIGIT.sub("", phone or "")
     local = (email or "").partition("@")[0]
-    words = " ".join(w for w in _NON_ALNUM.split((name or "").casefold()) if w)
-    return _Record(phone or None, email or None, digits, local, city_key(city), key or None, words)
+    if city not in cities:  # a few hundred distinct cities among any number of records
+        cities[city] = city_key(city)
+    return _Record(phone or None, email or None, digits, local, cities[city], key or None, name or "")
 
 
-def _thirds(digits: str) -> list[tuple[int, str]]:
-    """The phone's last :data:`PHONE_TAIL` digits cut into three, each with its position."""
-    tail = digits[-PHONE_TAIL:]
-    if len(tail) < 6:
-        return []
-    cut = len(tail) // 3
-    return [(0, tail[:cut]), (1, tail[cut : 2 * cut]), (2, tail[2 * cut :])]
+def _words(name: str) -> str:
+    """The name case-folded, words separated by single spaces (for ``token_sort_ratio``)."""
+    return " ".join(w for w in _NON_ALNUM.split(name.casefold()) if w)
 
 
-def _blocks(record: _Record) -> Iterator[tuple[str, ...]]:
+def _block_keys(record: _Record) -> list[str]:
+    """The fuzzy rule's blocks of one record (empty without a city or a name: the rule needs both).
+
+    Phone: the tail cut in two halves, and the tail without its two middle digits: one wrong digit leaves
+    a half whole, two swapped digits leave a half whole or sit in the middle. E-mail: the local part itself
+    (the same address at another provider), and without each of its characters in turn (symmetric delete:
+    one wrong, missing or swapped letter leaves one key in common).
+    """
     if record.city is None or record.key is None:
-        return
-    for position, part in _thirds(record.digits):
-        yield ("p", record.city, str(position), part)
-    if len(record.local) >= MIN_LOCAL:
-        yield ("l", record.city, record.local)
-    yield ("n", record.city, record.key)
+        return []
+    keys: list[str] = []
+    city = record.city + "\x1f"
+    tail = record.digits[-PHONE_TAIL:]
+    if len(tail) == PHONE_TAIL:
+        half = PHONE_TAIL // 2
+        keys += [
+            city + "p0" + tail[:half],
+            city + "p1" + tail[half:],
+            city + "pm" + tail[: half - 1] + tail[half + 1 :],
+        ]
+    local = record.local
+    if MIN_LOCAL <= len(local) <= MAX_LOCAL:
+        keys.append(city + "l=" + local)
+        keys += [city + "l-" + local[:i] + local[i + 1 :] for i in range(len(local))]
+    return keys
 
 
 def phone_similarity(a: str, b: str) -> float:
@@ -117,14 +141,14 @@ def phone_similarity(a: str, b: str) -> float:
 
 
 def local_similarity(a: str, b: str) -> float:
-    """Similarity of two e-mail local parts in [0, 1]: 1 equal, 0.9 one letter wrong or swapped with the
-    digits in them the same ("wangwei88" ~ "wnagwei88", but not "wangwei89": numbered addresses are how
-    namesakes tell themselves apart), 0 otherwise."""
-    if not a or not b:
+    """Similarity of two e-mail local parts in [0, 1]: 1 equal (the same address at another provider), 0.9
+    one letter wrong, missing or swapped with the digits in them the same ("wangwei88" ~ "wnagwei88", not
+    "wangwei89": numbered addresses are how namesakes tell themselves apart), 0 otherwise."""
+    if len(a) < MIN_LOCAL or len(b) < MIN_LOCAL:
         return 0.0
     if a == b:
-        return 1.0 if len(a) >= MIN_LOCAL else 0.0
-    if min(len(a), len(b)) < MIN_LOCAL or _NON_DIGIT.sub("", a) != _NON_DIGIT.sub("", b):
+        return 1.0
+    if _NON_DIGIT.sub("", a) != _NON_DIGIT.sub("", b):
         return 0.0
     return 0.9 if OSA.distance(a, b, score_cutoff=1) <= 1 else 0.0
 
@@ -139,19 +163,26 @@ def name_similarity(a: _Record, b: _Record) -> float:
         return 0.0  # CJK: equal or different, see NAME_THRESHOLD
     return max(
         fuzz.ratio(a.key, b.key, score_cutoff=NAME_THRESHOLD),
-        fuzz.token_sort_ratio(a.words, b.words, score_cutoff=NAME_THRESHOLD),
+        fuzz.token_sort_ratio(_words(a.name), _words(b.name), score_cutoff=NAME_THRESHOLD),
     )
 
 
 def _fuzzy(a: _Record, b: _Record) -> float | None:
     """The fuzzy rule's score in [0, 1] for two records in the same city, or ``None`` for no match."""
-    contact = max(phone_similarity(a.digits, b.digits), local_similarity(a.local, b.local))
-    if contact == 0.0:
+    phone = phone_similarity(a.digits, b.digits)
+    local = local_similarity(a.local, b.local)
+    if phone == 0.0 and (local == 0.0 or (a.digits and b.digits)):
+        # Two different phones contradict what the e-mail suggests: namesakes pick the same local part at
+        # other providers ("wanglei1962@qq.com" and "wanglei1962@163.com" are two people as often as one).
         return None
     name = name_similarity(a, b)
     if name < NAME_THRESHOLD:
         return None
-    return round((name / 100.0 + contact) / 2.0, 3)
+    if phone == 0.0 and local < 1.0 and name < 100.0:
+        # Local parts are made of the name ("wanghao4427" / "wangtao4427"): a letter off in both is one
+        # difference seen twice, not two pieces of evidence.
+        return None
+    return round((name / 100.0 + max(phone, local)) / 2.0, 3)
 
 
 class _UnionFind:
@@ -176,8 +207,9 @@ def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Matc
     """One :class:`Match` for each lead that is the same person as an earlier lead of the batch or a known
     customer (a known customer preferred), ordered by lead index; the same input gives the same output."""
     n = len(leads)
-    records = [_record(x.phone, x.email, x.city, x.name, x.name_key) for x in leads]
-    records += [_record(p.phone, p.email, p.city, p.name, p.name_key) for p in known]
+    cities: dict[str | None, str | None] = {}
+    records = [_record(x.phone, x.email, x.city, x.name, x.name_key, cities) for x in leads]
+    records += [_record(p.phone, p.email, p.city, p.name, p.name_key, cities) for p in known]
     ids = [p.customer_id for p in known]
     # earliest first: created_at, then index (a stable sort keeps the index order among equal times)
     order = sorted(range(n), key=lambda i: leads[i].raw.created_at)
@@ -232,14 +264,21 @@ def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Matc
             else:
                 first[value] = i
 
-    # the fuzzy rule, within blocks
-    blocks: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    # the fuzzy rule, within blocks: most keys are unique, so a list is made only for a key seen twice
+    first_in: dict[str, int] = {}
+    shared: dict[str, list[int]] = {}
     for node, record in enumerate(records):
-        for block in _blocks(record):
-            blocks[block].append(node)
+        for key in _block_keys(record):
+            seen = first_in.setdefault(key, node)
+            if seen != node:
+                members = shared.get(key)
+                if members is None:
+                    shared[key] = [seen, node]
+                elif len(members) <= MAX_BLOCK:
+                    members.append(node)
     compared: set[tuple[int, int]] = set()
-    for members in blocks.values():
-        if len(members) < 2 or len(members) > MAX_BLOCK:
+    for members in shared.values():
+        if len(members) > MAX_BLOCK:
             continue
         for x, a in enumerate(members):
             if a >= n:
