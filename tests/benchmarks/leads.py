@@ -38,7 +38,15 @@ Printed (one JSON line on stdout; progress goes to stderr):
   dealer of the world (numpy seeded with ``--seed``), 1 hour; ``slow``: the pipeline's dealers, 48 hours;
 - ``rules_vs_random``: orders per 1,000, rules minus random, with a 95 % Newcombe hybrid score interval
   (method 10, Wilson intervals of each arm) for two independent proportions. The arms share the leads and
-  their draws, so the independent-samples interval is conservative (wider than a paired one would be).
+  their draws, so the independent-samples interval is conservative (wider than a paired one would be);
+- ``rules_vs_random_paired``: the same difference with the paired 95 % Wald interval (difference of paired
+  proportions: ``(b - c) / n`` with ``se = sqrt(b + c - (b - c)^2 / n) / n``, ``b``/``c`` the leads that
+  order under rules only / random only, given as ``rules_only`` / ``random_only``);
+- ``assigned_leads_followed``: how many assigned leads the follow-up played;
+- ``load_avg`` (the 1-minute load average before and after the run) and ``cpus``: timings on a shared
+  machine swing with its load, read ``process_s`` next to them;
+- ``duplicate_detail``: the counts behind the duplicate figures (truth, found, found wrong, missed by
+  variant and by status).
 
     python tests/benchmarks/leads.py                  # 100,000 leads
     python tests/benchmarks/leads.py --leads 5000     # smoke size
@@ -305,7 +313,7 @@ def qa_speed(seed: int) -> tuple[float | None, str | None]:
 
 def conversion(
     conn: psycopg.Connection[Any], world: LeadsWorld, seed: int
-) -> tuple[dict[str, float | None], dict[str, float | None], int]:
+) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, float | None], int]:
     """Orders per 1,000 assigned leads under the pipeline's routing, random dealers and slow contact."""
     routed: dict[int, str] = {}
     for ext, dealer in conn.execute(
@@ -322,10 +330,12 @@ def conversion(
         "slow": {i: (routed[i], 48.0) for i in order},
     }
     orders: dict[str, int] = {}
+    ordered: dict[str, np.ndarray] = {}
     for name, plan in plans.items():
         started = time.perf_counter()
         f = simulate_follow_up(world, plan, seed)
         orders[name] = f.count("order")
+        ordered[name] = np.array([f.status[i] == "order" for i in order], dtype=bool)
         _say(
             f"follow-up {name}: {orders[name]} orders of {len(plan)} in {time.perf_counter() - started:.1f} s"
         )
@@ -340,9 +350,21 @@ def conversion(
             "ci_low": round(1000 * low, 2),
             "ci_high": round(1000 * high, 2),
         }
+        # paired: the same leads with the same draws; only the discordant leads carry the difference
+        b = int((ordered["rules"] & ~ordered["random"]).sum())
+        c = int((~ordered["rules"] & ordered["random"]).sum())
+        se = math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
+        paired: dict[str, float | None] = {
+            "difference": round(1000 * (b - c) / n, 2),
+            "ci_low": round(1000 * ((b - c) / n - Z * se), 2),
+            "ci_high": round(1000 * ((b - c) / n + Z * se), 2),
+            "rules_only": b,
+            "random_only": c,
+        }
     else:
         diff = {"difference": None, "ci_low": None, "ci_high": None}
-    return per_1000, diff, n
+        paired = dict(diff)
+    return per_1000, diff, paired, n
 
 
 def main() -> None:
@@ -378,18 +400,22 @@ def main() -> None:
             captured = capture(conn, world.leads)
             conn.execute("ANALYZE")
             _say(f"loaded and captured {captured.captured:,} leads in {time.perf_counter() - started:.1f} s")
+            load_before = os.getloadavg()[0]
             started = time.perf_counter()
             report = process(conn, routing, now=now, progress=_say)
             process_s = time.perf_counter() - started
+            load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             _say(f"process in {process_s:.1f} s: {report.seconds}")
             quality = duplicate_quality(conn, world)
             _say(f"quality: {quality}")
-            per_1000, diff, n_assigned = conversion(conn, world, args.seed)
+            per_1000, diff, paired, n_assigned = conversion(conn, world, args.seed)
     qa_per_s, qa_note = qa_speed(args.seed)
     out: dict[str, Any] = {
         "leads": args.leads,
         "process_s": round(process_s, 2),
         "process_steps_s": report.seconds,
+        "load_avg": load,
+        "cpus": os.cpu_count(),
         "captured": captured.captured,
         "rejected": report.rejected,
         "duplicates": report.duplicates,
@@ -404,6 +430,7 @@ def main() -> None:
         "qa_records_per_s": qa_per_s,
         "orders_per_1000": per_1000,
         "rules_vs_random": diff,
+        "rules_vs_random_paired": paired,
         "assigned_leads_followed": n_assigned,
         "duplicate_detail": quality["duplicate_detail"],
     }
