@@ -32,6 +32,8 @@ _SPACES = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[\W_]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _APOSTROPHES_HYPHENS = "['\u2019-]"
+_NAME_PARTS = re.compile(f"({_APOSTROPHES_HYPHENS})")
+_NON_DIGIT = re.compile(r"\D")
 _LATIN_WORD = re.compile(rf"[^\W\d_]+(?:{_APOSTROPHES_HYPHENS}[^\W\d_]+)*")
 
 # Honorifics carry no identity; they only go out of ``name_key``, the displayed name keeps them.
@@ -110,7 +112,7 @@ def normalise_name(value: str | None) -> str | None:
         if _CJK.search(w) or not (w.islower() or w.isupper()):
             return w
         # each part between apostrophes and hyphens capitalised: "O'BRIEN" -> "O'Brien", "jean-luc" too
-        return "".join(p.capitalize() for p in re.split(f"({_APOSTROPHES_HYPHENS})", w))
+        return "".join(p.capitalize() for p in _NAME_PARTS.split(w))
 
     return _LATIN_WORD.sub(fix, text)
 
@@ -186,7 +188,7 @@ def _clean_phone(
         return None, None
     if text != _SPACES.sub(" ", value or "").strip():
         notes.append("phone: full-width characters converted")
-    digits = re.sub(r"\D", "", text)
+    digits = _NON_DIGIT.sub("", text)
     if placeholder_digits(digits):
         return None, f"placeholder phone {text!r}"
     candidate = text
@@ -196,16 +198,16 @@ def _clean_phone(
         candidate = "+" + candidate[2:]
     try:
         number = phonenumbers.parse(candidate, region)
-        if not phonenumbers.is_valid_number(number) and not candidate.startswith("+"):
+        valid = phonenumbers.is_valid_number(number)
+        if not valid and not candidate.startswith("+"):
             # "86 138 1234 5678": a country code typed without the plus
             plus = phonenumbers.parse("+" + digits, region)
             if phonenumbers.is_valid_number(plus):
-                number = plus
-                candidate = "+" + digits
+                number, candidate, valid = plus, "+" + digits, True
     except phonenumbers.NumberParseException:
         notes.append(f"phone: dropped {text!r}, not a phone number")
         return None, None
-    if not phonenumbers.is_valid_number(number):
+    if not valid:
         notes.append(f"phone: dropped {text!r}, not a valid number")
         return None, None
     if not candidate.startswith("+"):
@@ -242,7 +244,8 @@ def _clean_email(value: str | None, notes: list[str]) -> tuple[str | None, str |
     if fixed is not None:
         notes.append(f"email: domain {domain} repaired to {fixed}")
         domain = fixed
-    if any(domain == d or domain.endswith("." + d) for d in DISPOSABLE_DOMAINS):
+    labels = domain.split(".")
+    if any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1)):  # and subdomains
         return None, f"disposable or placeholder e-mail domain {domain}"
     return f"{local}@{domain}", None
 
