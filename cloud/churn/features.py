@@ -47,7 +47,28 @@ MAX_DAYS_SINCE_SERVICE = 1095
 # %(ids)s the customers (NULL: every customer owning a car).
 _OWNERS = "v.customer_id IS NOT NULL AND (%(ids)s::text[] IS NULL OR v.customer_id = ANY(%(ids)s))"
 
+# Every customer: per car first, then per customer. A year of trips is aggregated without joining each trip to
+# its car, the window bounds are computed once (InitPlans) rather than per trip, and the day of the last trip
+# is the day of the car's latest start (the same numbers as _TRIPS_OF; about half the time at 100,000
+# customers). A few customers: _TRIPS_OF, which reads only their cars' trips (through the index).
 _TRIPS = f"""
+SELECT v.customer_id, sum(t.recent)::bigint, sum(t.earlier)::bigint,
+       %(d)s::date - max((t.last AT TIME ZONE 'UTC')::date)
+FROM (
+    SELECT t.vehicle_id,
+           count(*) FILTER (WHERE t.started_at >= (SELECT %(end)s - interval '28 days')) AS recent,
+           count(*) FILTER (WHERE t.started_at < (SELECT %(end)s - interval '28 days')
+                              AND t.started_at >= (SELECT %(end)s - interval '84 days')) AS earlier,
+           max(t.started_at) AS last
+    FROM trips t
+    WHERE t.started_at < %(end)s AND t.started_at >= %(end)s - interval '365 days'
+    GROUP BY t.vehicle_id
+) t JOIN vehicles v ON v.vehicle_id = t.vehicle_id
+WHERE {_OWNERS}
+GROUP BY v.customer_id
+"""
+
+_TRIPS_OF = f"""
 SELECT v.customer_id,
        count(*) FILTER (WHERE t.started_at >= %(end)s - interval '28 days'),
        count(*) FILTER (WHERE t.started_at < %(end)s - interval '28 days'
@@ -167,14 +188,16 @@ def compute_features(
 
     def fetch(query: str) -> tuple[np.ndarray, np.ndarray]:
         """Row indexes and the numeric columns of a per-customer query (customers not in ``ids`` dropped)."""
-        rows = [r for r in cur.execute(query, params).fetchall() if str(r[0]) in row_of]
-        index = np.array([row_of[str(r[0])] for r in rows], dtype=np.int64)
+        rows = cur.execute(query, params).fetchall()
         width = len(cur.description or ()) - 1
-        data = np.array([[np.nan if v is None else float(v) for v in r[1:]] for r in rows], dtype=np.float64)
-        return index, data.reshape(len(rows), width)
+        index = np.array([row_of.get(str(r[0]), -1) for r in rows], dtype=np.int64)
+        # one conversion of the whole result: None -> NaN, every number as float() makes it
+        data = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), width)
+        keep = index >= 0  # customers not in ``ids`` dropped
+        return index[keep], data[keep]
 
     x = {name: np.zeros(n) for name in NAMES}
-    i, t = fetch(_TRIPS)
+    i, t = fetch(_TRIPS if customers is None else _TRIPS_OF)
     recent, earlier = np.zeros(n), np.zeros(n)
     recent[i], earlier[i] = t[:, 0] / 4.0, t[:, 1] / 8.0
     x["trips_per_week_4w"] = recent

@@ -22,6 +22,9 @@ from sklearn.linear_model import LogisticRegression
 
 from .config import ModelSettings
 
+#: trees with more splits than this are explained row by row (their patterns would not fit a table)
+_MAX_PATTERN_SPLITS = 16
+
 
 class ChurnModel:
     """Calibrated gradient boosting with per-feature contributions (scikit-learn conventions)."""
@@ -78,12 +81,44 @@ class ChurnModel:
         return clipped
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Per row and feature, the tree SHAP value of the trees' log-odds (rows x features)."""
+        """Per row and feature, the tree SHAP value of the trees' log-odds (rows x features).
+
+        A tree's path-dependent SHAP values of a row depend on the row only through the way it goes at each
+        of the tree's splits (no more than 2 ** splits patterns), so each small tree is explained once per
+        pattern that occurs (``shap.TreeExplainer`` on one row of each) and the rows take their pattern's
+        values: the same values as explaining every row (up to the order of the additions, 1e-14), several
+        times faster at 100,000 rows."""
         import shap  # numba compiles on import (seconds): only where reasons are made
 
-        explainer = shap.TreeExplainer(self.boost_)
-        values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=np.float64)
-        out: np.ndarray = values.reshape(len(X), self.n_features_in_)
+        ensemble = shap.TreeExplainer(self.boost_).model
+        X = np.asarray(X, dtype=np.float64)
+        if max(int(np.sum(t.children_left >= 0)) for t in ensemble.trees) > _MAX_PATTERN_SPLITS:
+            values = shap.TreeExplainer(self.boost_).shap_values(X, check_additivity=False)
+            out: np.ndarray = np.asarray(values, dtype=np.float64).reshape(len(X), self.n_features_in_)
+            return out
+        # the values the trees compare, as the explainer sees them (cast to its input type)
+        x = np.asarray(X, dtype=ensemble.input_dtype).astype(np.float64)
+        missing = np.isnan(x)
+        n = len(x)
+        out = np.zeros((n, self.n_features_in_))
+        for tree in ensemble.trees:
+            splits = np.flatnonzero(tree.children_left >= 0)
+            pattern = np.zeros(n, dtype=np.int64)
+            for bit, node in enumerate(splits):
+                j = tree.features[node]
+                left = np.where(
+                    missing[:, j],
+                    tree.children_default[node] == tree.children_left[node],
+                    x[:, j] <= tree.thresholds[node],
+                )
+                pattern |= left.astype(np.int64) << bit
+            first = np.full(1 << len(splits), -1, dtype=np.int64)
+            first[pattern[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each pattern
+            seen = np.flatnonzero(first >= 0)
+            slot = np.zeros(len(first), dtype=np.int64)
+            slot[seen] = np.arange(len(seen))
+            phi = shap.TreeExplainer([tree]).shap_values(x[first[seen]], check_additivity=False)
+            out += np.asarray(phi, dtype=np.float64).reshape(len(seen), self.n_features_in_)[slot[pattern]]
         return out
 
     def expected_log_odds(self) -> float:
