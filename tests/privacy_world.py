@@ -15,6 +15,10 @@ from cloud.analytics.imports import import_file
 from cloud.analytics.run import run_analytics
 from cloud.db.rollups import refresh
 from cloud.ingest.store import Rejected, store_batch, store_dead_letters_alone
+from cloud.qa.inspect import inspect_all
+from cloud.qa.model import CallRecord, Channel, Language, Speaker, Turn
+from cloud.qa.rules import load_rules
+from cloud.qa.store import store as store_calls
 from edge_agent.protocol import (
     ConsentState,
     DrivingEvent,
@@ -292,4 +296,20 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
                 " VALUES (%s, 'D1', 'contacted', now(), %s)",
                 (lead[0], f"called {p.name}"),
             )
+        # a dealer's call with the person, naming them and with their phone number said in it, inspected
+        # against the shipped rules (the record id names them too, so the inspection row is found by the
+        # search for their ids)
+        calls = [
+            CallRecord(
+                f"call-{p.customer_id}", "D1", "C1", Channel.PHONE, T0, Language.EN,
+                (
+                    Turn(Speaker.CONSULTANT, 0.0, 4.0, "Hello, this is drivesight north, Anna speaking."),
+                    Turn(Speaker.CUSTOMER, 4.5, 9.0, f"Hi, please call me back on {p.phone}."),
+                    Turn(Speaker.CONSULTANT, 9.5, 12.0, "Thank you, we will call you back."),
+                ),
+                p.customer_id,
+            )
+            for p in people
+        ]  # fmt: skip
+        store_calls(conn, calls, inspect_all(calls, load_rules()), inspected_at=T0)
     return a, b

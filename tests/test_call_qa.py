@@ -8,16 +8,18 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from cloud.privacy.person import PersonIds
 from cloud.qa import InputError, RulesError
 from cloud.qa.inspect import aggregate, inspect_all, inspect_record
 from cloud.qa.model import Language
-from cloud.qa.read import decode, parse_csv, read_files
+from cloud.qa.read import CSV_COLUMNS, decode, parse_csv, parse_jsonl, read_files
 from cloud.qa.rules import load_rules
 from cloud.qa.store import report, store
 from cloud.qa.text import PhraseSet, PreparedTurn, detect_language
@@ -282,3 +284,80 @@ def test_the_benchmark_prints_one_json_line() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     assert document["records"] == 200 and document["qa_records_per_s"] > 0 and document["seconds"] > 0
+
+
+def _call(record_id: str, said: str, customer_id: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "record_id": record_id, "dealer_id": "D1", "consultant_id": "C1", "channel": "phone",
+        "started_at": "2026-11-02T10:00:00+08:00",
+        "turns": [
+            {"speaker": "consultant", "start_s": 0, "end_s": 3, "text": "Hello, thank you for calling."},
+            {"speaker": "customer", "start_s": 3.5, "end_s": 8, "text": said},
+        ],
+    }  # fmt: skip
+    if customer_id is not None:
+        record["customer_id"] = customer_id
+    return record
+
+
+def test_a_record_may_name_its_customer_in_json_lines_or_csv() -> None:
+    lines = [_call("j1", "Hi", "cust-1"), _call("j2", "Hi"), _call("j3", "Hi", " ")]
+    read = parse_jsonl("\n".join(json.dumps(r) for r in lines), "x.jsonl")
+    assert read.problems == []
+    assert [r.customer_id for r in read.records] == ["cust-1", None, None]  # blank: no customer
+    header = ",".join((*CSV_COLUMNS, "customer_id"))
+    row = "D1,C1,phone,2026-11-02T10:00:00+08:00,{},0,3,Hi,{}"
+    text = "\n".join([
+        header, "c1," + row.format("consultant", "cust-2"), "c1," + row.format("customer", "cust-2"),
+        "c2," + row.format("consultant", ""),
+        "c3," + row.format("consultant", "cust-3"), "c3," + row.format("customer", "cust-4"),
+    ]) + "\n"  # fmt: skip
+    csv_read = parse_csv(text, "x.csv")
+    assert [(r.record_id, r.customer_id) for r in csv_read.records] == [("c1", "cust-2"), ("c2", None)]
+    first = csv_read.problems[0]
+    assert (first.record_id, first.line) == ("c3", 6) and "customer_id differ" in first.reason
+    without = parse_csv(text.replace(",customer_id", "").replace(",cust-2", "").replace(",cust-3", ""), "y")
+    assert all(r.customer_id is None for r in without.records)
+
+
+def test_erasure_and_export_find_the_persons_calls_by_customer_id_phone_or_email(fresh_database: str) -> None:
+    from cloud.privacy import erasure, export
+
+    lines = [
+        _call("by-id", "Hi there", "cust-a"),
+        _call("by-phone", "Call me on 138 1234-5678 please"),  # the CRM holds 13812345678
+        _call("by-email", "Write to Anna.Lee+cars@Mail.Example"),
+        _call("by-account", "My other number is 139.8765.4321"),  # the phone of an account of theirs
+        _call("someone-else", "Call me on 13812345670, or at anna.lee@mail.example.org.cn", "cust-b"),
+        _call("a-prefix", "Call me on 1381234567"),  # a prefix of their number is not theirs
+    ]
+    records = parse_jsonl("\n".join(json.dumps(r) for r in lines), "x.jsonl").records
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        _dealers(conn, "D1")
+        conn.execute(
+            "INSERT INTO customers (customer_id, phone, email) VALUES"
+            " ('cust-a', '13812345678', 'anna.lee+cars@mail.example'), ('cust-b', '0', 'n/a')"
+        )
+        conn.execute(
+            "INSERT INTO online_accounts (account_id, channel, phone) VALUES ('acct-a', 'app', '13987654321')"
+        )
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        store(conn, records, inspect_all(records, load_rules()), inspected_at=at)
+        assert conn.execute(
+            "SELECT customer_id FROM qa_call_records WHERE record_id = 'by-id'"
+        ).fetchone() == ("cust-a",)
+
+        ids = PersonIds("cust-a", (), ("acct-a",))
+        theirs = ["by-id", "by-phone", "by-email", "by-account"]
+        document = export.build_export(conn, ids)
+        assert sorted(r["record_id"] for r in document["call_records"]) == sorted(theirs)
+        assert all(r["inspection"]["score"] >= 0 for r in document["call_records"])
+
+        rows = erasure.erase(conn, customer_ids=["cust-a"], account_ids=["acct-a"])
+        assert (rows["qa_call_records"], rows["qa_inspections"]) == (4, 4)
+        left = conn.execute("SELECT record_id FROM qa_call_records ORDER BY 1").fetchall()
+        assert left == [("a-prefix",), ("someone-else",)]
+        assert conn.execute("SELECT count(*) FROM qa_inspections").fetchone() == (2,)
+        # a CRM field too short to be a phone or an e-mail matches nothing
+        assert "qa_call_records" not in erasure.erase(conn, customer_ids=["cust-b-unknown"])
+        assert erasure.contact_pattern(conn, ["cust-b"], []) is None

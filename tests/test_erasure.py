@@ -70,6 +70,8 @@ TABLES: dict[str, str] = {
     "lead_events": "person",
     "lead_assignments": "person",
     "lead_merges": "person",
+    "qa_call_records": "person",
+    "qa_inspections": "person",
     "dealer_targets": "none: a dealer's monthly targets",
     "campaigns": "none: campaign definitions (audience rules, arms, schedule)",
     "churn_models": "none: fitted trees and calibration over many customers",

@@ -68,6 +68,8 @@ IN_EXPORT: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "lead_events": lambda d: [e for lead in d["leads"] for e in lead["follow_up"]],
     "lead_assignments": lambda d: [a for lead in d["leads"] for a in lead["assignments"]],
     "lead_merges": lambda d: [m for lead in d["leads"] for m in lead["merges"]],
+    "qa_call_records": lambda d: d["call_records"],
+    "qa_inspections": lambda d: [r["inspection"] for r in d["call_records"]],
 }
 
 

@@ -5,10 +5,20 @@
 2. :func:`confirm_erasure` with that token deletes every row of the person (:data:`ERASED`: their CRM record,
    vehicles and everything the vehicles sent, telemetry and its rollups, the ingest ledger, trip versions,
    dead letters whose topic, detail or payload names one of their ids, online accounts and interactions,
-   identity links and merges, consent, analytics outputs), appends a ledger entry (keyed hashes only), and
+   identity links and merges, consent, analytics outputs, dealer leads, call records and their inspections),
+   appends a ledger entry (keyed hashes only), and
    clears the customer id from every erasure request — all in one transaction, so it is done whole or not at
    all. Through the API a second key must confirm: the key that asked cannot (four eyes); from the CLI (no
    key, an operator with database access) either step may be run by the same person.
+
+Call records (cloud/qa/, ``qa_call_records`` and ``qa_inspections``) go when they name the person
+(``customer_id``) or when their turns hold one of the person's phone numbers or e-mail addresses: those of
+the CRM record and of the person's online accounts, read from the database before their rows go
+(:func:`contact_pattern`). A phone matches on its digits with spaces, dots, hyphens, slashes or brackets
+between them, case is ignored for e-mails; a phone of fewer than 7 digits or an e-mail without ``@`` is not
+searched for (it would match other people's calls). A record that names the person only in another way (by
+name, a number spoken in words or in Chinese numerals, a phone or address the CRM does not hold) cannot be
+found and stays: ask the dealer for the record ids or have the export name the customer.
 
 Deleted, not anonymised: the person's rows are removed, and aggregates made of them stay (a segment's size is
 lowered; cluster centroids and rollups of other vehicles are not personal). Vehicles go whole: every row of a
@@ -101,7 +111,15 @@ _LEADS = (
     "SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"
     " OR duplicate_of_lead IN (SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s))"
 )
+#: a call record of the person: naming them, or with one of their phones or e-mails in its turns
+#: (``contacts``: :func:`contact_pattern`, NULL when they have none to search for)
+QA_RECORDS = (
+    "SELECT record_id FROM qa_call_records WHERE customer_id = ANY(%(c)s)"
+    " OR (%(contacts)s::text IS NOT NULL AND turns::text ~* %(contacts)s::text)"
+)
 ERASED: tuple[tuple[str, str], ...] = (
+    ("qa_inspections", f"record_id IN ({QA_RECORDS})"),
+    ("qa_call_records", f"record_id IN ({QA_RECORDS})"),
     (
         "dead_letters",
         "EXISTS (SELECT 1 FROM unnest(%(ids)s::text[]) i WHERE strpos(topic, i) > 0 OR strpos(detail, i) > 0"
@@ -178,6 +196,41 @@ def _escaped(text: str) -> str:
 def _alternation(texts: Sequence[str]) -> str:
     """A regular expression (PostgreSQL's ARE) matching any of ``texts`` literally."""
     return "|".join(re.escape(t) for t in texts)
+
+
+#: a phone of fewer digits, or an e-mail shorter than this, is not searched for in call records: it would
+#: match other people's calls (a CRM field holding "0" or "n/a")
+_MIN_PHONE_DIGITS = 7
+_MIN_EMAIL = 6
+#: what may stand between a phone's digits in a transcript ("138 1234-5678", "(021) 5555.0101")
+_PHONE_GAP = "[[:space:].()/-]*"
+
+
+def contact_pattern(
+    conn: psycopg.Connection[Any], customer_ids: Sequence[str], account_ids: Sequence[str]
+) -> str | None:
+    """A case-insensitive regular expression (PostgreSQL's ARE) matching any phone number or e-mail address
+    the CRM records of ``customer_ids`` and the online accounts ``account_ids`` hold, as a transcript may
+    write it; None when there is nothing to search for. Phones match on their digits (at least 7) with
+    separators allowed between them; e-mails literally."""
+    rows = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            "SELECT phone, email FROM customers WHERE customer_id = ANY(%(c)s)"
+            " UNION SELECT phone, email FROM online_accounts WHERE account_id = ANY(%(a)s)",
+            {"c": list(customer_ids), "a": list(account_ids)},
+        )
+        .fetchall()
+    )
+    patterns: set[str] = set()
+    for phone, email in rows:
+        digits = re.sub(r"\D", "", str(phone or ""))
+        if len(digits) >= _MIN_PHONE_DIGITS:
+            patterns.add(_PHONE_GAP.join(digits))
+        address = str(email or "").strip().lower()
+        if len(address) >= _MIN_EMAIL and "@" in address:
+            patterns.add(re.escape(address))
+    return "|".join(sorted(patterns)) or None
 
 
 #: rollups that are continuous aggregates on TimescaleDB: their rows live in a materialization hypertable
@@ -368,7 +421,7 @@ def erase(
     """Delete every row of these customers, vehicles and accounts (:data:`ERASED`) in the caller's
     transaction; return the rows deleted per table (no ledger, no audit: the callers add those)."""
     ids = [*customer_ids, *vehicle_ids, *account_ids]
-    params = {
+    params: dict[str, object] = {
         "c": list(customer_ids),
         "v": list(vehicle_ids),
         "a": list(account_ids),
@@ -380,6 +433,9 @@ def erase(
     dialect = database_dialect(conn)
     rows: dict[str, int] = {}
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        # read before the CRM and account rows go: call records are searched for the person's phones and
+        # e-mails (see the module's docstring)
+        params["contacts"] = contact_pattern(conn, customer_ids, account_ids)
         # segment sizes are counts of members: lower them by the members that go
         cur.execute(
             "UPDATE segments s SET size = s.size - m.n FROM (SELECT segment, count(*) AS n"

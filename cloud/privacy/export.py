@@ -7,8 +7,10 @@ Sections: ``customer`` (the CRM record), ``consent`` (current and the whole hist
 of theirs, and the leads found to be theirs, each with its follow-up, assignments and merges),
 ``vehicles`` (per car: master data and status, purchase, service visits, trips, earlier trip versions,
 driving events, fault codes, push feedback, the consent the car reported, telemetry, how many messages the
-car sent), ``dead_letters`` (refused payloads that name one of their ids, payload in base64) and
-``erasure_requests``.
+car sent), ``call_records`` (dealers' call records naming them or holding one of their phones or e-mails,
+each with its turns and its latest quality inspection: the records erasure removes, see
+:func:`cloud.privacy.erasure.contact_pattern`), ``dead_letters`` (refused payloads that name one of their ids,
+payload in base64) and ``erasure_requests``.
 
 Telemetry is bounded, not listed row by row: a car at 1 Hz stores 31 million rows a year. Per car the document
 gives the raw rows' count and time span, the newest value of every signal (``telemetry_latest``), and every
@@ -29,6 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from . import audit, consent
+from .erasure import QA_RECORDS, contact_pattern
 from .person import PersonIds, exists, person_ids
 
 FORMAT = "drivesight.export.v1"
@@ -131,6 +134,24 @@ def _dead_letters(conn: psycopg.Connection[Any], ids: Sequence[str]) -> list[Doc
     for row in rows:  # _plain made the payload hex; base64 is the usual way to carry bytes in JSON
         row["payload_base64"] = base64.b64encode(bytes.fromhex(row.pop("payload"))).decode("ascii")
     return rows
+
+
+def _call_records(conn: psycopg.Connection[Any], ids: PersonIds) -> list[Doc]:
+    """The person's call records (cloud/qa/), each with its inspection (null when not inspected): the same
+    records an erasure deletes."""
+    params = {
+        "c": [ids.customer_id],
+        "contacts": contact_pattern(conn, [ids.customer_id], ids.account_ids),
+    }
+    return _rows(
+        conn,
+        "SELECT r.record_id, r.dealer_id, r.consultant_id, r.channel, r.started_at, r.language,"
+        " r.customer_id, r.turns, r.imported_at,"
+        " (SELECT to_jsonb(i) - 'record_id' FROM qa_inspections i WHERE i.record_id = r.record_id)"
+        "  AS inspection"
+        f" FROM qa_call_records r WHERE r.record_id IN ({QA_RECORDS}) ORDER BY r.started_at, r.record_id",
+        params,
+    )
 
 
 def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
@@ -259,6 +280,7 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
             c,
         ),
         "vehicles": [_vehicle(conn, v) for v in ids.vehicle_ids],
+        "call_records": _call_records(conn, ids),
         "dead_letters": _dead_letters(conn, [ids.customer_id, *ids.vehicle_ids, *ids.account_ids]),
         "erasure_requests": _rows(
             conn,

@@ -41,7 +41,8 @@ class Turn:
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One conversation between a consultant and a customer."""
+    """One conversation between a consultant and a customer (``customer_id``: the CRM's customer, when the
+    export names them; erasure and export of a person find their records by it)."""
 
     record_id: str
     dealer_id: str
@@ -50,6 +51,7 @@ class CallRecord:
     started_at: datetime
     language: Language
     turns: tuple[Turn, ...]
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge_agent.protocol import format_validation_error
 
@@ -27,11 +27,13 @@ from . import InputError
 from .model import CallRecord, Channel, Language, Problem, Speaker, Turn
 from .text import detect_language
 
-#: the columns a CSV of turns must have (``language`` may be added)
+#: the columns a CSV of turns must have (``language`` and ``customer_id`` may be added)
 CSV_COLUMNS = (
     "record_id", "dealer_id", "consultant_id", "channel", "started_at", "speaker", "start_s", "end_s", "text",
 )  # fmt: skip
-_RECORD_COLUMNS = ("record_id", "dealer_id", "consultant_id", "channel", "started_at", "language")
+_RECORD_COLUMNS = (
+    "record_id", "dealer_id", "consultant_id", "channel", "started_at", "language", "customer_id",
+)  # fmt: skip
 # NUL and other C0 controls do not occur in transcripts: they mean the bytes were decoded with the wrong
 # encoding (UTF-16 without a BOM decodes "successfully" as UTF-8 with a NUL after every letter)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -56,7 +58,16 @@ class _RecordIn(BaseModel):
     channel: Channel
     started_at: AwareDatetime
     language: Language | None = None
+    # the CRM's customer the call was with, when the export knows (blank: none)
+    customer_id: str | None = Field(default=None, max_length=200)
     turns: list[_TurnIn] = Field(min_length=1)
+
+    @field_validator("customer_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
 
 @dataclass(slots=True)
@@ -214,6 +225,6 @@ def _record(raw: Any) -> tuple[CallRecord | None, str]:
     language = parsed.language or detect_language(t.text for t in turns)
     record = CallRecord(
         parsed.record_id, parsed.dealer_id, parsed.consultant_id, parsed.channel, parsed.started_at,
-        language, turns,
+        language, turns, parsed.customer_id,
     )  # fmt: skip
     return record, ""

@@ -18,12 +18,13 @@ from .inspect import Aggregate
 from .model import CallRecord, Inspection
 
 _UPSERT_RECORD = """
-INSERT INTO qa_call_records (record_id, dealer_id, consultant_id, channel, started_at, language, turns)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+INSERT INTO qa_call_records
+    (record_id, dealer_id, consultant_id, channel, started_at, language, turns, customer_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (record_id) DO UPDATE SET
     dealer_id = EXCLUDED.dealer_id, consultant_id = EXCLUDED.consultant_id, channel = EXCLUDED.channel,
     started_at = EXCLUDED.started_at, language = EXCLUDED.language, turns = EXCLUDED.turns,
-    imported_at = now()
+    customer_id = EXCLUDED.customer_id, imported_at = now()
 """
 
 _UPSERT_INSPECTION = """
@@ -70,7 +71,7 @@ def store(
     record_rows = [
         (
             r.record_id, r.dealer_id, r.consultant_id, r.channel.value, r.started_at, r.language.value,
-            Jsonb([asdict(t) | {"speaker": t.speaker.value} for t in r.turns]),
+            Jsonb([asdict(t) | {"speaker": t.speaker.value} for t in r.turns]), r.customer_id,
         )
         for r in records
     ]  # fmt: skip
