@@ -53,6 +53,8 @@ def list_cursor(path: str, text: str) -> str | None:
         return encode_cursor("reminders", zlib.crc32(text.encode()))
     if path == "/v1/upgrade":
         return encode_cursor("upgrade", len(text) / 100, text)
+    if path in ("/v1/leads", "/v1/dealer/leads"):
+        return encode_cursor("leads", zlib.crc32(text.encode()))
     return None
 
 

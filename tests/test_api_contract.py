@@ -274,6 +274,7 @@ _LISTS = {
     "churn": "/v1/churn",
     "reminders": "/v1/service/reminders",
     "upgrade": "/v1/upgrade",
+    "leads": "/v1/leads",
 }
 # what JSON can spell and no stored key holds: lone surrogates, NUL, integers past 64 bits, odd times
 _TEXT = st.one_of(
@@ -293,6 +294,7 @@ _SHAPES = {
     "churn": st.tuples(st.floats(), _TEXT),
     "reminders": st.tuples(_INT),
     "upgrade": st.tuples(st.floats(), _TEXT),
+    "leads": st.tuples(_INT),
 }
 _ANY_KEY = st.lists(st.one_of(_TEXT, _INT, st.floats(), st.booleans(), st.none()), max_size=4)
 

@@ -155,3 +155,75 @@ def test_a_routing_file_naming_an_unknown_dealer_or_key_is_refused(tmp_path: Pat
     path.write_text('version = 1\n[[rules]]\nname = "x"\nterritory = "north"\n', encoding="utf-8")
     with pytest.raises(RoutingError, match="territory"):
         load_routing(path)
+
+
+def test_a_dealer_key_sees_and_moves_only_its_own_leads(db: psycopg.Connection, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from fastapi.testclient import TestClient
+
+    from cloud.access import InvalidKeyRequest
+    from cloud.access.keys import create_key
+    from cloud.api.app import create_app
+
+    _load(db, tmp_path)
+    process(db, ROUTING, now=datetime.now(UTC))
+    leads = _leads(db)
+    d1 = create_key(db, name="north motors", scopes=["dealer"], dealer_id="D1")
+    d3 = create_key(db, name="south motors", scopes=["dealer"], dealer_id="D3")
+    manager = create_key(db, name="lead desk", scopes=["leads:read"])
+    marketing = create_key(db, name="marketing", scopes=["marketing:read"])
+    admin = create_key(db, name="admin", scopes=["admin"])
+    refused = (
+        {"scopes": ["dealer"]},
+        {"scopes": ["dealer", "leads:read"], "dealer_id": "D1"},
+        {"scopes": ["leads:read"], "dealer_id": "D1"},
+        {"scopes": ["dealer"], "dealer_id": "D9"},
+    )
+    for bad in refused:
+        with pytest.raises(InvalidKeyRequest):
+            create_key(db, name="bad", **bad)  # type: ignore[arg-type]
+    url = db.info.dsn
+    auth = lambda key: {"Authorization": f"Bearer {key.key}"}  # noqa: E731
+    with TestClient(create_app(url)) as api:
+        own = api.get("/v1/dealer/leads", headers=auth(d1))
+        assert own.status_code == 200, own.text
+        mine = {item["lead_id"] for item in own.json()["items"]}
+        assert mine == {v[6] for v in leads.values() if v[4] == "D1"} and mine
+        south = api.get("/v1/dealer/leads", headers=auth(d3)).json()["items"]
+        assert {i["dealer_id"] for i in south} == {"D3"}
+        lead = next(iter(mine))
+        moved = api.post(f"/v1/dealer/leads/{lead}/status", json={"status": "contacted"}, headers=auth(d1))
+        assert moved.status_code == 200 and moved.json()["previous"] == "assigned", moved.text
+        # another dealer's lead is indistinguishable from none
+        stolen = api.post(f"/v1/dealer/leads/{lead}/status", json={"status": "order"}, headers=auth(d3))
+        assert stolen.status_code == 404
+        back = api.post(f"/v1/dealer/leads/{lead}/status", json={"status": "contacted"}, headers=auth(d1))
+        assert back.status_code == 409
+        lost = api.post(f"/v1/dealer/leads/{lead}/status", json={"status": "lost"}, headers=auth(d1))
+        assert lost.status_code == 422
+        # a dealer key cannot read every lead; marketing cannot read leads; admin has no dealer
+        assert api.get("/v1/leads", headers=auth(d1)).status_code == 403
+        assert api.get("/v1/leads", headers=auth(marketing)).status_code == 403
+        assert api.get("/v1/dealer/leads", headers=auth(admin)).status_code == 403
+        everything = api.get("/v1/leads", params={"limit": 3}, headers=auth(manager)).json()
+        assert len(everything["items"]) == 3 and everything["next_cursor"]
+        kpis = api.get("/v1/dealers/kpis", headers=auth(manager)).json()
+        north = next(k for k in kpis if k["dealer_id"] == "D1")
+        assert north["assigned"] == len(mine) and north["contacted"] == 1
+        assert (
+            north["contact_rate"]["ci_low"] < north["contact_rate"]["rate"] < north["contact_rate"]["ci_high"]
+        )
+        assert api.get("/v1/dealer/kpis", headers=auth(d1)).json()["contacted"] == 1
+        adf = api.get("/v1/dealer/leads.adf", headers=auth(d1))
+        assert adf.status_code == 200 and adf.headers["content-type"].startswith("application/xml")
+        root = ET.fromstring(adf.content)
+        ids = {int(p.findtext("id") or 0) for p in root.iter("prospect")}
+        assert ids == mine - {lead}  # the assigned ones: the contacted lead is no longer new to the CRM
+        assert all(p.findtext("vendor/vendorname") == "North Motors" for p in root.iter("prospect"))
+        stats = api.get(
+            "/v1/leads/stats", params={"since": "2026-11-01", "until": "2026-12-01"}, headers=auth(manager)
+        ).json()
+        assert sum(s["captured"] for s in stats) == 8
+    audited = db.execute("SELECT action FROM audit_log WHERE key_id = %s", (d1.id,)).fetchall()
+    assert ("dealer.leads.list",) in audited and ("dealer.leads.adf",) in audited

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from .pipeline import dealer_profiles, loads_and_conversion, owner_dealers
 from .routing import RoutableLead, RoutingConfig, route
@@ -25,7 +26,8 @@ from .routing import RoutableLead, RoutingConfig, route
 #: the funnel, in order
 STEPS = ("contacted", "appointment", "test_drive", "order")
 Status = Literal["contacted", "appointment", "test_drive", "order", "lost"]
-LOST_REASONS = ("no_answer", "not_interested", "bought_elsewhere", "price", "financing", "other")
+LostReason = Literal["no_answer", "not_interested", "bought_elsewhere", "price", "financing", "other"]
+LOST_REASONS: tuple[str, ...] = get_args(LostReason)
 CLOSED = ("order", "lost")
 
 
@@ -67,8 +69,9 @@ def set_status(
         raise FollowUpError(f"a lost lead needs lost_reason, one of {', '.join(LOST_REASONS)}", 422)
     if status != "lost" and lost_reason is not None:
         raise FollowUpError("lost_reason is for status lost only", 422)
+    cur = conn.cursor(row_factory=tuple_row)  # whatever rows the caller's connection makes (the API: dicts)
     with conn.transaction():
-        row = conn.execute(
+        row = cur.execute(
             "SELECT status, assigned_at, first_contact_at FROM leads WHERE lead_id = %s AND dealer_id = %s"
             " FOR UPDATE",
             (lead_id, dealer_id),
@@ -88,12 +91,12 @@ def set_status(
             )
         if status != "lost" or lost_reason != "no_answer":  # nobody answered: not a contact
             first = first or at
-        conn.execute(
+        cur.execute(
             "UPDATE leads SET status = %s, status_reason = %s, first_contact_at = %s, updated_at = now()"
             " WHERE lead_id = %s",
             (status, lost_reason, first, lead_id),
         )
-        conn.execute(
+        cur.execute(
             "INSERT INTO lead_events (lead_id, dealer_id, status, at, key_id, note)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
             (lead_id, dealer_id, status, at, key_id, note),
