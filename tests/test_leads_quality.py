@@ -264,6 +264,14 @@ def test_a_known_customer_is_preferred_over_a_batch_lead() -> None:
     ]
 
 
+def test_leads_naming_the_same_customer_are_one_person_even_if_the_customer_is_not_known() -> None:
+    leads = [
+        lead(name="Zhao Lei", customer_id="C-9", source="car", created_at=at(5)),
+        lead(name="Zhao Lei", customer_id="C-9", phone="13912345670", created_at=at(3)),
+    ]
+    assert find_duplicates(leads, []) == [Match(1, 0, "customer_id", 1.0)]
+
+
 def test_fuzzy_name_in_the_same_city_with_a_similar_phone_matches() -> None:
     leads = [
         lead(name="Wang Wei", phone="13912345670", city="Shanghai", created_at=at(5)),

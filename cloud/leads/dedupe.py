@@ -2,7 +2,7 @@
 
 Rules, strongest first (a lead's reported rule is its strongest evidence):
 
-- ``customer_id``: the source named a known customer (the car's owner);
+- ``customer_id``: the source named the customer (the car's owner): a known customer, or another lead's;
 - ``phone``: the same E.164 number;
 - ``email``: the same (lower-cased) address;
 - ``name_city_fuzzy``: a similar name (:data:`NAME_THRESHOLD`) in the same city, backed by a similar phone
@@ -244,14 +244,15 @@ def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Matc
         if records[n + j].email:
             by_email[records[n + j].email or ""] = n + j
 
-    # exact rules: each lead links to the earliest lead with the same phone / e-mail and to the known person
+    # exact rules: each lead links to the earliest lead with the same customer id / phone / e-mail and to
+    # the known person (a customer id the known list lacks still joins the leads that carry it)
+    first_customer: dict[str, int] = {}
     first_phone: dict[str, int] = {}
     first_email: dict[str, int] = {}
     for i in order:
-        lead, record = leads[i], records[i]
-        if lead.raw.customer_id is not None and lead.raw.customer_id in by_id:
-            link(i, by_id[lead.raw.customer_id], "customer_id", 1.0)
+        record = records[i]
         for value, known_index, first, rule in (
+            (leads[i].raw.customer_id, by_id, first_customer, "customer_id"),
             (record.phone, by_phone, first_phone, "phone"),
             (record.email, by_email, first_email, "email"),
         ):

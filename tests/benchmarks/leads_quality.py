@@ -25,6 +25,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,6 +339,7 @@ def main() -> None:
                 "duplicates_true": truth,
                 "duplicates_found": len(matches),
                 "duplicates_correct": correct,
+                "by_rule": dict(sorted(Counter(m.rule for m in matches).items())),
                 "rejected": len(rejections),
             }
         )
