@@ -15,7 +15,7 @@ from cloud.analytics.imports import import_file
 from cloud.db.migrate import migrate
 from cloud.leads.followup import FollowUpError, escalate, set_status
 from cloud.leads.imports import read_lead_file
-from cloud.leads.pipeline import capture, process, undo_merge
+from cloud.leads.pipeline import NO_ROOM, capture, process, undo_merge
 from cloud.leads.routing import RoutingError, load_routing
 from tests.helpers import scratch_database
 
@@ -227,3 +227,22 @@ def test_a_dealer_key_sees_and_moves_only_its_own_leads(db: psycopg.Connection, 
         assert sum(s["captured"] for s in stats) == 8
     audited = db.execute("SELECT action FROM audit_log WHERE key_id = %s", (d1.id,)).fetchall()
     assert ("dealer.leads.list",) in audited and ("dealer.leads.adf",) in audited
+
+
+def test_a_lead_that_found_no_room_is_routed_when_room_frees_up(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    db.execute("UPDATE dealers SET capacity_per_day = 1 WHERE dealer_id IN ('D1', 'D3', 'D4')")
+    _load(db, tmp_path)
+    first = process(db, ROUTING, now=NOW)
+    waiting = [k for k, v in _leads(db).items() if v[1] == NO_ROOM]
+    # four showroom leads (F1, F4, F8, F9) for three showrooms of one lead a day each
+    assert first.unassigned.get(NO_ROOM) == 1 and len(waiting) == 1, first
+    # the next day: no new lead, but room again
+    second = process(db, ROUTING, now=NOW + timedelta(days=1))
+    assert second.leads == 0 and second.waiting_assigned == 1
+    (lead,) = waiting
+    status, _reason, _phone, _grade, dealer, _dup, lead_id = _leads(db)[lead]
+    assert status == "assigned" and dealer is not None
+    why = db.execute("SELECT why FROM lead_assignments WHERE lead_id = %s", (lead_id,)).fetchone()
+    assert why is not None and why[0].startswith("waited for room")

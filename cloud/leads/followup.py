@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from .pipeline import dealer_profiles, loads_and_conversion, owner_dealers
-from .routing import RoutableLead, RoutingConfig, route
+from .pipeline import REROUTE_COLUMNS, place_again
+from .routing import RoutingConfig
 
 #: the funnel, in order
 STEPS = ("contacted", "appointment", "test_drive", "order")
@@ -120,9 +120,8 @@ def escalate(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: date
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('drivesight-leads'))")
         late = conn.execute(
-            "SELECT lead_id, dealer_id, source, channel, grade, intent, region, model_interest, customer_id"
-            " FROM leads WHERE status = 'assigned' AND contact_due_at < %s ORDER BY contact_due_at, lead_id"
-            " FOR UPDATE",
+            f"SELECT {REROUTE_COLUMNS}, dealer_id FROM leads"
+            " WHERE status = 'assigned' AND contact_due_at < %s ORDER BY contact_due_at, lead_id FOR UPDATE",
             (now,),
         ).fetchall()
         if not late:
@@ -141,43 +140,17 @@ def escalate(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: date
         conn.cursor().executemany(
             "INSERT INTO lead_events (lead_id, dealer_id, status, at, note)"
             " VALUES (%s, %s, 'escalated', %s, %s)",
-            [(int(r[0]), r[1], now, "first-contact deadline passed without a contact") for r in late],
+            [(int(r[0]), r[-1], now, "first-contact deadline passed without a contact") for r in late],
         )
         report.escalated = len(late)
-        dealers = dealer_profiles(conn)
-        load, conversion = loads_and_conversion(conn, routing, list(dealers), now)
-        owners = owner_dealers(conn, [str(r[8]) for r in late if r[8]])
-        rules: Counter[str] = Counter()
-        for lead_id, _dealer, source, channel, grade, intent, region, model, customer in late:
-            placement = route(
-                RoutableLead(source, channel, grade or "C", intent, region, model, owners.get(customer)),
-                dealers,
-                routing,
-                load_today=load,
-                conversion=conversion,
-                exclude=tried.get(int(lead_id), set()),
-            )
-            if placement is None:
-                report.unassigned += 1
-                conn.execute(
-                    "UPDATE leads SET status = 'unassigned', dealer_id = NULL, contact_due_at = NULL,"
-                    " status_reason = 'escalated: no other dealer has room', updated_at = %s"
-                    " WHERE lead_id = %s",
-                    (now, lead_id),
-                )
-                continue
-            load[placement.dealer_id] += 1
-            rules[placement.rule] += 1
-            due = now + timedelta(hours=getattr(routing.deadlines, grade or "C"))
-            conn.execute(
-                "UPDATE leads SET dealer_id = %s, assigned_at = %s, contact_due_at = %s, updated_at = %s"
-                " WHERE lead_id = %s",
-                (placement.dealer_id, now, due, now, lead_id),
-            )
-            conn.execute(
-                "INSERT INTO lead_assignments (lead_id, dealer_id, rule, why, assigned_at, contact_due_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (lead_id, placement.dealer_id, placement.rule, "escalated: " + placement.why, now, due),
-            )
+        placed = place_again(conn, routing, [r[:-1] for r in late], now=now, why="escalated", exclude=tried)
+        stranded = [lead_id for lead_id, p in placed if p is None]
+        report.unassigned = len(stranded)
+        conn.execute(
+            "UPDATE leads SET status = 'unassigned', dealer_id = NULL, contact_due_at = NULL,"
+            " status_reason = 'escalated: no other dealer has room', updated_at = %s WHERE lead_id = ANY(%s)",
+            (now, stranded),
+        )
+        rules = Counter(p.rule for _id, p in placed if p is not None)
         report.reassigned = dict(rules.most_common())
     return report

@@ -24,6 +24,7 @@ to another dealer.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -39,12 +40,16 @@ from .clean import clean, name_key, normalise_name
 from .dedupe import find_duplicates
 from .model import Lead, Match, Person, RawLead, Rejection
 from .rate import RatingSettings, rate
-from .routing import DealerProfile, RoutableLead, RoutingConfig, route, smoothed_conversion
+from .routing import DealerProfile, Placement, RoutableLead, RoutingConfig, route, smoothed_conversion
 
 #: how far back an open lead is a candidate duplicate of a new one
 DUPLICATE_WINDOW_DAYS = 90
 #: statuses of a lead still in play (a dealer may still turn it into a sale)
 OPEN = ("unassigned", "assigned", "contacted", "appointment", "test_drive")
+#: why a lead waits: every dealer its rules allow was at capacity (it is routed again by the next runs)
+NO_ROOM = "no routing rule has a dealer with room"
+#: how long a lead waits for room before it is left to the lead desk (``unassigned`` as it is)
+WAIT_DAYS = 14
 #: sources whose leads the system made from what it knows (no form the person filled in)
 SYSTEM_SOURCES = ("campaign", "car", "upgrade", "service")
 
@@ -119,6 +124,7 @@ class ProcessReport:
     grades: dict[str, int] = field(default_factory=dict)
     assigned: dict[str, int] = field(default_factory=dict)  # by rule
     unassigned: dict[str, int] = field(default_factory=dict)  # by reason
+    waiting_assigned: int = 0  # earlier leads that waited for room and got a dealer in this run
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -175,6 +181,7 @@ def process(
         report.leads = len(ids)
         progress(f"{len(ids)} new leads")
         if not ids:
+            report.waiting_assigned = route_waiting(conn, routing, now=now)
             return report
         cleaned: list[tuple[int, Lead]] = []
         rejected: list[tuple[int, Rejection]] = []
@@ -199,13 +206,17 @@ def process(
         started = time.perf_counter()
         _write(conn, rejected, cleaned, outcome, placements, now)
         report.seconds["write"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        report.waiting_assigned = route_waiting(conn, routing, now=now)
+        report.seconds["waiting"] = round(time.perf_counter() - started, 3)
         report.rejected = dict(Counter(_reason_kind(r.reason) for _id, r in rejected).most_common())
     return report
 
 
 def _reason_kind(reason: str) -> str:
-    """A rejection reason without its particulars (the value quoted), for counting."""
-    return reason.split(":")[0].split(" '")[0].split(' "')[0][:60]
+    """A rejection reason without its particulars (the value quoted, the domain named), for counting."""
+    kind = reason.split(":")[0].split(" '")[0].split(' "')[0]
+    return re.sub(r" domain \S+$", " domain", kind)[:60]
 
 
 def _allowed(
@@ -251,7 +262,7 @@ def _resolve(
             o.duplicate_of = cleaned[m.other][0]
         elif m.other.startswith("lead:"):
             o.duplicate_of = int(m.other.removeprefix("lead:"))
-        else:
+        elif m.other != lead_customer(cleaned[m.index][1]):  # the source naming the customer is no merge
             o.customer_id, o.merged_customer = m.other, True
     # one person, one open lead: a new lead of a customer with an open lead (stored, or earlier in this
     # batch) is that lead's duplicate
@@ -273,6 +284,11 @@ def _resolve(
             o.duplicate_of = first
             o.merge_rule, o.merge_score = o.merge_rule or "same_customer", o.merge_score or 1.0
     return out
+
+
+def lead_customer(lead: Lead) -> str | None:
+    """The customer the lead's source named (None: it named none)."""
+    return lead.raw.customer_id
 
 
 def _signals(conn: psycopg.Connection[Any], customers: set[str]) -> dict[str, dict[str, float]]:
@@ -392,7 +408,7 @@ def _route_all(
                 ),
                 dealers, routing, load_today=load, conversion=conversion,
             )  # fmt: skip
-            refusal = None if placement is not None else "no routing rule has a dealer with room"
+            refusal = None if placement is not None else NO_ROOM
         if placement is None:
             unassigned[refusal or ""] += 1
             placed[lead_id] = _Placed(r.grade, r.score, r.reasons, None, None, refusal or "", None)
@@ -416,7 +432,14 @@ def _not_to_be_called(lead: Lead, o: _Outcome, sharing: set[str]) -> str | None:
         return "the person did not agree to be contacted"
     if not lead.contactable:
         return "no valid phone or e-mail"
-    if lead.raw.source in SYSTEM_SOURCES and (o.customer_id is None or o.customer_id not in sharing):
+    # a lead the system made from what it knows (no form filled in) needs the customer's standing consent to
+    # be passed to a dealer, unless the person agreed to be contacted about this very lead (a campaign's
+    # "call me back" button)
+    if (
+        lead.raw.source in SYSTEM_SOURCES
+        and lead.raw.consent_contact is not True
+        and (o.customer_id is None or o.customer_id not in sharing)
+    ):
         return "a lead the system made: the customer does not allow dealer_sharing now"
     return None
 
@@ -489,6 +512,67 @@ def _write(
             for lead_id, p in placed.items():
                 if p.dealer_id is not None:
                     copy.write_row((lead_id, p.dealer_id, p.rule, p.why[:500], now, p.due_at))
+
+
+def place_again(
+    conn: psycopg.Connection[Any],
+    routing: RoutingConfig,
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    now: datetime,
+    why: str,
+    exclude: dict[int, set[str]] | None = None,
+) -> list[tuple[int, Placement | None]]:
+    """Route leads again (``rows``: lead_id, source, channel, grade, intent, region, model_interest,
+    customer_id), in order, as far as today's capacity goes, never to a dealer of ``exclude[lead_id]``; each
+    one placed is assigned (``why`` before the rule's own why). Runs in the caller's transaction."""
+    dealers = dealer_profiles(conn)
+    load, conversion = loads_and_conversion(conn, routing, list(dealers), now)
+    owners = owner_dealers(conn, sorted({str(r[7]) for r in rows if r[7]}))
+    out: list[tuple[int, Placement | None]] = []
+    placed = []
+    for lead_id, source, channel, grade, intent, region, model, customer in rows:
+        placement = route(
+            RoutableLead(source, channel, grade or "C", intent, region, model, owners.get(str(customer))),
+            dealers,
+            routing,
+            load_today=load,
+            conversion=conversion,
+            exclude=(exclude or {}).get(int(lead_id), set()),
+        )
+        out.append((int(lead_id), placement))
+        if placement is not None:
+            load[placement.dealer_id] += 1
+            due = now + timedelta(hours=getattr(routing.deadlines, grade or "C"))
+            placed.append((int(lead_id), placement, due))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE leads SET status = 'assigned', status_reason = NULL, dealer_id = %s, assigned_at = %s,"
+            " contact_due_at = %s, updated_at = %s WHERE lead_id = %s",
+            [(p.dealer_id, now, due, now, lead_id) for lead_id, p, due in placed],
+        )
+        cur.executemany(
+            "INSERT INTO lead_assignments (lead_id, dealer_id, rule, why, assigned_at, contact_due_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(lead_id, p.dealer_id, p.rule, f"{why}: {p.why}", now, due) for lead_id, p, due in placed],
+        )
+    return out
+
+
+#: what :func:`place_again` reads of a lead
+REROUTE_COLUMNS = "lead_id, source, channel, grade, intent, region, model_interest, customer_id"
+
+
+def route_waiting(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: datetime) -> int:
+    """Route again the leads that waited for room (:data:`NO_ROOM`, created within :data:`WAIT_DAYS`), best
+    grade and oldest first, as far as today's capacity goes; return how many got a dealer."""
+    rows = conn.execute(
+        f"SELECT {REROUTE_COLUMNS} FROM leads WHERE status = 'unassigned' AND status_reason = %s"
+        " AND created_at >= %s ORDER BY grade, created_at, lead_id",
+        (NO_ROOM, now - timedelta(days=WAIT_DAYS)),
+    ).fetchall()
+    placed = place_again(conn, routing, rows, now=now, why="waited for room")
+    return sum(1 for _id, p in placed if p is not None)
 
 
 def undo_merge(conn: psycopg.Connection[Any], merge_id: int, *, now: datetime) -> int:
