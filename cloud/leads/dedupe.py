@@ -203,69 +203,61 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Match]:
-    """One :class:`Match` for each lead that is the same person as an earlier lead of the batch or a known
-    customer (a known customer preferred), ordered by lead index; the same input gives the same output."""
-    n = len(leads)
-    cities: dict[str | None, str | None] = {}
-    records = [_record(x.phone, x.email, x.city, x.name, x.name_key, cities) for x in leads]
-    records += [_record(p.phone, p.email, p.city, p.name, p.name_key, cities) for p in known]
-    ids = [p.customer_id for p in known]
-    # earliest first: created_at, then index (a stable sort keeps the index order among equal times)
-    order = sorted(range(n), key=lambda i: leads[i].raw.created_at)
+class _Evidence:
+    """What was found so far: the groups of leads, and each lead's strongest edge to another lead and to a
+    known person (nodes below ``n`` are leads, ``n + j`` is known person ``j``)."""
 
-    # each lead's direct evidence: the best edge to another lead and the best edge to a known person
-    best_lead: list[_Edge | None] = [None] * n
-    best_known: list[_Edge | None] = [None] * n
-    groups = _UnionFind(n)
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.groups = _UnionFind(n)
+        self.best_lead: list[_Edge | None] = [None] * n
+        self.best_known: list[_Edge | None] = [None] * n
 
-    def link(i: int, other: int, rule: str, score: float) -> None:
-        edge = _Edge(rule, score, other)
-        if other >= n:
-            current = best_known[i]
+    def link(self, i: int, other: int, rule: str, score: float) -> None:
+        if other >= self.n:
+            edge, current = _Edge(rule, score, other), self.best_known[i]
             if current is None or edge.strength() > current.strength():
-                best_known[i] = edge
+                self.best_known[i] = edge
             return
-        groups.union(i, other)
+        self.groups.union(i, other)
         for a, b in ((i, other), (other, i)):
-            current = best_lead[a]
-            candidate = _Edge(rule, score, b)
-            if current is None or candidate.strength() > current.strength():
-                best_lead[a] = candidate
+            edge, current = _Edge(rule, score, b), self.best_lead[a]
+            if current is None or edge.strength() > current.strength():
+                self.best_lead[a] = edge
 
+
+def _link_exact(
+    evidence: _Evidence, leads: Sequence[Lead], records: list[_Record], ids: list[str], order: list[int]
+) -> None:
+    """Customer id, phone and e-mail: each lead links to the earliest lead with the same value and to the
+    known person with it (a customer id the known list lacks still joins the leads that carry it)."""
+    n = evidence.n
     # known customers by id, phone and e-mail; the smallest customer id wins when the CRM holds twins
-    by_id: dict[str, int] = {}
-    by_phone: dict[str, int] = {}
-    by_email: dict[str, int] = {}
-    for j in sorted(range(len(known)), key=lambda j: ids[j], reverse=True):
-        by_id[ids[j]] = n + j
-        if records[n + j].phone:
-            by_phone[records[n + j].phone or ""] = n + j
-        if records[n + j].email:
-            by_email[records[n + j].email or ""] = n + j
-
-    # exact rules: each lead links to the earliest lead with the same customer id / phone / e-mail and to
-    # the known person (a customer id the known list lacks still joins the leads that carry it)
-    first_customer: dict[str, int] = {}
-    first_phone: dict[str, int] = {}
-    first_email: dict[str, int] = {}
+    known_by: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
+    for j in sorted(range(len(ids)), key=lambda j: ids[j], reverse=True):
+        for index, value in zip(known_by, (ids[j], records[n + j].phone, records[n + j].email), strict=True):
+            if value:
+                index[value] = n + j
+    first_by: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
     for i in order:
-        record = records[i]
-        for value, known_index, first, rule in (
-            (leads[i].raw.customer_id, by_id, first_customer, "customer_id"),
-            (record.phone, by_phone, first_phone, "phone"),
-            (record.email, by_email, first_email, "email"),
+        values = (leads[i].raw.customer_id, records[i].phone, records[i].email)
+        for value, known, first, rule in zip(
+            values, known_by, first_by, ("customer_id", "phone", "email"), strict=True
         ):
             if value is None:
                 continue
-            if value in known_index:
-                link(i, known_index[value], rule, 1.0)
+            if value in known:
+                evidence.link(i, known[value], rule, 1.0)
             if value in first:
-                link(i, first[value], rule, 1.0)
+                evidence.link(i, first[value], rule, 1.0)
             else:
                 first[value] = i
 
-    # the fuzzy rule, within blocks: most keys are unique, so a list is made only for a key seen twice
+
+def _link_fuzzy(evidence: _Evidence, records: list[_Record]) -> None:
+    """The fuzzy rule, within blocks; known persons are not compared with each other."""
+    n = evidence.n
+    # most keys are unique: a list is made only for a key seen twice
     first_in: dict[str, int] = {}
     shared: dict[str, list[int]] = {}
     for node, record in enumerate(records):
@@ -283,39 +275,57 @@ def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Matc
             continue
         for x, a in enumerate(members):
             if a >= n:
-                break  # leads come before known persons; known persons are not compared with each other
+                break  # nodes are in order: leads first, then known persons
             for b in members[x + 1 :]:
-                if b < n and groups.find(a) == groups.find(b):
+                if b < n and evidence.groups.find(a) == evidence.groups.find(b):
                     continue  # already the same person by a stronger rule
-                if b >= n and best_known[a] is not None:
+                if b >= n and evidence.best_known[a] is not None:
                     continue  # already matched a known customer, by a rule at least as strong
                 if (a, b) in compared:
                     continue
                 compared.add((a, b))
                 score = _fuzzy(records[a], records[b])
                 if score is not None:
-                    link(a, b, "name_city_fuzzy", score)
+                    evidence.link(a, b, "name_city_fuzzy", score)
 
-    # resolve the groups
+
+def _resolve(evidence: _Evidence, ids: list[str], order: list[int]) -> list[Match]:
+    """One match per duplicate lead from the groups and edges (see the module docstring)."""
+    n = evidence.n
     members_of: dict[int, list[int]] = defaultdict(list)
     for i in order:
-        members_of[groups.find(i)].append(i)  # earliest first
+        members_of[evidence.groups.find(i)].append(i)  # earliest first
     matches: list[Match] = []
     for group in members_of.values():
         earliest = group[0]
-        group_known = next((best_known[i] for i in group if best_known[i] is not None), None)
+        group_known = next(
+            (evidence.best_known[i] for i in group if evidence.best_known[i] is not None), None
+        )
         for i in group:
-            own_known = best_known[i]
+            own_known, own = evidence.best_known[i], evidence.best_lead[i]
             if own_known is not None:
                 matches.append(Match(i, ids[own_known.other - n], own_known.rule, own_known.score))
-                continue
-            own = best_lead[i]
-            if group_known is not None:
+            elif group_known is not None:
                 assert own is not None  # a group with a known match and more than this lead
                 matches.append(Match(i, ids[group_known.other - n], f"chain:{own.rule}", own.score))
             elif i != earliest:
-                assert own is not None
+                assert own is not None  # a lead in a group of two or more has an edge
                 rule = own.rule if own.other == earliest else f"chain:{own.rule}"
                 matches.append(Match(i, earliest, rule, own.score))
     matches.sort(key=lambda m: m.index)
     return matches
+
+
+def find_duplicates(leads: Sequence[Lead], known: Sequence[Person]) -> list[Match]:
+    """One :class:`Match` for each lead that is the same person as an earlier lead of the batch or a known
+    customer (a known customer preferred), ordered by lead index; the same input gives the same output."""
+    cities: dict[str | None, str | None] = {}
+    records = [_record(x.phone, x.email, x.city, x.name, x.name_key, cities) for x in leads]
+    records += [_record(p.phone, p.email, p.city, p.name, p.name_key, cities) for p in known]
+    ids = [p.customer_id for p in known]
+    # earliest first: created_at, then index (a stable sort keeps the index order among equal times)
+    order = sorted(range(len(leads)), key=lambda i: leads[i].raw.created_at)
+    evidence = _Evidence(len(leads))
+    _link_exact(evidence, leads, records, ids, order)
+    _link_fuzzy(evidence, records)
+    return _resolve(evidence, ids, order)
