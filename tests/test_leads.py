@@ -246,3 +246,77 @@ def test_a_lead_that_found_no_room_is_routed_when_room_frees_up(
     assert status == "assigned" and dealer is not None
     why = db.execute("SELECT why FROM lead_assignments WHERE lead_id = %s", (lead_id,)).fetchone()
     assert why is not None and why[0].startswith("waited for room")
+
+
+def test_the_commands_import_process_and_report(admin_database_url: str, tmp_path: Path) -> None:
+    """What a dealer manager runs from the README: dealers and targets imported, a lead file with a broken
+    line imported (exit 0, the line reported), processed, KPIs read, ADF exported; a refused routing file is
+    exit 2."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+
+    def drivesight(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "simulators.cli", "cloud", *args],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "DRIVESIGHT_DATABASE_URL": url},
+        )  # fmt: skip
+
+    (tmp_path / "dealers.csv").write_text(DEALERS, encoding="utf-8")
+    (tmp_path / "targets.csv").write_text("dealer_id,month,leads,orders\nD1,2026-11,40,4\n", encoding="utf-8")
+    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
+    (tmp_path / "bad-routing.toml").write_text(
+        'version = 1\n[[rules]]\nname = "x"\ndealers = ["D9"]\n', encoding="utf-8"
+    )
+    with scratch_database(admin_database_url, "drivesight_leads_cli") as url:
+        assert drivesight(url, "db", "migrate").returncode == 0
+        for kind in ("dealers", "targets"):
+            done = drivesight(url, "analytics", "import", kind, str(tmp_path / f"{kind}.csv"))
+            assert done.returncode == 0, done.stderr
+        imported = drivesight(url, "leads", "import", str(tmp_path / "leads.csv"), "--json")
+        assert imported.returncode == 0, imported.stderr
+        assert "leads.csv:6:" in imported.stderr  # the broken line, on stderr
+        (report,) = json.loads(imported.stdout)["files"].values()
+        assert report["captured"] == 8 and [r["line"] for r in report["refused"]] == [6]
+        refused = drivesight(url, "leads", "process", "--routing", str(tmp_path / "bad-routing.toml"))
+        assert refused.returncode == 2 and "unknown dealers: D9" in refused.stderr and refused.stdout == ""
+        processed = drivesight(url, "leads", "process", "--now", "2026-11-30T06:00:00Z", "--json")
+        assert processed.returncode == 0, processed.stderr
+        # 8 leads: one junk, one duplicate, one who said no to a call; the other five have a dealer
+        assert sum(json.loads(processed.stdout)["assigned"].values()) == 5
+        kpis = drivesight(url, "leads", "kpis", "--month", "2026-11", "--dealer", "D1", "--json")
+        (d1,) = json.loads(kpis.stdout)
+        assert d1["assigned"] == 2 and d1["targets"]["orders"] == 4 and d1["attainment"]["leads"] == 0.05
+        adf = drivesight(url, "leads", "adf", "--dealer", "D1")
+        assert adf.returncode == 0 and len(ET.fromstring(adf.stdout).findall("prospect")) == 2
+
+
+def test_high_upgrade_intent_becomes_a_lead_once_a_month(db: psycopg.Connection) -> None:
+    from cloud.leads.capture import capture_from_system
+
+    for customer, phone in (("C1", "13011112222"), ("C2", "13033334444")):
+        db.execute(
+            "INSERT INTO customers (customer_id, name, phone, city, region) VALUES (%s, %s, %s, 'beijing',"
+            " 'north')",
+            (customer, f"Customer {customer}", phone),
+        )
+    db.execute(
+        "INSERT INTO upgrade_models (as_of, horizon_days, features, metrics, model)"
+        " VALUES ('{2026-08-01}', 90, '{x}', '{}', '\\x00')"
+    )
+    for customer, p in (("C1", 0.8), ("C2", 0.2)):
+        db.execute(
+            "INSERT INTO upgrade_scores (customer_id, day, probability, reasons, model_version)"
+            " SELECT %s, '2026-11-29', %s, '[]', max(version) FROM upgrade_models",
+            (customer, p),
+        )
+    first = capture_from_system(db, now=NOW, min_upgrade=0.5)
+    assert (first["upgrade_intents"], first["captured"]) == (1, 1)
+    assert capture_from_system(db, now=NOW + timedelta(hours=12), min_upgrade=0.5)["captured"] == 0
+    assert capture_from_system(db, now=NOW + timedelta(days=1), min_upgrade=0.5)["captured"] == 1  # December
+    lead = db.execute("SELECT source, customer_id, phone, intent, message FROM leads").fetchone()
+    assert lead is not None and lead[:4] == ("upgrade", "C1", "13011112222", "quote") and "80%" in lead[4]
+    with pytest.raises(ValueError, match="min-upgrade"):
+        capture_from_system(db, now=NOW, min_upgrade=0)
