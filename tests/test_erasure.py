@@ -73,6 +73,7 @@ TABLES: dict[str, str] = {
     "qa_call_records": "person",
     "qa_inspections": "person",
     "dealer_targets": "none: a dealer's monthly targets",
+    "lead_webhooks": "none: an assignment's delivery state (url, attempts); deleted with its assignment",
     "campaigns": "none: campaign definitions (audience rules, arms, schedule)",
     "churn_models": "none: fitted trees and calibration over many customers",
     "upgrade_models": "none: fitted trees and calibration over many customers",

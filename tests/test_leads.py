@@ -320,3 +320,42 @@ def test_high_upgrade_intent_becomes_a_lead_once_a_month(db: psycopg.Connection)
     assert lead is not None and lead[:4] == ("upgrade", "C1", "13011112222", "quote") and "80%" in lead[4]
     with pytest.raises(ValueError, match="min-upgrade"):
         capture_from_system(db, now=NOW, min_upgrade=0)
+
+
+def test_a_dealer_with_a_webhook_gets_each_lead_signed_once(db: psycopg.Connection, tmp_path: Path) -> None:
+    import json
+
+    from cloud.leads.webhooks import deliver
+    from cloud.push.webhooks import verify
+    from tests.test_webhooks import _Receiver
+
+    receiver = _Receiver([503])  # the first post fails: retried later
+    try:
+        db.execute("UPDATE dealers SET webhook_url = %s WHERE dealer_id = 'D3'", (receiver.url,))
+        _load(db, tmp_path)
+        report = process(db, ROUTING, now=NOW)
+        assert report.webhooks_queued == 1  # F4, the one lead of D3 (the only dealer with a webhook)
+        secret = b"lead-hook-secret"
+        assert deliver(db, secret, now=NOW) == (0, 0)  # refused (503): to be tried again
+        assert deliver(db, secret, now=NOW) == (0, 0)  # not due yet
+        assert deliver(db, secret, now=NOW + timedelta(minutes=5)) == (1, 0)
+        assert deliver(db, secret, now=NOW + timedelta(hours=5)) == (0, 0)  # never twice
+        headers, body = receiver.requests[-1]
+        assert (
+            len(receiver.requests) == 2
+            and headers["Idempotency-Key"] == receiver.requests[0][0]["Idempotency-Key"]
+        )
+        stamp = int(headers["X-Drivesight-Timestamp"])
+        assert verify(secret, stamp, body, headers["X-Drivesight-Signature"], now=stamp)
+        sent = json.loads(body)
+        assert (
+            sent["kind"] == "lead_assigned"
+            and sent["dealer_id"] == "D3"
+            and sent["phone"] == "+8613912345678"
+        )
+        assert sent["rule"] == "showroom_in_region" and sent["due"]
+        # escalated to another dealer: that dealer's webhook (none here) or nothing; D3 is not told twice
+        escalate(db, ROUTING, now=NOW + timedelta(days=3))
+        assert db.execute("SELECT count(*) FROM lead_webhooks").fetchone() == (1,)
+    finally:
+        receiver.close()

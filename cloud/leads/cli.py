@@ -111,6 +111,20 @@ def _routing(conn: Any, path: Path | None) -> Any:
     return config
 
 
+def _deliver(conn: Any, now: datetime) -> tuple[int, int]:
+    """Post the dealer webhooks due (signed with ``DRIVESIGHT_PUSH_WEBHOOK_SECRET_FILE``; without a secret
+    they wait, queued)."""
+    from cloud.config import CloudSettings
+
+    from .webhooks import deliver
+
+    secret = CloudSettings().webhook_secret()
+    if secret is None:
+        log.info("no webhook signing secret configured: dealer webhooks stay queued")
+        return 0, 0
+    return deliver(conn, secret, now=now)
+
+
 def _import(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .imports import read_lead_file
     from .pipeline import capture
@@ -146,14 +160,17 @@ def _process(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     from .pipeline import process
 
-    report = process(conn, _routing(conn, args.routing), now=_now(args.now), progress=log.info)
+    now = _now(args.now)
+    report = process(conn, _routing(conn, args.routing), now=now, progress=log.info)
+    delivered, failed = _deliver(conn, now)
     text = (
         f"{report.leads} new leads: {sum(report.rejected.values())} rejected, {report.duplicates} duplicates,"
         f" {report.linked_to_customers} linked to customers; grades {report.grades};"
         f" assigned {report.assigned}; unassigned {report.unassigned};"
-        f" {report.waiting_assigned} waiting leads assigned"
+        f" {report.waiting_assigned} waiting leads assigned; dealer webhooks delivered {delivered}, failed"
+        f" {failed}"
     )
-    return asdict(report), text
+    return {**asdict(report), "webhooks_delivered": delivered, "webhooks_failed": failed}, text
 
 
 def _escalate(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
@@ -161,12 +178,14 @@ def _escalate(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     from .followup import escalate
 
-    report = escalate(conn, _routing(conn, args.routing), now=_now(args.now))
+    now = _now(args.now)
+    report = escalate(conn, _routing(conn, args.routing), now=now)
+    delivered, failed = _deliver(conn, now)
     text = (
         f"{report.escalated} escalated: reassigned {report.reassigned},"
-        f" {report.unassigned} with no other dealer"
+        f" {report.unassigned} with no other dealer; dealer webhooks delivered {delivered}, failed {failed}"
     )
-    return asdict(report), text
+    return {**asdict(report), "webhooks_delivered": delivered, "webhooks_failed": failed}, text
 
 
 def _list(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:

@@ -22,6 +22,7 @@ from psycopg.rows import tuple_row
 
 from .pipeline import REROUTE_COLUMNS, place_again
 from .routing import RoutingConfig
+from .webhooks import enqueue as enqueue_webhooks
 
 #: the funnel, in order
 STEPS = ("contacted", "appointment", "test_drive", "order")
@@ -152,5 +153,6 @@ def escalate(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: date
             (now, stranded),
         )
         rules = Counter(p.rule for _id, p in placed if p is not None)
+        enqueue_webhooks(conn, now)
         report.reassigned = dict(rules.most_common())
     return report

@@ -41,6 +41,7 @@ from .dedupe import find_duplicates
 from .model import Lead, Match, Person, RawLead, Rejection
 from .rate import RatingSettings, rate
 from .routing import DealerProfile, Placement, RoutableLead, RoutingConfig, route, smoothed_conversion
+from .webhooks import enqueue as enqueue_webhooks
 
 #: how far back an open lead is a candidate duplicate of a new one
 DUPLICATE_WINDOW_DAYS = 90
@@ -125,6 +126,7 @@ class ProcessReport:
     assigned: dict[str, int] = field(default_factory=dict)  # by rule
     unassigned: dict[str, int] = field(default_factory=dict)  # by reason
     waiting_assigned: int = 0  # earlier leads that waited for room and got a dealer in this run
+    webhooks_queued: int = 0  # assignments to post to their dealer's webhook (cloud/leads/webhooks.py)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -182,6 +184,7 @@ def process(
         progress(f"{len(ids)} new leads")
         if not ids:
             report.waiting_assigned = route_waiting(conn, routing, now=now)
+            report.webhooks_queued = enqueue_webhooks(conn, now)
             return report
         cleaned: list[tuple[int, Lead]] = []
         rejected: list[tuple[int, Rejection]] = []
@@ -209,6 +212,7 @@ def process(
         started = time.perf_counter()
         report.waiting_assigned = route_waiting(conn, routing, now=now)
         report.seconds["waiting"] = round(time.perf_counter() - started, 3)
+        report.webhooks_queued = enqueue_webhooks(conn, now)
         report.rejected = dict(Counter(_reason_kind(r.reason) for _id, r in rejected).most_common())
     return report
 

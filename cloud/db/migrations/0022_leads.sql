@@ -93,6 +93,20 @@ CREATE TABLE lead_assignments (
 CREATE INDEX lead_assignments_lead ON lead_assignments (lead_id, assigned_at);
 CREATE INDEX lead_assignments_dealer ON lead_assignments (dealer_id, assigned_at);
 
+-- The dealer's webhook per assignment (dealers.webhook_url): the lead posted signed and retried as campaign
+-- webhooks are (cloud/push/webhooks.py), the assignment id as the idempotency key; 'sending' until the
+-- endpoint took it ('sent') or refused every attempt ('failed'). Goes with its assignment.
+CREATE TABLE lead_webhooks (
+    assignment_id   bigint      PRIMARY KEY REFERENCES lead_assignments (assignment_id) ON DELETE CASCADE,
+    url             text        NOT NULL,
+    outcome         text        NOT NULL DEFAULT 'sending' CHECK (outcome IN ('sending', 'sent', 'failed')),
+    attempts        integer     NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL,
+    sent_at         timestamptz,
+    last_error      text
+);
+CREATE INDEX lead_webhooks_due ON lead_webhooks (next_attempt_at) WHERE outcome = 'sending';
+
 -- The follow-up: each status a dealer set (or the system: escalated), when, by which key, with a note.
 CREATE TABLE lead_events (
     event_id     bigserial   PRIMARY KEY,
