@@ -15,7 +15,7 @@ from cloud.analytics.imports import import_file
 from cloud.db.migrate import migrate
 from cloud.leads.followup import FollowUpError, escalate, set_status
 from cloud.leads.imports import read_lead_file
-from cloud.leads.pipeline import NO_ROOM, capture, process, undo_merge
+from cloud.leads.pipeline import NO_ROOM, LeadError, capture, process, undo_merge
 from cloud.leads.routing import RoutingError, load_routing
 from tests.helpers import scratch_database
 
@@ -359,3 +359,147 @@ def test_a_dealer_with_a_webhook_gets_each_lead_signed_once(db: psycopg.Connecti
         assert db.execute("SELECT count(*) FROM lead_webhooks").fetchone() == (1,)
     finally:
         receiver.close()
+
+
+def _lead(db: psycopg.Connection, **fields: object) -> int:
+    """A lead row as processing leaves it (for the cases a file cannot reach in one run)."""
+    columns = {"source": "form", "channel": "website", "created_at": NOW, "raw": "{}", **fields}
+    row = db.execute(
+        f"INSERT INTO leads ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        " RETURNING lead_id",
+        list(columns.values()),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_erasure_takes_every_lead_found_to_be_the_person(db: psycopg.Connection) -> None:
+    from cloud.privacy import erasure
+
+    db.execute("INSERT INTO customers (customer_id, name, phone) VALUES ('C3', 'Li Na', '13633334444')")
+    db.execute("INSERT INTO customers (customer_id, name) VALUES ('C4', 'Zhou Yi')")
+    db.execute(
+        "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, customer_id)"
+        " VALUES ('V3', now(), now(), 'C3')"
+    )
+    # L names nobody; M names C3 and was found to be L's person (M points at L); a duplicate of M (N)
+    first = _lead(db, name="Li Na", phone="+8613633334444", status="assigned", dealer_id="D1")
+    named = _lead(db, customer_id="C3", phone="+8613633334444", status="duplicate", duplicate_of_lead=first)
+    twin = _lead(db, phone="+8613633334444", status="duplicate", duplicate_of_lead=named)
+    # a lead from C3's car, with a duplicate; a rejected lead whose source named C3 (its raw says so)
+    car = _lead(db, source="car", vehicle_id="V3", status="assigned", dealer_id="D1")
+    car_twin = _lead(db, phone="+8613633334444", status="duplicate", duplicate_of_lead=car)
+    rejected = _lead(db, name="test", raw='{"customer_id": "C3"}', status="rejected")
+    other = _lead(db, customer_id="C4", name="Zhou Yi", status="assigned", dealer_id="D1")
+    db.execute(
+        "INSERT INTO lead_assignments (lead_id, dealer_id, rule, why, assigned_at, contact_due_at)"
+        " VALUES (%s, 'D1', 'x', 'y', now(), now())",
+        (first,),
+    )
+    db.execute(
+        "INSERT INTO lead_merges (lead_id, into_lead, rule, score) VALUES (%s, %s, 'phone', 1)",
+        (named, first),
+    )
+    request = erasure.request_erasure(db, "C3", key_id=None)
+    erasure.confirm_erasure(db, request.request_id, request.token, key_id=None, ledger_key=b"k" * 32)
+    left = {int(r[0]) for r in db.execute("SELECT lead_id FROM leads")}
+    assert left == {other}, {first, named, twin, car, car_twin, rejected} & left
+    assert db.execute("SELECT count(*) FROM lead_merges").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM lead_assignments").fetchone() == (0,)
+
+
+def test_an_undone_customer_merge_is_not_made_again(db: psycopg.Connection, tmp_path: Path) -> None:
+    # Wang Wei (F1's phone) is a known customer: F1 is linked to them, F2 is F1's duplicate
+    db.execute("INSERT INTO customers (customer_id, name, phone) VALUES ('C1', 'Wang Wei', '13812345678')")
+    _load(db, tmp_path)
+    process(db, ROUTING, now=NOW)
+    leads = _leads(db)
+    f1 = leads["F1"][6]
+    merge = db.execute(
+        "SELECT merge_id FROM lead_merges WHERE lead_id = %s AND customer_id = 'C1'", (f1,)
+    ).fetchone()
+    assert merge is not None and db.execute(
+        "SELECT customer_id FROM leads WHERE lead_id = %s", (f1,)
+    ).fetchone() == ("C1",)
+    undo_merge(db, int(merge[0]), now=NOW + timedelta(minutes=1))
+    process(db, ROUTING, now=NOW + timedelta(minutes=2))
+    assert db.execute("SELECT customer_id, status FROM leads WHERE lead_id = %s", (f1,)).fetchone() == (
+        None,
+        "assigned",
+    )
+    assert db.execute(
+        "SELECT count(*) FROM lead_merges WHERE lead_id = %s AND customer_id = 'C1' AND undone_at IS NULL",
+        (f1,),
+    ).fetchone() == (0,)
+    # a lead a dealer has worked keeps its merges
+    (f2_merge,) = db.execute(
+        "SELECT merge_id FROM lead_merges WHERE lead_id = %s AND undone_at IS NULL", (leads["F2"][6],)
+    ).fetchone() or (None,)
+    dealer = db.execute("SELECT dealer_id FROM leads WHERE lead_id = %s", (f1,)).fetchone()
+    assert dealer is not None
+    set_status(db, f1, str(dealer[0]), "contacted", at=NOW + timedelta(minutes=3), key_id=None)
+    assert f2_merge is not None
+    db.execute("UPDATE leads SET status = 'contacted' WHERE lead_id = %s", (leads["F2"][6],))
+    with pytest.raises(LeadError, match="a dealer worked it"):
+        undo_merge(db, int(f2_merge), now=NOW + timedelta(minutes=4))
+
+
+def test_a_withdrawn_consent_stops_a_reroute_and_a_stale_webhook_is_never_posted(
+    db: psycopg.Connection,
+) -> None:
+    from cloud.leads.webhooks import deliver
+    from cloud.privacy import consent
+    from tests.test_webhooks import _Receiver
+
+    receiver = _Receiver([503])
+    try:
+        db.execute("UPDATE dealers SET webhook_url = %s WHERE dealer_id = 'D1'", (receiver.url,))
+        db.execute(
+            "INSERT INTO customers (customer_id, name, phone, region)"
+            " VALUES ('C5', 'Qian Bo', '13755556666', 'north')"
+        )
+        consent.record(db, "C5", "dealer_sharing", True, "app")
+        from cloud.leads.model import RawLead
+
+        raw = RawLead(
+            source="upgrade", channel="score", created_at=NOW - timedelta(hours=1), external_id="upgrade:C5",
+            name="Qian Bo", phone="13755556666", region="north", intent="quote", customer_id="C5",
+            model_interest="DS-SUV",
+        )  # fmt: skip
+        capture(db, [raw])
+        process(db, ROUTING, now=NOW)
+        lead, dealer = db.execute(
+            "SELECT lead_id, dealer_id FROM leads WHERE customer_id = 'C5'"
+        ).fetchone() or (0, "")
+        assert dealer == "D1"
+        assert deliver(db, b"s", now=NOW) == (0, 0)  # the endpoint refused: to be tried again
+        # the customer withdraws dealer_sharing; the deadline passes: escalated, but not passed to anyone
+        consent.record(db, "C5", "dealer_sharing", False, "app")
+        escalate(db, ROUTING, now=NOW + timedelta(days=2))
+        status = db.execute(
+            "SELECT status, dealer_id, status_reason FROM leads WHERE lead_id = %s", (lead,)
+        ).fetchone()
+        assert status is not None and status[:2] == ("unassigned", None) and "dealer_sharing" in status[2]
+        # D1's pending post is cancelled, never sent: the lead is no longer D1's to see
+        assert deliver(db, b"s", now=NOW + timedelta(days=3)) == (0, 0)
+        assert len(receiver.requests) == 1
+        assert db.execute("SELECT outcome FROM lead_webhooks").fetchone() == ("cancelled",)
+    finally:
+        receiver.close()
+
+
+def test_follow_up_times_and_giving_up_are_checked(db: psycopg.Connection, tmp_path: Path) -> None:
+    _load(db, tmp_path)
+    process(db, ROUTING, now=NOW)
+    leads = _leads(db)
+    f4, dealer = leads["F4"][6], leads["F4"][4]  # an A lead: due 2 hours after NOW
+    with pytest.raises(FollowUpError, match="keep trying") as early:
+        set_status(db, f4, dealer, "lost", at=NOW + timedelta(hours=1), key_id=None, lost_reason="no_answer")
+    assert early.value.status == 409
+    set_status(db, f4, dealer, "contacted", at=NOW + timedelta(hours=1), key_id=None)
+    with pytest.raises(FollowUpError, match="last step") as before:
+        set_status(db, f4, dealer, "test_drive", at=NOW + timedelta(minutes=30), key_id=None)
+    assert before.value.status == 422
+    f8, d8 = leads["F8"][6], leads["F8"][4]
+    set_status(db, f8, d8, "lost", at=NOW + timedelta(hours=30), key_id=None, lost_reason="no_answer")
+    assert db.execute("SELECT first_contact_at FROM leads WHERE lead_id = %s", (f8,)).fetchone() == (None,)

@@ -193,6 +193,7 @@ def own_leads(
     },
 )
 def follow_up(
+    request: Request,
     principal: Annotated[Principal, require("dealer")],
     conn: Conn,
     lead_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
@@ -211,6 +212,7 @@ def follow_up(
         )  # fmt: skip
     except FollowUpError as exc:
         raise ApiError(exc.status, str(exc), code="not_found" if exc.status == 404 else None) from exc
+    audit(request, principal, "dealer.leads.status", f"lead:{lead_id}", status=body.status)
     return StatusOut(
         lead_id=change.lead_id,
         status=change.status,

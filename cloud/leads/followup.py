@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 import psycopg
 from psycopg.rows import tuple_row
 
-from .pipeline import REROUTE_COLUMNS, place_again
+from .pipeline import NO_ROOM, REROUTE_COLUMNS, place_again
 from .routing import RoutingConfig
 from .webhooks import enqueue as enqueue_webhooks
 
@@ -73,13 +73,22 @@ def set_status(
     cur = conn.cursor(row_factory=tuple_row)  # whatever rows the caller's connection makes (the API: dicts)
     with conn.transaction():
         row = cur.execute(
-            "SELECT status, assigned_at, first_contact_at FROM leads WHERE lead_id = %s AND dealer_id = %s"
-            " FOR UPDATE",
+            "SELECT status, assigned_at, first_contact_at, contact_due_at,"
+            " (SELECT max(e.at) FROM lead_events e WHERE e.lead_id = l.lead_id AND e.dealer_id = l.dealer_id)"
+            " FROM leads l WHERE lead_id = %s AND dealer_id = %s FOR UPDATE",
             (lead_id, dealer_id),
         ).fetchone()
         if row is None:
             raise FollowUpError(f"no lead {lead_id} of dealer {dealer_id}", 404)
-        previous, assigned_at, first = str(row[0]), row[1], row[2]
+        previous, assigned_at, first, due, last = str(row[0]), row[1], row[2], row[3], row[4]
+        if last is not None and at < last:
+            raise FollowUpError(f"{at.isoformat()} is before this lead's last step ({last.isoformat()})", 422)
+        # giving up on a lead nobody answered is for after its first-contact deadline: before it, keep trying
+        # (else a lead could be closed unseen, and never be escalated to a dealer who would call)
+        if status == "lost" and lost_reason == "no_answer" and previous == "assigned" and due and at < due:
+            raise FollowUpError(
+                f"lead {lead_id}: keep trying until its first-contact deadline ({due.isoformat()})", 409
+            )
         if previous in CLOSED:
             raise FollowUpError(f"lead {lead_id} is closed ({previous})", 409)
         if status != "lost" and previous in STEPS and STEPS.index(status) <= STEPS.index(previous):
@@ -145,14 +154,16 @@ def escalate(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: date
         )
         report.escalated = len(late)
         placed = place_again(conn, routing, [r[:-1] for r in late], now=now, why="escalated", exclude=tried)
-        stranded = [lead_id for lead_id, p in placed if p is None]
-        report.unassigned = len(stranded)
+        # no other dealer has room: the lead waits for room like a new one (route_waiting takes it, never back
+        # to a dealer it was escalated from); a person who may no longer be called was set aside already
+        stranded = [lead_id for lead_id, p, why in placed if p is None and why == NO_ROOM]
+        report.unassigned = sum(1 for _id, p, _why in placed if p is None)
         conn.execute(
-            "UPDATE leads SET status = 'unassigned', dealer_id = NULL, contact_due_at = NULL,"
-            " status_reason = 'escalated: no other dealer has room', updated_at = %s WHERE lead_id = ANY(%s)",
-            (now, stranded),
+            "UPDATE leads SET status = 'unassigned', dealer_id = NULL, assigned_at = NULL,"
+            " contact_due_at = NULL, status_reason = %s, updated_at = %s WHERE lead_id = ANY(%s)",
+            (NO_ROOM, now, stranded),
         )
-        rules = Counter(p.rule for _id, p in placed if p is not None)
+        rules = Counter(p.rule for _id, p, _why in placed if p is not None)
         enqueue_webhooks(conn, now)
         report.reassigned = dict(rules.most_common())
     return report

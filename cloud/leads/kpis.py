@@ -12,7 +12,7 @@ contacted; a lead ``lost`` as ``no_answer`` was not contacted.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import psycopg
@@ -36,6 +36,11 @@ def _month_bounds(month: date) -> tuple[date, date]:
     first = month.replace(day=1)
     after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return first, after
+
+
+def _utc(day: date) -> datetime:
+    """The first instant of ``day`` in UTC (a date compared with a timestamptz takes the session's zone)."""
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def _interval(successes: int, trials: int) -> dict[str, float | None]:
@@ -87,30 +92,27 @@ def dealer_kpis(conn: psycopg.Connection[Any], month: date, dealer_id: str | Non
         + """
 SELECT d.dealer_id, d.name,
        count(l.lead_id),
-       count(l.lead_id) FILTER (WHERE r.step >= 1 OR (l.first_contact_at IS NOT NULL
-                                                      AND l.status_reason IS DISTINCT FROM 'no_answer')),
+       count(l.lead_id) FILTER (WHERE r.step >= 1 OR l.first_contact_at IS NOT NULL),
        count(l.lead_id) FILTER (WHERE r.step >= 2),
        count(l.lead_id) FILTER (WHERE r.step >= 3),
        count(l.lead_id) FILTER (WHERE r.step >= 4),
        count(l.lead_id) FILTER (WHERE l.status = 'lost'),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM l.first_contact_at - l.assigned_at))
-           FILTER (WHERE l.first_contact_at IS NOT NULL
-                     AND l.status_reason IS DISTINCT FROM 'no_answer') / 3600,
+           FILTER (WHERE l.first_contact_at IS NOT NULL) / 3600,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM l.first_contact_at - l.assigned_at))
-           FILTER (WHERE l.first_contact_at IS NOT NULL
-                     AND l.status_reason IS DISTINCT FROM 'no_answer') / 3600,
+           FILTER (WHERE l.first_contact_at IS NOT NULL) / 3600,
        (SELECT count(*) FROM lead_assignments a WHERE a.dealer_id = d.dealer_id AND a.end_reason = 'escalated'
           AND a.assigned_at >= %(first)s AND a.assigned_at < %(after)s),
        t.leads, t.contacts, t.test_drives, t.orders
 FROM dealers d
 LEFT JOIN leads l ON l.dealer_id = d.dealer_id AND l.assigned_at >= %(first)s AND l.assigned_at < %(after)s
 LEFT JOIN reached r ON r.lead_id = l.lead_id
-LEFT JOIN dealer_targets t ON t.dealer_id = d.dealer_id AND t.month = %(first)s
+LEFT JOIN dealer_targets t ON t.dealer_id = d.dealer_id AND t.month = %(month)s
 WHERE %(dealer)s::text IS NULL OR d.dealer_id = %(dealer)s
 GROUP BY d.dealer_id, d.name, t.leads, t.contacts, t.test_drives, t.orders
 ORDER BY d.dealer_id
 """,
-        {"first": first, "after": after, "dealer": dealer_id},
+        {"first": _utc(first), "after": _utc(after), "month": first, "dealer": dealer_id},
     ).fetchall()
     out = []
     for (
@@ -157,7 +159,7 @@ FROM leads l LEFT JOIN reached r USING (lead_id)
 WHERE l.created_at >= %s AND l.created_at < %s
 GROUP BY 1 ORDER BY 2 DESC, 1
 """,
-            (since, until),
+            (_utc(since), _utc(until)),
         )
         .fetchall()
     )

@@ -49,8 +49,16 @@ DUPLICATE_WINDOW_DAYS = 90
 OPEN = ("unassigned", "assigned", "contacted", "appointment", "test_drive")
 #: why a lead waits: every dealer its rules allow was at capacity (it is routed again by the next runs)
 NO_ROOM = "no routing rule has a dealer with room"
+#: how long an assignment has before it counts in its dealer's conversion (orders take days)
+SETTLE_DAYS = 7
 #: how long a lead waits for room before it is left to the lead desk (``unassigned`` as it is)
 WAIT_DAYS = 14
+#: a lead a new one may be a duplicate of: with a dealer, or waiting for one (not one that may not be called:
+#: a new lead of that person, say with the consent the old one lacked, must not vanish into it)
+IN_PLAY = (
+    "(status IN ('assigned', 'contacted', 'appointment', 'test_drive')"
+    f" OR (status = 'unassigned' AND status_reason = '{NO_ROOM}'))"
+)
 #: sources whose leads the system made from what it knows (no form the person filled in)
 SYSTEM_SOURCES = ("campaign", "car", "upgrade", "service")
 
@@ -152,9 +160,8 @@ def known_people(conn: psycopg.Connection[Any], since: datetime) -> list[Person]
         shown = normalise_name(name)
         people.append(Person(str(customer), shown, _e164(phone), email, city, name_key(shown)))
     for lead_id, name, phone, email, city, key in cur.execute(
-        "SELECT lead_id, name, phone, email, city, name_key FROM leads"
-        " WHERE status = ANY(%s) AND created_at >= %s",
-        (list(OPEN), since),
+        f"SELECT lead_id, name, phone, email, city, name_key FROM leads WHERE {IN_PLAY} AND created_at >= %s",
+        (since,),
     ):
         people.append(Person(f"lead:{lead_id}", name, phone, email, city, key))
     return people
@@ -197,21 +204,21 @@ def process(
         report.seconds["clean"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         people = known_people(conn, now - timedelta(days=DUPLICATE_WINDOW_DAYS))
-        matches = _allowed(conn, find_duplicates([lead for _id, lead in cleaned], people), cleaned)
+        undone = _undone(conn)
+        matches = _allowed(undone, find_duplicates([lead for _id, lead in cleaned], people), cleaned)
         report.seconds["dedupe"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
-        outcome = _resolve(conn, cleaned, matches)
+        outcome = _resolve(conn, cleaned, matches, undone)
         report.duplicates = sum(1 for o in outcome.values() if o.duplicate_of is not None)
         report.linked_to_customers = sum(1 for o in outcome.values() if o.customer_id and o.merge_rule)
         signals = _signals(conn, {o.customer_id for o in outcome.values() if o.customer_id})
+        # the leads that waited for room go first: they have waited longest, and their deadline runs
+        report.waiting_assigned = route_waiting(conn, routing, now=now)
         placements = _route_all(conn, routing, cleaned, outcome, signals, rating, now, report)
         report.seconds["rate_route"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         _write(conn, rejected, cleaned, outcome, placements, now)
         report.seconds["write"] = round(time.perf_counter() - started, 3)
-        started = time.perf_counter()
-        report.waiting_assigned = route_waiting(conn, routing, now=now)
-        report.seconds["waiting"] = round(time.perf_counter() - started, 3)
         report.webhooks_queued = enqueue_webhooks(conn, now)
         report.rejected = dict(Counter(_reason_kind(r.reason) for _id, r in rejected).most_common())
     return report
@@ -223,17 +230,21 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r" domain \S+$", " domain", kind)[:60]
 
 
-def _allowed(
-    conn: psycopg.Connection[Any], matches: list[Match], cleaned: list[tuple[int, Lead]]
-) -> list[Match]:
-    """``matches`` without the pairs a person undid before."""
-    undone = {
+def _undone(conn: psycopg.Connection[Any]) -> set[tuple[int, str]]:
+    """The (lead, other) pairs a person said are not the same (undone merges): ``lead:<id>`` or a customer."""
+    return {
         (int(lead), str(other))
         for lead, other in conn.execute(
             "SELECT lead_id, coalesce('lead:' || into_lead::text, customer_id) FROM lead_merges"
             " WHERE undone_at IS NOT NULL"
         )
     }
+
+
+def _allowed(
+    undone: set[tuple[int, str]], matches: list[Match], cleaned: list[tuple[int, Lead]]
+) -> list[Match]:
+    """``matches`` without the pairs a person undid before."""
     if not undone:
         return matches
     out = []
@@ -254,7 +265,10 @@ class _Outcome:
 
 
 def _resolve(
-    conn: psycopg.Connection[Any], cleaned: list[tuple[int, Lead]], matches: list[Match]
+    conn: psycopg.Connection[Any],
+    cleaned: list[tuple[int, Lead]],
+    matches: list[Match],
+    undone: set[tuple[int, str]],
 ) -> dict[int, _Outcome]:
     """Per new lead id: its customer, and the lead it duplicates (if any), with the merge's rule."""
     out = {lead_id: _Outcome(lead.raw.customer_id) for lead_id, lead in cleaned}
@@ -275,8 +289,8 @@ def _resolve(
         str(c): int(lead)
         for c, lead in conn.execute(
             "SELECT DISTINCT ON (customer_id) customer_id, lead_id FROM leads"
-            " WHERE customer_id = ANY(%s) AND status = ANY(%s) ORDER BY customer_id, created_at, lead_id",
-            (customers, list(OPEN)),
+            f" WHERE customer_id = ANY(%s) AND {IN_PLAY} ORDER BY customer_id, created_at, lead_id",
+            (customers,),
         )
     }
     for lead_id, _lead in cleaned:
@@ -284,7 +298,7 @@ def _resolve(
         if o.customer_id is None or o.duplicate_of is not None:
             continue
         first = open_lead.setdefault(o.customer_id, lead_id)
-        if first != lead_id:
+        if first != lead_id and (lead_id, f"lead:{first}") not in undone:
             o.duplicate_of = first
             o.merge_rule, o.merge_score = o.merge_rule or "same_customer", o.merge_score or 1.0
     return out
@@ -344,12 +358,16 @@ def loads_and_conversion(
             )
         }
     )
+    # every assignment counts for its dealer, one escalated away too (a dealer that lets leads lapse does not
+    # look better for it), and only once it had SETTLE_DAYS to turn into an order
     assigned: dict[str, int] = {}
     orders: dict[str, int] = {}
     for d, n, o in conn.execute(
-        "SELECT dealer_id, count(*), count(*) FILTER (WHERE status = 'order') FROM leads"
-        " WHERE dealer_id IS NOT NULL AND assigned_at >= %s GROUP BY dealer_id",
-        (now - timedelta(days=routing.conversion_days),),
+        "SELECT a.dealer_id, count(*),"
+        " count(*) FILTER (WHERE l.status = 'order' AND l.dealer_id = a.dealer_id)"
+        " FROM lead_assignments a JOIN leads l USING (lead_id)"
+        " WHERE a.assigned_at >= %s AND a.assigned_at < %s GROUP BY a.dealer_id",
+        (now - timedelta(days=routing.conversion_days), now - timedelta(days=SETTLE_DAYS)),
     ):
         assigned[str(d)], orders[str(d)] = int(n), int(o)
     return load, smoothed_conversion(assigned, orders, dealers, routing.conversion_prior)
@@ -380,14 +398,7 @@ def _route_all(
     dealers = dealer_profiles(conn)
     load, conversion = loads_and_conversion(conn, routing, list(dealers), now)
     customers = sorted({o.customer_id for o in outcome.values() if o.customer_id})
-    sharing = {
-        str(c)
-        for (c,) in conn.execute(
-            "SELECT customer_id FROM consent_current WHERE scope = 'dealer_sharing' AND granted"
-            " AND customer_id = ANY(%s)",
-            (customers,),
-        )
-    }
+    sharing = _sharing(conn, customers)
     owner_dealer = owner_dealers(conn, customers)
     grades: Counter[str] = Counter()
     assigned: Counter[str] = Counter()
@@ -430,22 +441,41 @@ def _route_all(
     return placed
 
 
-def _not_to_be_called(lead: Lead, o: _Outcome, sharing: set[str]) -> str | None:
-    """Why this lead's person may not be called about it (None: they may)."""
-    if lead.raw.consent_contact is False:
+def _sharing(conn: psycopg.Connection[Any], customers: Sequence[str]) -> set[str]:
+    """The ones among ``customers`` who allow ``dealer_sharing`` now."""
+    return {
+        str(c)
+        for (c,) in conn.execute(
+            "SELECT customer_id FROM consent_current WHERE scope = 'dealer_sharing' AND granted"
+            " AND customer_id = ANY(%s)",
+            (list(customers),),
+        )
+    }
+
+
+def _may_not_call(
+    source: str, consent_contact: bool | None, customer: str | None, sharing: set[str]
+) -> str | None:
+    """Why the person may not be called about this lead now (None: they may)."""
+    if consent_contact is False:
         return "the person did not agree to be contacted"
-    if not lead.contactable:
-        return "no valid phone or e-mail"
     # a lead the system made from what it knows (no form filled in) needs the customer's standing consent to
     # be passed to a dealer, unless the person agreed to be contacted about this very lead (a campaign's
     # "call me back" button)
     if (
-        lead.raw.source in SYSTEM_SOURCES
-        and lead.raw.consent_contact is not True
-        and (o.customer_id is None or o.customer_id not in sharing)
+        source in SYSTEM_SOURCES
+        and consent_contact is not True
+        and (customer is None or customer not in sharing)
     ):
         return "a lead the system made: the customer does not allow dealer_sharing now"
     return None
+
+
+def _not_to_be_called(lead: Lead, o: _Outcome, sharing: set[str]) -> str | None:
+    """Why this lead's person may not be called about it (None: they may)."""
+    if not lead.contactable:
+        return "no valid phone or e-mail"
+    return _may_not_call(lead.raw.source, lead.raw.consent_contact, o.customer_id, sharing)
 
 
 def _write(
@@ -489,7 +519,9 @@ def _write(
         cur.execute(
             "UPDATE leads l SET status = o.status, status_reason = o.status_reason,"
             " name = coalesce(o.name, l.name), phone = o.phone, email = o.email, city = o.city,"
-            " region = o.region, model_interest = o.model_interest, customer_id = o.customer_id,"
+            " region = o.region, model_interest = o.model_interest,"
+            # a rejected lead keeps the customer its source named: it goes with that person's erasure
+            " customer_id = CASE WHEN o.status = 'rejected' THEN l.customer_id ELSE o.customer_id END,"
             " contactable = coalesce(o.contactable, false), name_key = o.name_key,"
             " notes = coalesce(o.notes, '{}'), grade = o.grade, score = o.score, reasons = o.reasons,"
             " duplicate_of_lead = o.duplicate_of, dealer_id = o.dealer_id,"
@@ -526,16 +558,24 @@ def place_again(
     now: datetime,
     why: str,
     exclude: dict[int, set[str]] | None = None,
-) -> list[tuple[int, Placement | None]]:
-    """Route leads again (``rows``: lead_id, source, channel, grade, intent, region, model_interest,
-    customer_id), in order, as far as today's capacity goes, never to a dealer of ``exclude[lead_id]``; each
-    one placed is assigned (``why`` before the rule's own why). Runs in the caller's transaction."""
+) -> list[tuple[int, Placement | None, str | None]]:
+    """Route leads again (``rows``: :data:`REROUTE_COLUMNS`), in order, as far as today's capacity goes, never
+    to a dealer of ``exclude[lead_id]``, and only as far as the person still may be called (consent is read
+    now: it may have been withdrawn since); each one placed is assigned (``why`` before the rule's own why).
+    Per lead: its placement, or None and why not (:data:`NO_ROOM`, or the consent's reason). Runs in the
+    caller's transaction."""
     dealers = dealer_profiles(conn)
     load, conversion = loads_and_conversion(conn, routing, list(dealers), now)
-    owners = owner_dealers(conn, sorted({str(r[7]) for r in rows if r[7]}))
-    out: list[tuple[int, Placement | None]] = []
+    customers = sorted({str(r[7]) for r in rows if r[7]})
+    owners = owner_dealers(conn, customers)
+    sharing = _sharing(conn, customers)
+    out: list[tuple[int, Placement | None, str | None]] = []
     placed = []
-    for lead_id, source, channel, grade, intent, region, model, customer in rows:
+    for lead_id, source, channel, grade, intent, region, model, customer, consent_contact in rows:
+        refusal = _may_not_call(source, consent_contact, customer, sharing)
+        if refusal is not None:
+            out.append((int(lead_id), None, refusal))
+            continue
         placement = route(
             RoutableLead(source, channel, grade or "C", intent, region, model, owners.get(str(customer))),
             dealers,
@@ -544,15 +584,17 @@ def place_again(
             conversion=conversion,
             exclude=(exclude or {}).get(int(lead_id), set()),
         )
-        out.append((int(lead_id), placement))
+        out.append((int(lead_id), placement, None if placement is not None else NO_ROOM))
         if placement is not None:
             load[placement.dealer_id] += 1
             due = now + timedelta(hours=getattr(routing.deadlines, grade or "C"))
             placed.append((int(lead_id), placement, due))
     with conn.cursor() as cur:
+        # only a lead still waiting or just escalated (an undo of its merge must not be overwritten)
         cur.executemany(
             "UPDATE leads SET status = 'assigned', status_reason = NULL, dealer_id = %s, assigned_at = %s,"
-            " contact_due_at = %s, updated_at = %s WHERE lead_id = %s",
+            " contact_due_at = %s, updated_at = %s"
+            " WHERE lead_id = %s AND status IN ('unassigned', 'assigned')",
             [(p.dealer_id, now, due, now, lead_id) for lead_id, p, due in placed],
         )
         cur.executemany(
@@ -560,43 +602,66 @@ def place_again(
             " VALUES (%s, %s, %s, %s, %s, %s)",
             [(lead_id, p.dealer_id, p.rule, f"{why}: {p.why}", now, due) for lead_id, p, due in placed],
         )
+        refused = [(reason, lead_id) for lead_id, p, reason in out if p is None and reason != NO_ROOM]
+        cur.executemany(
+            "UPDATE leads SET status = 'unassigned', status_reason = %s, dealer_id = NULL,"
+            " assigned_at = NULL, contact_due_at = NULL WHERE lead_id = %s",
+            refused,
+        )
     return out
 
 
 #: what :func:`place_again` reads of a lead
-REROUTE_COLUMNS = "lead_id, source, channel, grade, intent, region, model_interest, customer_id"
+REROUTE_COLUMNS = (
+    "lead_id, source, channel, grade, intent, region, model_interest, customer_id, consent_contact"
+)
 
 
 def route_waiting(conn: psycopg.Connection[Any], routing: RoutingConfig, *, now: datetime) -> int:
     """Route again the leads that waited for room (:data:`NO_ROOM`, created within :data:`WAIT_DAYS`), best
-    grade and oldest first, as far as today's capacity goes; return how many got a dealer."""
+    grade and oldest first, never back to a dealer they were escalated from; return how many got a dealer."""
     rows = conn.execute(
         f"SELECT {REROUTE_COLUMNS} FROM leads WHERE status = 'unassigned' AND status_reason = %s"
         " AND created_at >= %s ORDER BY grade, created_at, lead_id",
         (NO_ROOM, now - timedelta(days=WAIT_DAYS)),
     ).fetchall()
-    placed = place_again(conn, routing, rows, now=now, why="waited for room")
-    return sum(1 for _id, p in placed if p is not None)
+    if not rows:
+        return 0
+    escalated: dict[int, set[str]] = {}
+    for lead_id, dealer in conn.execute(
+        "SELECT lead_id, dealer_id FROM lead_assignments"
+        " WHERE lead_id = ANY(%s) AND end_reason = 'escalated'",
+        ([int(r[0]) for r in rows],),
+    ):
+        escalated.setdefault(int(lead_id), set()).add(str(dealer))
+    placed = place_again(conn, routing, rows, now=now, why="waited for room", exclude=escalated)
+    return sum(1 for _id, p, _why in placed if p is not None)
 
 
 def undo_merge(conn: psycopg.Connection[Any], merge_id: int, *, now: datetime) -> int:
     """Undo a merge: the lead is new again (the next :func:`process` looks at it afresh, and never merges
-    the same pair again); the merge row stays with ``undone_at``. Returns the lead id."""
+    the same pair again); the merge row stays with ``undone_at``. Refused (:class:`LeadError`) when the lead
+    has been followed up since (a dealer worked it as it was). Returns the lead id."""
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('drivesight-leads'))")
         row = conn.execute(
-            "UPDATE lead_merges SET undone_at = %s WHERE merge_id = %s AND undone_at IS NULL"
-            " RETURNING lead_id, customer_id",
-            (now, merge_id),
+            "SELECT m.lead_id, m.customer_id, l.status, l.raw->>'customer_id' FROM lead_merges m"
+            " JOIN leads l USING (lead_id) WHERE m.merge_id = %s AND m.undone_at IS NULL FOR UPDATE OF m, l",
+            (merge_id,),
         ).fetchone()
         if row is None:
             raise LeadError(f"no merge {merge_id} that is not undone already")
-        lead_id = int(row[0])
+        lead_id, customer, status, named = int(row[0]), row[1], str(row[2]), row[3]
+        if status not in ("duplicate", "unassigned", "assigned"):
+            raise LeadError(f"lead {lead_id} is {status} already: a dealer worked it; its merge stays")
+        conn.execute("UPDATE lead_merges SET undone_at = %s WHERE merge_id = %s", (now, merge_id))
+        # a customer merge undone: the lead keeps only the customer its source named
+        keep = None if customer is not None else "customer_id"
         conn.execute(
-            "UPDATE leads SET status = 'new', duplicate_of_lead = NULL, dealer_id = NULL, assigned_at = NULL,"
-            " contact_due_at = NULL, customer_id = CASE WHEN %s::text IS NULL THEN customer_id"
-            " WHEN raw->>'customer_id' IS NULL THEN NULL ELSE customer_id END, updated_at = %s"
-            " WHERE lead_id = %s AND status IN ('duplicate', 'unassigned', 'assigned')",
-            (row[1], now, lead_id),
+            "UPDATE leads SET status = 'new', status_reason = NULL, duplicate_of_lead = NULL,"
+            " dealer_id = NULL, assigned_at = NULL, contact_due_at = NULL,"
+            f" customer_id = {keep or '%s'}, updated_at = %s WHERE lead_id = %s",
+            ((named, now, lead_id) if keep is None else (now, lead_id)),
         )
         conn.execute(
             "UPDATE lead_assignments SET ended_at = %s, end_reason = 'reassigned'"

@@ -47,15 +47,27 @@ def deliver(
 ) -> tuple[int, int]:
     """Post every lead webhook due at ``now``; (delivered, failed for good)."""
     delivered = failed = 0
-    lead_columns = ", ".join(f"l.{c.strip()}" for c in COLUMNS.split(","))
+    # the lead as the dealer API shows it; dealer and times from the assignment being posted
+    lead_columns = ", ".join(
+        f"l.{c.strip()}" for c in COLUMNS.split(",") if c.strip() not in ("dealer_id", "assigned_at")
+    )
     cur = conn.cursor(row_factory=dict_row)
     while True:
         with conn.transaction():
+            # an assignment that ended before its post went out (escalated, undone) is no longer that
+            # dealer's to see: cancelled, never posted
+            cur.execute(
+                "UPDATE lead_webhooks w SET outcome = 'cancelled' FROM lead_assignments a"
+                " WHERE a.assignment_id = w.assignment_id AND w.outcome = 'sending'"
+                " AND a.ended_at IS NOT NULL"
+            )
             row = cur.execute(
-                f"SELECT w.assignment_id, w.url, w.attempts, a.rule, a.why, a.contact_due_at AS due,"
+                f"SELECT w.assignment_id, w.url, w.attempts, a.dealer_id, a.assigned_at, a.rule, a.why,"
+                f" a.contact_due_at AS due,"
                 f" {lead_columns} FROM lead_webhooks w JOIN lead_assignments a USING (assignment_id)"
                 " JOIN leads l ON l.lead_id = a.lead_id"
-                " WHERE w.outcome = 'sending' AND w.next_attempt_at <= %s"
+                " WHERE w.outcome = 'sending' AND w.next_attempt_at <= %s AND a.ended_at IS NULL"
+                " AND l.dealer_id = a.dealer_id"
                 " ORDER BY w.next_attempt_at, w.assignment_id LIMIT 1 FOR UPDATE OF w SKIP LOCKED",
                 (now,),
             ).fetchone()

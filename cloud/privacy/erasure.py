@@ -105,11 +105,15 @@ class SameKey(ErasureError):
     status = 403
 
 
-#: (table, what identifies the person's rows): every table that can hold a person, in deletion order
-#: (children first); ``c``, ``v``, ``a``: the customer, vehicle and account ids, ``ids``: all of them
+#: the person's leads: naming them (or, rejected, having named them) or their car, and every lead found to be
+#: the same person as one of those, either way and transitively (a duplicate points at its lead)
 _LEADS = (
-    "SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"
-    " OR duplicate_of_lead IN (SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s))"
+    "WITH RECURSIVE mine(lead_id) AS ("
+    " SELECT lead_id FROM leads WHERE customer_id = ANY(%(c)s) OR raw->>'customer_id' = ANY(%(c)s)"
+    " OR vehicle_id = ANY(%(v)s)"
+    " UNION SELECT x.lead_id FROM mine m JOIN leads y ON y.lead_id = m.lead_id"
+    " JOIN leads x ON x.duplicate_of_lead = y.lead_id OR x.lead_id = y.duplicate_of_lead"
+    ") SELECT lead_id FROM mine"
 )
 #: a call record of the person: naming them, or with one of their phones or e-mails in its turns
 #: (``contacts``: :func:`contact_pattern`, NULL when they have none to search for)
@@ -117,6 +121,8 @@ QA_RECORDS = (
     "SELECT record_id FROM qa_call_records WHERE customer_id = ANY(%(c)s)"
     " OR (%(contacts)s::text IS NOT NULL AND turns::text ~* %(contacts)s::text)"
 )
+#: (table, what identifies the person's rows): every table that can hold a person, in deletion order
+#: (children first); ``c``, ``v``, ``a``: the customer, vehicle and account ids, ``ids``: all of them
 ERASED: tuple[tuple[str, str], ...] = (
     ("qa_inspections", f"record_id IN ({QA_RECORDS})"),
     ("qa_call_records", f"record_id IN ({QA_RECORDS})"),

@@ -240,16 +240,19 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
             conn,
             "SELECT l.lead_id, l.source, l.channel, l.activity, l.created_at, l.name, l.phone, l.email,"
             " l.city, l.model_interest, l.intent, l.message, l.status, l.status_reason, l.grade, l.score,"
-            " l.reasons, l.duplicate_of_lead, l.dealer_id, l.assigned_at, l.first_contact_at,"
+            " l.reasons, l.duplicate_of_lead, l.dealer_id, l.assigned_at, l.first_contact_at, l.raw,"
             " (SELECT coalesce(jsonb_agg(to_jsonb(e) - 'key_id' ORDER BY e.at), '[]') FROM lead_events e"
             "  WHERE e.lead_id = l.lead_id) AS follow_up,"
             " (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.assigned_at), '[]') FROM lead_assignments a"
             "  WHERE a.lead_id = l.lead_id) AS assignments,"
             " (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.merged_at), '[]') FROM lead_merges m"
             "  WHERE m.lead_id = l.lead_id) AS merges"
-            " FROM leads l WHERE l.customer_id = %(c)s"
-            " OR l.vehicle_id IN (SELECT vehicle_id FROM vehicles WHERE customer_id = %(c)s)"
-            " OR l.duplicate_of_lead IN (SELECT lead_id FROM leads WHERE customer_id = %(c)s)"
+            " FROM leads l WHERE l.lead_id IN (WITH RECURSIVE mine(lead_id) AS ("
+            "  SELECT lead_id FROM leads WHERE customer_id = %(c)s OR raw->>'customer_id' = %(c)s"
+            "  OR vehicle_id IN (SELECT vehicle_id FROM vehicles WHERE customer_id = %(c)s)"
+            "  UNION SELECT x.lead_id FROM mine m JOIN leads y ON y.lead_id = m.lead_id"
+            "  JOIN leads x ON x.duplicate_of_lead = y.lead_id OR x.lead_id = y.duplicate_of_lead"
+            " ) SELECT lead_id FROM mine)"
             " ORDER BY l.created_at, l.lead_id",
             c,
         ),

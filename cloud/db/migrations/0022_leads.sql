@@ -95,11 +95,12 @@ CREATE INDEX lead_assignments_dealer ON lead_assignments (dealer_id, assigned_at
 
 -- The dealer's webhook per assignment (dealers.webhook_url): the lead posted signed and retried as campaign
 -- webhooks are (cloud/push/webhooks.py), the assignment id as the idempotency key; 'sending' until the
--- endpoint took it ('sent') or refused every attempt ('failed'). Goes with its assignment.
+-- endpoint took it ('sent') or refused every attempt ('failed'); 'cancelled' when the assignment ended before
+-- it went out (the lead is no longer that dealer's to see). Goes with its assignment.
 CREATE TABLE lead_webhooks (
     assignment_id   bigint      PRIMARY KEY REFERENCES lead_assignments (assignment_id) ON DELETE CASCADE,
     url             text        NOT NULL,
-    outcome         text        NOT NULL DEFAULT 'sending' CHECK (outcome IN ('sending', 'sent', 'failed')),
+    outcome         text        NOT NULL DEFAULT 'sending' CHECK (outcome IN ('sending', 'sent', 'failed', 'cancelled')),
     attempts        integer     NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL,
     sent_at         timestamptz,
