@@ -503,3 +503,28 @@ def test_follow_up_times_and_giving_up_are_checked(db: psycopg.Connection, tmp_p
     f8, d8 = leads["F8"][6], leads["F8"][4]
     set_status(db, f8, d8, "lost", at=NOW + timedelta(hours=30), key_id=None, lost_reason="no_answer")
     assert db.execute("SELECT first_contact_at FROM leads WHERE lead_id = %s", (f8,)).fetchone() == (None,)
+
+
+def test_a_service_reminded_and_not_booked_becomes_a_dealer_lead(db: psycopg.Connection) -> None:
+    from cloud.leads.capture import capture_from_system
+
+    db.execute("INSERT INTO customers (customer_id, name, phone) VALUES ('C6', 'He Ping', '13977778888')")
+    for vehicle in ("V6", "V7"):
+        db.execute(
+            "INSERT INTO vehicles (vehicle_id, first_seen, last_seen, customer_id, model)"
+            " VALUES (%s, now(), now(), 'C6', 'DS-SUV')",
+            (vehicle,),
+        )
+    for vehicle, outcome in (("V6", "sent"), ("V7", "sent"), ("V7", "stopped_by_booking")):
+        db.execute(
+            "INSERT INTO service_reminders (customer_id, vehicle_id, channel, reason, episode, due_at, attempt,"
+            " outcome, why, decided_at, sent_at) VALUES ('C6', %s, 'push', 'due_by_time', 'service:delivery',"
+            " %s, 1, %s, '12 months passed', %s, %s)",
+            (vehicle, NOW - timedelta(days=10), outcome, NOW - timedelta(days=9), NOW - timedelta(days=9)),
+        )
+    assert capture_from_system(db, now=NOW - timedelta(days=5), min_upgrade=0.5)["unbooked_services"] == 0
+    found = capture_from_system(db, now=NOW, min_upgrade=0.5)
+    assert found["unbooked_services"] == 1 and found["captured"] == 1  # V7 was booked
+    assert capture_from_system(db, now=NOW, min_upgrade=0.5)["captured"] == 0
+    lead = db.execute("SELECT source, vehicle_id, intent, message FROM leads").fetchone()
+    assert lead is not None and lead[:3] == ("service", "V6", "service") and "not booked" in lead[3]

@@ -31,9 +31,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--source", choices=("form", "event", "campaign", "import"), help="for lines naming none"
     )
     capture = sub.add_parser(
-        "capture", help="leads from what the system knows: high upgrade intent, clicked test-drive offers"
+        "capture", help="leads the system makes: test-drive clicks, upgrade intent, unbooked service"
     )
     capture.add_argument("--min-upgrade", type=float, default=0.5, help="upgrade probability from (0..1)")
+    capture.add_argument(
+        "--service-after-days", type=int, default=7, help="a service reminded this long ago and not booked"
+    )
     process = sub.add_parser("process", help="clean, deduplicate, rate and route every new lead")
     escalate = sub.add_parser("escalate", help="leads whose first-contact deadline passed: to another dealer")
     for p in (process, escalate, capture):
@@ -151,7 +154,9 @@ def _import(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 def _capture(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .capture import capture_from_system
 
-    report = capture_from_system(conn, now=_now(args.now), min_upgrade=args.min_upgrade)
+    report = capture_from_system(
+        conn, now=_now(args.now), min_upgrade=args.min_upgrade, service_after_days=args.service_after_days
+    )
     return report, ", ".join(f"{k}: {v}" for k, v in report.items())
 
 
