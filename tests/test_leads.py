@@ -517,9 +517,9 @@ def test_a_service_reminded_and_not_booked_becomes_a_dealer_lead(db: psycopg.Con
         )
     for vehicle, outcome in (("V6", "sent"), ("V7", "sent"), ("V7", "stopped_by_booking")):
         db.execute(
-            "INSERT INTO service_reminders (customer_id, vehicle_id, channel, reason, episode, due_at, attempt,"
-            " outcome, why, decided_at, sent_at) VALUES ('C6', %s, 'push', 'due_by_time', 'service:delivery',"
-            " %s, 1, %s, '12 months passed', %s, %s)",
+            "INSERT INTO service_reminders (customer_id, vehicle_id, channel, reason, episode, due_at,"
+            " attempt, outcome, why, decided_at, sent_at) VALUES ('C6', %s, 'push', 'due_by_time',"
+            " 'service:delivery', %s, 1, %s, '12 months passed', %s, %s)",
             (vehicle, NOW - timedelta(days=10), outcome, NOW - timedelta(days=9), NOW - timedelta(days=9)),
         )
     assert capture_from_system(db, now=NOW - timedelta(days=5), min_upgrade=0.5)["unbooked_services"] == 0
