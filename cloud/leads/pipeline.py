@@ -129,7 +129,7 @@ class ProcessReport:
     leads: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # by reason (its first words)
     duplicates: int = 0
-    linked_to_customers: int = 0
+    linked_to_customers: int = 0  # found to be a known customer the source did not name
     grades: dict[str, int] = field(default_factory=dict)
     assigned: dict[str, int] = field(default_factory=dict)  # by rule
     unassigned: dict[str, int] = field(default_factory=dict)  # by reason
@@ -210,7 +210,7 @@ def process(
         started = time.perf_counter()
         outcome = _resolve(conn, cleaned, matches, undone)
         report.duplicates = sum(1 for o in outcome.values() if o.duplicate_of is not None)
-        report.linked_to_customers = sum(1 for o in outcome.values() if o.customer_id and o.merge_rule)
+        report.linked_to_customers = sum(1 for o in outcome.values() if o.merged_customer)
         signals = _signals(conn, {o.customer_id for o in outcome.values() if o.customer_id})
         # the leads that waited for room go first: they have waited longest, and their deadline runs
         report.waiting_assigned = route_waiting(conn, routing, now=now)
