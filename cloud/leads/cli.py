@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cloud.clock import parse_now
+
 log = logging.getLogger(__name__)
 
 
@@ -63,18 +65,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for p in (imp, capture, process, escalate, listing, stats, kpis, undo):
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     leads.set_defaults(handler=_dispatch)
-
-
-def _now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"--now {text!r} is not an ISO 8601 time") from exc
-    if at.tzinfo is None:
-        raise ValueError("--now needs its UTC offset, e.g. 2026-12-01T04:00:00Z")
-    return at
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -155,7 +145,10 @@ def _capture(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
     from .capture import capture_from_system
 
     report = capture_from_system(
-        conn, now=_now(args.now), min_upgrade=args.min_upgrade, service_after_days=args.service_after_days
+        conn,
+        now=parse_now(args.now),
+        min_upgrade=args.min_upgrade,
+        service_after_days=args.service_after_days,
     )
     return report, ", ".join(f"{k}: {v}" for k, v in report.items())
 
@@ -165,7 +158,7 @@ def _process(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     from .pipeline import process
 
-    now = _now(args.now)
+    now = parse_now(args.now)
     report = process(conn, _routing(conn, args.routing), now=now, progress=log.info)
     delivered, failed = _deliver(conn, now)
     text = (
@@ -183,7 +176,7 @@ def _escalate(conn: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
     from .followup import escalate
 
-    now = _now(args.now)
+    now = parse_now(args.now)
     report = escalate(conn, _routing(conn, args.routing), now=now)
     delivered, failed = _deliver(conn, now)
     text = (

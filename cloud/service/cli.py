@@ -13,9 +13,10 @@ import argparse
 import json
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cloud.clock import parse_now
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"--now {text!r} is not an ISO 8601 time") from exc
-    if at.tzinfo is None:
-        raise ValueError("--now needs its UTC offset, e.g. 2026-12-01T04:00:00Z")
-    return at
-
-
 def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, str]:
     from cloud.downlink import DownlinkPublisher, connect
     from cloud.privacy.audit import record
@@ -90,7 +79,7 @@ def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, st
     from .plans import load_plans
     from .remind import run_reminders
 
-    now = _now(args.now)
+    now = parse_now(args.now)
     path = args.plans or (
         Path(os.environ["DRIVESIGHT_SERVICE_PLANS"]) if "DRIVESIGHT_SERVICE_PLANS" in os.environ else None
     )
