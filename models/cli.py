@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import ARTIFACTS
+from . import ARTIFACTS, credit_cli
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = models.add_subparsers(dest="models_command", required=True)
     names = ["driving_style", "vehicle_health", "churn_risk"]
     train = sub.add_parser("train", help="fit a model and keep it in the work directory")
-    train.add_argument("name", choices=names)
+    train.add_argument("name", choices=[*names, "credit_score"])
     train.add_argument("--seed", type=int, default=7)
     train.add_argument(
         "--data", type=Path, help="labelled CSV (feature columns + label) instead of simulated data"
@@ -53,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--out", type=Path, help=f"where model.onnx and report.json go (default: WORKDIR/{TABLE_MODEL_DIR})"
     )
     table.add_argument("--json", action="store_true", help="only the report, as JSON, on stdout")
+    credit_cli.add_arguments(train)
     train.set_defaults(handler=_train)
     export = sub.add_parser("export", help="write model.onnx, manifest.json and MODEL_CARD.md")
     export.add_argument("name", choices=names)
@@ -73,6 +74,8 @@ def _artifact_dir(name: str, given: Path | None) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.name == "credit_score":
+        return credit_cli.train_credit_command(args)
     if args.target is not None:
         return _train_table(args)
     if args.id_column or args.out is not None:
