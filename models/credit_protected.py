@@ -111,7 +111,8 @@ def group_labels(values: list[str]) -> np.ndarray:
             continue
         band = min(int(np.searchsorted(edges, number, side="right")) - 1, len(edges) - 2)
         band = max(band, 0)
-        labels.append(f"{_fmt(edges[band])}-{_fmt(edges[band + 1])}")
+        closing = "]" if band == len(edges) - 2 else ")"  # bands hold their lower edge, the last both
+        labels.append(f"[{_fmt(edges[band])}, {_fmt(edges[band + 1])}{closing}")
     return np.array(labels, dtype=object)
 
 
