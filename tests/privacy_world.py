@@ -263,6 +263,12 @@ def build_world(url: str, directory: Path) -> tuple[Person, Person]:
                 " SELECT %s, '2026-11-01', 0.3, '[]', max(version) FROM upgrade_models",
                 (p.customer_id,),
             )
+            # a credit score with its reason codes (a financing offer's scorecard)
+            conn.execute(
+                "INSERT INTO credit_scores (customer_id, scored_at, score, reasons, model)"
+                " VALUES (%s, '2026-11-01T00:00:00Z', 612, %s, 'credit_score v1')",
+                (p.customer_id, [f"debt_to_income of {p.customer_id}"]),
+            )
             # a dealer lead of theirs, assigned and contacted, and a second lead found to be its duplicate
             # (it names no customer: only the duplicate link ties it to the person)
             lead = conn.execute(

@@ -67,6 +67,7 @@ TABLES: dict[str, str] = {
     "upgrade_scores": "person",
     "life_events": "person",
     "leads": "person",
+    "credit_scores": "person",
     "lead_events": "person",
     "lead_assignments": "person",
     "lead_merges": "person",

@@ -65,6 +65,7 @@ IN_EXPORT: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "upgrade_scores": lambda d: d["upgrade_scores"],
     "life_events": lambda d: d["life_events"],
     "leads": lambda d: d["leads"],
+    "credit_scores": lambda d: d["credit_scores"],
     "lead_events": lambda d: [e for lead in d["leads"] for e in lead["follow_up"]],
     "lead_assignments": lambda d: [a for lead in d["leads"] for a in lead["assignments"]],
     "lead_merges": lambda d: [m for lead in d["leads"] for m in lead["merges"]],

@@ -125,6 +125,28 @@ class DealerRow(_Row):
         return _listed(value) if value not in (None, "") else None
 
 
+class CreditScoreRow(_Row):
+    """credit_scores: a customer's credit score as a scorecard gave it (``drivesight models train
+    credit_score``, or the lender's own): points (0-1000), the reason codes of a low score (``a;b;c``), the
+    model, when."""
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    scored_at: datetime
+    score: float = Field(ge=0, le=1000)
+    reasons: list[str] = Field(default=[], max_length=10)
+    model: str = Field(min_length=1, max_length=128)
+
+    @field_validator("reasons", mode="before")
+    @classmethod
+    def _reasons(cls, value: Any) -> Any:
+        return _listed(value)
+
+    @field_validator("scored_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _aware_or_none(value) or value
+
+
 class TargetRow(_Row):
     """targets: a dealer's monthly targets (cloud/leads/kpis.py reads them against the actuals); ``month`` is
     its first day (``2026-12-01``, or ``2026-12``)."""
@@ -310,6 +332,8 @@ class CatalogueRow(_Row):
     valid_until: datetime | None = None
     cost_per_send: float = Field(default=0.0, ge=0, le=1e6)
     value_per_conversion: float = Field(default=0.0, ge=0, le=1e9)
+    #: a financing or leasing offer: only customers whose newest credit score is at least this get it
+    min_credit_score: float | None = Field(default=None, ge=0, le=1000)
     categories: dict[str, float] = {}
 
     @field_validator("tags", "target_models", "target_regions", mode="before")
@@ -476,7 +500,7 @@ _VEHICLE_COLS = (
 
 _CATALOGUE_COLS = (
     "item_id", "kind", "title", "body", "url", "category", "tags", "target_models", "target_regions",
-    "valid_from", "valid_until", "cost_per_send", "value_per_conversion", "categories",
+    "valid_from", "valid_until", "cost_per_send", "value_per_conversion", "min_credit_score", "categories",
 )  # fmt: skip
 
 KINDS: dict[str, Kind] = {
@@ -496,13 +520,25 @@ KINDS: dict[str, Kind] = {
         " UPDATE dealers d SET role = s.role FROM staging s"
         " WHERE s.dealer_id = d.dealer_id AND s.role IS NOT NULL",
     ),
+    "credit_scores": Kind(
+        CreditScoreRow,
+        "credit_scores",
+        ("customer_id", "scored_at", "score", "reasons", "model"),
+        (("customer_id", "customers", "customer_id"),),
+        "INSERT INTO credit_scores (customer_id, scored_at, score, reasons, model)"
+        " SELECT DISTINCT ON (customer_id, scored_at) customer_id, scored_at, score, reasons, model"
+        " FROM staging ORDER BY customer_id, scored_at, line DESC"
+        " ON CONFLICT (customer_id, scored_at) DO UPDATE SET score = excluded.score,"
+        " reasons = excluded.reasons, model = excluded.model, imported_at = now()",
+    ),
     "targets": Kind(
         TargetRow,
         "dealer_targets",
         ("dealer_id", "month", "leads", "contacts", "test_drives", "orders"),
         (("dealer_id", "dealers", "dealer_id"),),
         "INSERT INTO dealer_targets (dealer_id, month, leads, contacts, test_drives, orders)"
-        " SELECT dealer_id, month, leads, contacts, test_drives, orders FROM staging ORDER BY line"
+        " SELECT DISTINCT ON (dealer_id, month) dealer_id, month, leads, contacts, test_drives, orders"
+        " FROM staging ORDER BY dealer_id, month, line DESC"
         " ON CONFLICT (dealer_id, month) DO UPDATE SET leads = excluded.leads, contacts = excluded.contacts,"
         " test_drives = excluded.test_drives, orders = excluded.orders",
     ),
@@ -644,6 +680,7 @@ KINDS: dict[str, Kind] = {
             r.valid_until,
             r.cost_per_send,
             r.value_per_conversion,
+            r.min_credit_score,
             json.dumps(r.categories),
         ),
     ),
@@ -688,6 +725,7 @@ _PERSON_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "interactions": (("account_id", "account", "online_accounts"),),
     "conversions": (("customer_id", "customer", "customers"),),
     "life_events": (("customer_id", "customer", "customers"),),
+    "credit_scores": (("customer_id", "customer", "customers"),),
 }
 
 
@@ -701,6 +739,9 @@ class ImportResult:
 
 #: kinds whose lines are events (a line twice is stored once), not entities with a key
 _EVENT_TABLES = ("interactions", "consent_events", "conversions", "life_events")
+#: kinds keyed by more than their first column (a customer's scores, a dealer's months): a key twice in a file
+#: is taken from its last line
+_COMPOSITE_KEYS = ("credit_scores", "dealer_targets")
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -825,7 +866,7 @@ def _store(
             ).fetchall()
             errors += [(int(str(line)), f"{column} {value!r} is not in {table}") for line, value in missing]
         if (
-            kind.table not in _EVENT_TABLES
+            kind.table not in _EVENT_TABLES + _COMPOSITE_KEYS
         ):  # an event logged twice is stored once; an entity twice: a conflict
             duplicates = cur.execute(
                 f"SELECT min(line), {kind.columns[0]} FROM staging"

@@ -15,6 +15,8 @@ An expression is a small tree, like Apache Unomi's conditions::
   (``churn_scores``, cloud/churn/);
 - ``{"upgrade_intent": {"min": P, "max": P}}`` (either bound, or both): the probability of the customer's
   newest upgrade score (``upgrade_scores``, cloud/upgrade/), ``min`` inclusive, ``max`` exclusive.
+- ``{"credit_score": {"min": S, "max": S}}``: the customer's newest credit score (``credit_scores``, 0-1000),
+  as ``upgrade_intent``.
   A customer never scored matches neither (and so matches its ``not``).
 
 Expressions compile to parameterized SQL (values are never pasted into the text); an unknown key, attribute
@@ -97,6 +99,8 @@ def compile_expression(expr: Any, params: list[object], path: str = "where") -> 
         return _churn_tier(expr, params, path)
     if "upgrade_intent" in expr:
         return _upgrade_intent(expr, params, path)
+    if "credit_score" in expr:
+        return _credit_score(expr, params, path)
     raise SegmentError(
         f"{path}: unknown condition {sorted(expr)}; use and, or, not, tag, attr, churn_tier or upgrade_intent"
     )
@@ -140,6 +144,28 @@ def _upgrade_intent(expr: dict[str, Any], params: list[object], path: str) -> st
     return (
         "coalesce((SELECT s.probability >= %s AND s.probability < %s FROM upgrade_scores s"
         " WHERE s.customer_id = c.customer_id ORDER BY s.day DESC LIMIT 1), false)"
+    )
+
+
+def _credit_score(expr: dict[str, Any], params: list[object], path: str) -> str:
+    """``{"credit_score": {"min": S, "max": S}}``: the customer's newest credit score (0-1000), at least
+    ``min`` and below ``max``."""
+    if len(expr) != 1:
+        raise SegmentError(f"{path}: nothing may stand beside 'credit_score'")
+    bounds = expr["credit_score"]
+    where = f"{path}.credit_score"
+    if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max"}:
+        raise SegmentError(f"{where}: expected {{'min': S}}, {{'max': S}} or both, S a score from 0 to 1000")
+    for name, value in bounds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1000:
+            raise SegmentError(f"{where}.{name}: expected a score from 0 to 1000, got {value!r}")
+    lo, hi = float(bounds.get("min", 0.0)), float(bounds.get("max", 1001.0))
+    if lo >= hi:
+        raise SegmentError(f"{where}: min ({lo}) must be below max ({hi})")
+    params += [lo, hi]
+    return (
+        "coalesce((SELECT s.score >= %s AND s.score < %s FROM credit_scores s"
+        " WHERE s.customer_id = c.customer_id ORDER BY s.scored_at DESC LIMIT 1), false)"
     )
 
 

@@ -146,6 +146,7 @@ ERASED: tuple[tuple[str, str], ...] = (
     ("lead_merges", f"lead_id IN ({_LEADS}) OR into_lead IN ({_LEADS}) OR customer_id = ANY(%(c)s)"),
     ("leads", f"lead_id IN ({_LEADS})"),
     ("churn_scores", "customer_id = ANY(%(c)s)"),
+    ("credit_scores", "customer_id = ANY(%(c)s)"),
     ("upgrade_scores", "customer_id = ANY(%(c)s)"),
     ("life_events", "customer_id = ANY(%(c)s)"),
     ("consent_events", "customer_id = ANY(%(c)s) OR vehicle_id = ANY(%(v)s)"),

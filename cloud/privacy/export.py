@@ -3,8 +3,9 @@
 Sections: ``customer`` (the CRM record), ``consent`` (current and the whole history), ``identities``
 (online accounts, every identity link and merge, undone ones too), ``interactions``, ``complaints``,
 ``portrait`` (features, tags, preferences, cluster, segments), ``churn_scores`` (every daily churn score),
-``upgrade_scores`` (every daily upgrade score), ``life_events`` (from the CRM), ``leads`` (every dealer lead
-of theirs, and the leads found to be theirs, each with its follow-up, assignments and merges),
+``upgrade_scores`` (every daily upgrade score), ``credit_scores`` (every credit score, its reason codes),
+``life_events`` (from the CRM), ``leads`` (every dealer lead of theirs, and the leads found to be theirs, each
+with its follow-up, assignments and merges),
 ``vehicles`` (per car: master data and status, purchase, service visits, trips, earlier trip versions,
 driving events, fault codes, push feedback, the consent the car reported, telemetry, how many messages the
 car sent), ``call_records`` (dealers' call records naming them or holding one of their phones or e-mails,
@@ -254,6 +255,13 @@ def build_export(conn: psycopg.Connection[Any], ids: PersonIds) -> Doc:
             "  JOIN leads x ON x.duplicate_of_lead = y.lead_id OR x.lead_id = y.duplicate_of_lead"
             " ) SELECT lead_id FROM mine)"
             " ORDER BY l.created_at, l.lead_id",
+            c,
+        ),
+        # every credit score a scorecard gave them, with its reason codes (financing offers)
+        "credit_scores": _rows(
+            conn,
+            "SELECT scored_at, score, reasons, model, imported_at FROM credit_scores"
+            " WHERE customer_id = %(c)s ORDER BY scored_at",
             c,
         ),
         "churn_scores": _rows(

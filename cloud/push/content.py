@@ -52,6 +52,8 @@ class Item:
     valid_until: datetime | None
     cost_per_send: float
     value_per_conversion: float
+    #: a financing offer's minimum credit score (the customer's newest, ``credit_scores``); None: anyone
+    min_credit_score: float | None = None
 
     def valid_at(self, at: datetime) -> bool:
         """Whether the item may be shown at ``at``."""
@@ -65,6 +67,11 @@ class Item:
             not self.target_regions or region in self.target_regions
         )
 
+    def credit_allows(self, score: float | None) -> bool:
+        """Whether a customer with this newest credit score may get the item (a customer without a score may
+        not get an offer that needs one)."""
+        return self.min_credit_score is None or (score is not None and score >= self.min_credit_score)
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -75,6 +82,8 @@ class Target:
     region: str | None
     #: items this customer converted on before (never offered again)
     converted: frozenset[str] = field(default_factory=frozenset)
+    #: the customer's newest credit score (None: none), for offers that need one
+    credit_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +116,8 @@ def load_items(conn: psycopg.Connection[Any]) -> dict[str, Item]:
         conn.cursor(row_factory=tuple_row)
         .execute(
             "SELECT item_id, kind, coalesce(title, item_id), coalesce(body, ''), url, category, tags,"
-            " target_models, target_regions, valid_from, valid_until, cost_per_send, value_per_conversion"
-            " FROM content_items ORDER BY item_id"
+            " target_models, target_regions, valid_from, valid_until, cost_per_send, value_per_conversion,"
+            " min_credit_score FROM content_items ORDER BY item_id"
         )
         .fetchall()
     )
@@ -127,6 +136,7 @@ def load_items(conn: psycopg.Connection[Any]) -> dict[str, Item]:
             r[10],
             float(r[11]),
             float(r[12]),
+            None if r[13] is None else float(r[13]),
         )
         for r in rows
     }
@@ -136,16 +146,22 @@ def eligible_items(
     targets: Sequence[Target], items: Mapping[str, Item], at: datetime
 ) -> dict[str, list[Item]]:
     """Per customer, the items a recommended slot may show them at ``at``: of an offer kind, valid, targeted
-    at them, not converted on. Customers alike (model, region, items converted on) share one list."""
+    at them, allowed by their credit score, not converted on. Customers alike (model, region, items converted
+    on, credit score where an item needs one) share one list."""
     valid = [i for i in items.values() if i.kind in RECOMMENDABLE_KINDS and i.valid_at(at)]
-    lists: dict[tuple[str | None, str | None, frozenset[str]], list[Item]] = {}
+    needs_credit = any(i.min_credit_score is not None for i in valid)
+    lists: dict[tuple[str | None, str | None, frozenset[str], float | None], list[Item]] = {}
     out = {}
     for t in targets:
-        key = (t.model, t.region, t.converted)
+        key = (t.model, t.region, t.converted, t.credit_score if needs_credit else None)
         found = lists.get(key)
         if found is None:
             found = lists[key] = [
-                i for i in valid if i.item_id not in t.converted and i.targets(t.model, t.region)
+                i
+                for i in valid
+                if i.item_id not in t.converted
+                and i.targets(t.model, t.region)
+                and i.credit_allows(t.credit_score)
             ]
         out[t.customer_id] = found
     return out

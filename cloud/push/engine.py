@@ -283,6 +283,20 @@ def pushes_sent(
     return sends
 
 
+def _needs_credit(items: dict[str, Item]) -> bool:
+    return any(i.min_credit_score is not None for i in items.values())
+
+
+def credit_scores(conn: psycopg.Connection[Any], customers: Sequence[str]) -> dict[str, float]:
+    """Each of ``customers``' newest credit score (those without one are left out)."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (customer_id) customer_id, score FROM credit_scores WHERE customer_id = ANY(%s)"
+        " ORDER BY customer_id, scored_at DESC",
+        (list(customers),),
+    ).fetchall()
+    return {str(c): float(s) for c, s in rows}
+
+
 def _choose(
     conn: psycopg.Connection[Any],
     spec: CampaignSpec,
@@ -295,6 +309,7 @@ def _choose(
 ) -> dict[str, Choice]:
     """The content of every treated customer that has any."""
     converted = _converted(conn, [c for c, _ in treated])
+    scores = credit_scores(conn, [c for c, _ in treated]) if _needs_credit(items) else {}
     by_arm: dict[str, list[Target]] = defaultdict(list)
     for customer, arm in treated:
         car = cars.get(customer)
@@ -304,6 +319,7 @@ def _choose(
                 car.model if car else None,
                 (car.region if car and car.region else None) or regions.get(customer),
                 frozenset(converted.get(customer, ())),
+                scores.get(customer),
             )
         )
     chosen: dict[str, Choice] = {}
@@ -315,7 +331,7 @@ def _choose(
             if item is None or not item.valid_at(now):
                 continue
             for t in targets:
-                if item.item_id not in t.converted:
+                if item.item_id not in t.converted and item.credit_allows(t.credit_score):
                     chosen[t.customer_id] = Choice(
                         item.item_id, 1.0, (f"the campaign's item {item.item_id}",)
                     )
