@@ -25,6 +25,7 @@ or operator is an error that says where it is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,10 +98,9 @@ def compile_expression(expr: Any, params: list[object], path: str = "where") -> 
         )
     if "churn_tier" in expr:
         return _churn_tier(expr, params, path)
-    if "upgrade_intent" in expr:
-        return _upgrade_intent(expr, params, path)
-    if "credit_score" in expr:
-        return _credit_score(expr, params, path)
+    for key, leaf in _NEWEST.items():
+        if key in expr:
+            return _newest_in_range(expr, params, path, leaf)
     raise SegmentError(
         f"{path}: unknown condition {sorted(expr)}; use and, or, not, tag, attr, churn_tier or upgrade_intent"
     )
@@ -125,47 +125,46 @@ def _churn_tier(expr: dict[str, Any], params: list[object], path: str) -> str:
     )
 
 
-def _upgrade_intent(expr: dict[str, Any], params: list[object], path: str) -> str:
-    """``{"upgrade_intent": {"min": P, "max": P}}``: the probability of the customer's newest upgrade
-    score, at least ``min`` and below ``max``."""
+@dataclass(frozen=True, slots=True)
+class _Newest:
+    """A leaf on the customer's newest stored value: its key, table, column and order, and its range."""
+
+    key: str
+    table: str
+    column: str
+    newest: str
+    top: float
+    what: str  # "P a probability", "S a score"
+
+
+#: ``{"upgrade_intent": {...}}``: the probability of the customer's newest upgrade score (cloud/upgrade/);
+#: ``{"credit_score": {...}}``: the customer's newest credit score (0-1000, ``credit_scores``)
+_NEWEST = {
+    "upgrade_intent": _Newest("upgrade_intent", "upgrade_scores", "probability", "day", 1.0, "a probability"),
+    "credit_score": _Newest("credit_score", "credit_scores", "score", "scored_at", 1000.0, "a score"),
+}
+
+
+def _newest_in_range(expr: dict[str, Any], params: list[object], path: str, leaf: _Newest) -> str:
+    """``{KEY: {"min": X, "max": X}}`` (either bound, or both): the customer's newest value of the leaf's
+    table, at least ``min`` and below ``max``; a customer without one matches neither."""
     if len(expr) != 1:
-        raise SegmentError(f"{path}: nothing may stand beside 'upgrade_intent'")
-    bounds = expr["upgrade_intent"]
-    where = f"{path}.upgrade_intent"
+        raise SegmentError(f"{path}: nothing may stand beside '{leaf.key}'")
+    bounds = expr[leaf.key]
+    where = f"{path}.{leaf.key}"
+    span = f"from 0 to {leaf.top:g}"
     if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max"}:
-        raise SegmentError(f"{where}: expected {{'min': P}}, {{'max': P}} or both, P a probability")
+        raise SegmentError(f"{where}: expected {{'min': X}}, {{'max': X}} or both, X {leaf.what} {span}")
     for name, value in bounds.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise SegmentError(f"{where}.{name}: expected a probability from 0 to 1, got {value!r}")
-    lo, hi = float(bounds.get("min", 0.0)), float(bounds.get("max", 2.0))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= leaf.top:
+            raise SegmentError(f"{where}.{name}: expected {leaf.what} {span}, got {value!r}")
+    lo, hi = float(bounds.get("min", 0.0)), float(bounds.get("max", leaf.top + 1))
     if lo >= hi:
         raise SegmentError(f"{where}: min ({lo}) must be below max ({hi})")
     params += [lo, hi]
     return (
-        "coalesce((SELECT s.probability >= %s AND s.probability < %s FROM upgrade_scores s"
-        " WHERE s.customer_id = c.customer_id ORDER BY s.day DESC LIMIT 1), false)"
-    )
-
-
-def _credit_score(expr: dict[str, Any], params: list[object], path: str) -> str:
-    """``{"credit_score": {"min": S, "max": S}}``: the customer's newest credit score (0-1000), at least
-    ``min`` and below ``max``."""
-    if len(expr) != 1:
-        raise SegmentError(f"{path}: nothing may stand beside 'credit_score'")
-    bounds = expr["credit_score"]
-    where = f"{path}.credit_score"
-    if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max"}:
-        raise SegmentError(f"{where}: expected {{'min': S}}, {{'max': S}} or both, S a score from 0 to 1000")
-    for name, value in bounds.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1000:
-            raise SegmentError(f"{where}.{name}: expected a score from 0 to 1000, got {value!r}")
-    lo, hi = float(bounds.get("min", 0.0)), float(bounds.get("max", 1001.0))
-    if lo >= hi:
-        raise SegmentError(f"{where}: min ({lo}) must be below max ({hi})")
-    params += [lo, hi]
-    return (
-        "coalesce((SELECT s.score >= %s AND s.score < %s FROM credit_scores s"
-        " WHERE s.customer_id = c.customer_id ORDER BY s.scored_at DESC LIMIT 1), false)"
+        f"coalesce((SELECT s.{leaf.column} >= %s AND s.{leaf.column} < %s FROM {leaf.table} s"
+        f" WHERE s.customer_id = c.customer_id ORDER BY s.{leaf.newest} DESC LIMIT 1), false)"
     )
 
 
