@@ -24,6 +24,7 @@ from edge_agent.protocol.conventions import command_parser, configure_logging
 
 from .access import cli as access_cli
 from .churn import cli as churn_cli
+from .forecast import cli as forecast_cli
 from .leads import cli as leads_cli
 from .privacy import cli as privacy_cli
 from .push import cli as campaigns_cli
@@ -144,6 +145,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     upgrade_cli.register(sub)
     leads_cli.register(sub)
     qa_cli.register(sub)
+    forecast_cli.register(sub)
     api = sub.add_parser(
         "api",
         help="serve the HTTP API",

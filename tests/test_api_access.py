@@ -184,6 +184,7 @@ def samples(w: World) -> dict[tuple[str, str], Sample]:
         ),
         ("GET", "/v1/dealer/kpis"): Sample("/v1/dealer/kpis?month=2026-01", admin_status=403),
         ("GET", "/v1/dealer/leads.adf"): Sample("/v1/dealer/leads.adf", admin_status=403),
+        ("GET", "/v1/forecast"): Sample("/v1/forecast?by=total&horizon=2"),
     }
 
 

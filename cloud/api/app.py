@@ -17,6 +17,7 @@ from . import errors
 from .analytics_routes import router as analytics_router
 from .auth import AUTH_REFUSALS, Access, install_openapi
 from .churn_routes import router as churn_router
+from .forecast_routes import router as forecast_router
 from .guard import REFUSALS, RequestGuard
 from .lead_routes import router as lead_router
 from .privacy_routes import router as privacy_router
@@ -87,6 +88,7 @@ def create_app(database_url: str, *, pool_size: int = 8, settings: CloudSettings
     app.include_router(churn_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(upgrade_router, responses=REFUSALS | AUTH_REFUSALS)
     app.include_router(lead_router, responses=REFUSALS | AUTH_REFUSALS)
+    app.include_router(forecast_router, responses=REFUSALS | AUTH_REFUSALS)
     errors.install(app)
     install_openapi(app)
     app.add_middleware(RequestGuard)
