@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .run import ForecastReport
     from .series import Freq, Sale
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,7 @@ def _forecast(args: argparse.Namespace) -> int:
     except ForecastError as exc:
         log.error("%s", exc)
         return 2
-    document = report.as_dict()
-    print(json.dumps(document) if args.json else _text(document))
+    print(json.dumps(report.as_dict()) if args.json else _text(report))
     return 0
 
 
@@ -75,21 +75,21 @@ def _from_database(freq: Freq) -> list[Sale]:
         return read_database(conn, freq, datetime.now(UTC).date())
 
 
-def _text(doc: dict[str, object]) -> str:
-    """A table: a line per series with its method and points, then the coarser levels."""
-    periods = doc["periods"]
-    assert isinstance(periods, list)
-    lines = [f"{'series':32} {'method':15} " + " ".join(f"{p:>10}" for p in periods)]
-    for s in doc["series"]:  # type: ignore[attr-defined]
+def _text(report: ForecastReport) -> str:
+    """A table: a line per series with its method and points, then the coarser levels' bottom-up sums."""
+    doc = report.as_dict()
+    lines = [f"{'series':32} {'method':15} " + " ".join(f"{p:>10}" for p in doc["periods"])]
+    for s in doc["series"]:
         name = ",".join(s["key"].values()) or "total"
         points = " ".join(f"{f['point']:>10.1f}" for f in s["forecast"])
         flags = f"  [{'; '.join(s['flags'])}]" if s["flags"] else ""
         lines.append(f"{name[:32]:32} {s['method']:15} {points}{flags}")
-    for a in doc["aggregates"]:  # type: ignore[attr-defined]
+    for a in doc["aggregates"]:
         name = ",".join(a["key"].values()) or "total"
         points = " ".join(f"{f['bottom_up']:>10.1f}" for f in a["forecast"])
         lines.append(f"{name[:32]:32} {'sum of series':15} {points}")
-    bt = doc["backtest"]
-    if isinstance(bt, dict):
+    if report.backtest is not None:
+        bt = report.backtest.as_dict()
         lines.append(f"backtest: MASE {bt['mase']}, 80% coverage {bt['coverage_80']}")
+        lines.append(f"no model beats seasonal-naive on {len(doc['no_model_beats_seasonal_naive'])} series")
     return "\n".join(lines)

@@ -107,7 +107,7 @@ def backtest(
     say = progress or (lambda _m: None)
     rng = np.random.default_rng(seed)
     # per series and method: per-origin MASEs, interval hits and interval points
-    errors = [{m: [] for m in COMPARED} for _ in series]  # type: ignore[var-annotated]
+    errors: list[dict[Method, list[float]]] = [{m: [] for m in COMPARED} for _ in series]
     hits = np.zeros((len(series), len(COMPARED)))
     shown = np.zeros((len(series), len(COMPARED)))
     done = [0] * len(series)
@@ -162,8 +162,8 @@ def backtest(
     summary: dict[str, float | None] = {}
     coverage: dict[str, float | None] = {}
     for col, method in enumerate(COMPARED):
-        values = [scores[i].mase[method.value] for i in full]
-        summary[method.value] = float(np.mean(values)) if values else None  # type: ignore[arg-type]
+        values = [v for i in full if (v := scores[i].mase[method.value]) is not None]
+        summary[method.value] = float(np.mean(values)) if values else None
         n = shown[full, col].sum() if full else 0
         coverage[method.value] = float(hits[full, col].sum() / n) if n else None
     ranked = [(v, n, m) for n, m in enumerate(COMPARED) if (v := summary[m.value]) is not None]

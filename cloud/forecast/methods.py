@@ -156,8 +156,9 @@ def one_thread() -> AbstractContextManager[object]:
 
 class GlobalBoosting:
     """One gradient-boosted model for all series (scikit-learn HistGradientBoostingRegressor) on lags 1..12
-    (and the season's lag), the position in the year (categorical) and the series' level, each series scaled
-    by its level (the mean of its last season, at least 1) so that one model serves big and small series.
+    (and the season's lag), the position in the year (categorical) and the series' level; every row is scaled
+    by the level before it (the mean of the season before, at least 1) so that one model serves big and small
+    series: the level is the series' target encoding.
 
     The point forecast is recursive (each step's prediction becomes the next step's lag 1); the interval is
     direct: two quantile-loss models (10 % and 90 %) with the step ahead as a feature, because quantiles fed
