@@ -14,11 +14,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.protocol import Body, BrokerAddress, DownlinkKind, downlink_topic, encode
+
+if TYPE_CHECKING:
+    from cloud.config import CloudSettings
 
 
 class BrokerRefused(ConnectionError):
@@ -68,6 +72,17 @@ def connect(
         raise TimeoutError(f"{broker.url()} did not answer within {timeout_s} s")
     client.on_connect = None
     return client
+
+
+def connect_service(settings: CloudSettings, *, timeout_s: float = 10.0) -> mqtt.Client:
+    """:func:`connect` with the cloud service's broker identity from ``settings`` (address, TLS files)."""
+    return connect(
+        settings.broker_address(),
+        ca_file=settings.mqtt_ca_file,
+        cert_file=settings.mqtt_cert_file,
+        key_file=settings.mqtt_key_file,
+        timeout_s=timeout_s,
+    )
 
 
 class DownlinkPublisher:

@@ -17,7 +17,7 @@ from edge_agent.protocol import MODEL_CHUNK_BYTES, ModelChunkV1
 from edge_agent.protocol.manifest import read_manifest, signed_message
 
 from .config import CloudSettings
-from .downlink import DownlinkPublisher, connect
+from .downlink import DownlinkPublisher, connect_service
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,7 @@ def publish(
         return 2
     messages = list(chunks(directory, signing_key_pem=key.read_bytes() if key else None))
     # the downlink identity: password from DRIVESIGHT_MQTT_PASSWORD_FILE or a client certificate
-    client = connect(
-        settings.broker_address(),
-        ca_file=settings.mqtt_ca_file,
-        cert_file=settings.mqtt_cert_file,
-        key_file=settings.mqtt_key_file,
-    )
+    client = connect_service(settings)
     try:
         publisher = DownlinkPublisher(client)
         for vehicle in dict.fromkeys(targets):

@@ -13,12 +13,11 @@ approval-rate report across the groups given with ``--protected`` is how such a 
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
 
-from .customer_table import TableError
+from .customer_table import TableError, finite_number
 
 #: whole words (after splitting the name) that make a column protected, with what they stand for
 WORDS: dict[str, str] = {
@@ -98,14 +97,14 @@ def group_labels(values: list[str]) -> np.ndarray:
     """One group label per row: the value itself, quantile bands for a many-valued number, "missing"."""
     cleaned = [v.strip() for v in values]
     filled = [v for v in cleaned if v.lower() not in {"", "na", "n/a", "nan", "null", "?"}]
-    numbers = [_number(v) for v in filled]
+    numbers = [finite_number(v) for v in filled]
     present = set(filled)
     if len(present) <= MAX_GROUPS or any(n is None for n in numbers):
         return np.array([v if v in present else "missing" for v in cleaned], dtype=object)
     edges = np.unique(np.quantile(np.array(numbers, dtype=np.float64), np.linspace(0, 1, BANDS + 1)))
     labels = []
     for value in cleaned:
-        number = _number(value)
+        number = finite_number(value)
         if number is None:
             labels.append("missing")
             continue
@@ -114,14 +113,6 @@ def group_labels(values: list[str]) -> np.ndarray:
         closing = "]" if band == len(edges) - 2 else ")"  # bands hold their lower edge, the last both
         labels.append(f"[{_fmt(edges[band])}, {_fmt(edges[band + 1])}{closing}")
     return np.array(labels, dtype=object)
-
-
-def _number(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _fmt(value: float) -> str:

@@ -84,7 +84,8 @@ def _missing(value: str) -> bool:
     return value.strip().lower() in MISSING
 
 
-def _number(value: str) -> float | None:
+def finite_number(value: str) -> float | None:
+    """A cell as a finite number (None: not one: text, empty, NaN or infinite)."""
     try:
         number = float(value)
     except ValueError:
@@ -148,7 +149,7 @@ def profile_column(name: str, values: list[str], id_columns: frozenset[str]) -> 
     """Numeric, categorical or ignored (identifier, free text, constant), from the column's values."""
     filled = [v.strip() for v in values if not _missing(v)]
     distinct = set(filled)
-    numbers = [_number(v) for v in filled]
+    numbers = [finite_number(v) for v in filled]
     numeric = all(n is not None for n in numbers)
     if name in id_columns:
         return ColumnProfile(name, Role.IDENTIFIER, "named by --id-column")

@@ -270,16 +270,11 @@ def _sender(request: Request) -> Sender:
     with _sender_lock:
         sender: Sender | None = getattr(request.app.state, "push_sender", None)
         if sender is None:
-            from cloud.downlink import BrokerRefused, DownlinkPublisher, connect
+            from cloud.downlink import BrokerRefused, DownlinkPublisher, connect_service
 
             settings: CloudSettings = request.app.state.settings
             try:
-                client = connect(
-                    settings.broker_address(),
-                    ca_file=settings.mqtt_ca_file,
-                    cert_file=settings.mqtt_cert_file,
-                    key_file=settings.mqtt_key_file,
-                )
+                client = connect_service(settings)
             except (BrokerRefused, TimeoutError, OSError, SystemExit) as exc:
                 raise ApiError(503, f"the broker cannot be reached: {exc}", code="unavailable") from exc
             sender = campaign_ops.mqtt_sender(DownlinkPublisher(client))

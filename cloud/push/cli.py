@@ -92,17 +92,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _sender() -> Sender:
     from cloud.config import CloudSettings
-    from cloud.downlink import DownlinkPublisher, connect
+    from cloud.downlink import DownlinkPublisher, connect_service
 
     from .campaigns import mqtt_sender
 
     settings = CloudSettings()
-    client = connect(
-        settings.broker_address(),
-        ca_file=settings.mqtt_ca_file,
-        cert_file=settings.mqtt_cert_file,
-        key_file=settings.mqtt_key_file,
-    )
+    client = connect_service(settings)
     return mqtt_sender(DownlinkPublisher(client))
 
 

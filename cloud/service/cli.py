@@ -71,7 +71,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, str]:
-    from cloud.downlink import DownlinkPublisher, connect
+    from cloud.downlink import DownlinkPublisher, connect_service
     from cloud.privacy.audit import record
     from cloud.push.campaigns import mqtt_sender
 
@@ -84,12 +84,7 @@ def _remind(conn: Any, args: argparse.Namespace, settings: Any) -> tuple[Any, st
         Path(os.environ["DRIVESIGHT_SERVICE_PLANS"]) if "DRIVESIGHT_SERVICE_PLANS" in os.environ else None
     )
     plans = load_plans(path)
-    client = connect(
-        settings.broker_address(),
-        ca_file=settings.mqtt_ca_file,
-        cert_file=settings.mqtt_cert_file,
-        key_file=settings.mqtt_key_file,
-    )
+    client = connect_service(settings)
     try:
         secret = settings.webhook_secret()
         report = run_reminders(
