@@ -235,5 +235,24 @@ def test_the_api_serves_forecasts_to_rd_read(sales_db: tuple[str, SalesWorld]) -
         assert ok.json()["aggregates"][0]["level"] == "total"
         denied = api.get("/v1/forecast", headers={"Authorization": f"Bearer {fleet.key}"})
         assert denied.status_code == 403
+        assert ok.json()["suppressed_series"] == 0
         bad = api.get("/v1/forecast?by=colour", headers={"Authorization": f"Bearer {rd.key}"})
         assert bad.status_code == 422
+    # a series of fewer purchases than the minimum group size is left out (its buyers' months would show)
+    from cloud.api.forecast_routes import _large_enough
+    from cloud.config import CloudSettings
+    from cloud.forecast.series import Sale
+
+    sales = [
+        Sale(0, "A", "north", 3),
+        Sale(1, "A", "north", 4),
+        Sale(0, "B", "north", 2),
+        Sale(0, "A", "south", 1),
+    ]
+    kept, left_out = _large_enough(sales, ("model",), 5)
+    assert kept == [*sales[:2], sales[3]] and left_out == 1  # A: 8 units, B: 2
+    assert _large_enough(sales, ("model", "region"), 5) == (sales[:2], 2)
+    strict = CloudSettings(api_min_group_size=10_000)  # more than any simulated model sold
+    with TestClient(create_app(url, settings=strict)) as api:
+        none = api.get("/v1/forecast?by=model", headers={"Authorization": f"Bearer {rd.key}"}).json()
+        assert none["series"] == [] and none["suppressed_series"] == len(world.models)

@@ -1,21 +1,26 @@
 """Sales forecasts for R&D and planning (``rd:read``): unit sales by model x region (or a coarser grouping)
 from the purchases, with the bottom-up sums and, on request, the rolling-origin backtest.
 
-Aggregates of purchases only: no customer is named, so nothing is audited per request. A backtest refits
-every method at six origins, so it is asked for explicitly (``backtest=true``).
+Aggregates of purchases only: no customer is named, so nothing is audited per request. As R&D insights do
+(``cloud/api/least_data.py``), a series of fewer purchases in its whole history than the server's minimum
+group size (``DRIVESIGHT_API_MIN_GROUP_SIZE``) is left out before anything is fitted, counted in
+``suppressed_series``: a model sold twice in a region would show when each of those buyers bought. The
+coarser levels are the sums of the series shown. A backtest refits every method at six origins, so it is
+asked for explicitly (``backtest=true``).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from cloud.forecast import ForecastError
 from cloud.forecast.run import forecast_sales
-from cloud.forecast.series import Freq, parse_by, read_database
+from cloud.forecast.series import Freq, Sale, parse_by, read_database
 
 from .auth import Principal, require
 from .deps import Conn
@@ -37,6 +42,7 @@ class ForecastOut(BaseModel):
     aggregates: list[dict[str, Any]]
     backtest: dict[str, Any] | None
     no_model_beats_seasonal_naive: list[dict[str, str]]
+    suppressed_series: int = 0  # series under the minimum group size, left out
 
 
 @router.get(
@@ -45,6 +51,7 @@ class ForecastOut(BaseModel):
     responses={422: documented("a bad grouping or horizon")},
 )
 def get_forecast(
+    request: Request,
     principal: Annotated[Principal, require("rd:read")],
     conn: Conn,
     by: Annotated[
@@ -64,11 +71,27 @@ def get_forecast(
         grouping = parse_by(by)
     except ForecastError as exc:
         raise ApiError(422, str(exc)) from exc
-    sales = read_database(conn, freq, datetime.now(UTC).date())
+    sales, suppressed = _large_enough(
+        read_database(conn, freq, datetime.now(UTC).date()),
+        grouping,
+        request.app.state.settings.api_min_group_size,
+    )
     if not sales:
         return ForecastOut(
             freq=freq.value, by=list(grouping), horizon=horizon, last_period=None, periods=[], problems=[],
             series=[], aggregates=[], backtest=None, no_model_beats_seasonal_naive=[],
+            suppressed_series=suppressed,
         )  # fmt: skip
     report = forecast_sales(sales, freq, grouping, horizon, run_backtest=backtest)
-    return ForecastOut(**report.as_dict())
+    return ForecastOut(**report.as_dict(), suppressed_series=suppressed)
+
+
+def _large_enough(sales: list[Sale], grouping: tuple[str, ...], min_size: int) -> tuple[list[Sale], int]:
+    """The sales of the series (by ``grouping``) with at least ``min_size`` units in all, and how many
+    series were left out."""
+    totals: dict[tuple[str, ...], float] = defaultdict(float)
+    for sale in sales:
+        totals[tuple(getattr(sale, d) for d in grouping)] += sale.units
+    small = {key for key, units in totals.items() if units < min_size}
+    kept = [s for s in sales if tuple(getattr(s, d) for d in grouping) not in small]
+    return kept, len(small)
