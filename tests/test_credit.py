@@ -88,16 +88,24 @@ def test_protected_columns_only_feed_the_approval_report(model: CreditModel) -> 
     assert groups == {"female", "male", "diverse"}
     assert len(fairness["birth_year"]["groups"]) == 5  # quantile bands of a many-valued number
     for fair in fairness.values():
-        assert max(g["ratio_to_highest"] for g in fair["groups"] if not g["too_small_to_judge"]) == 1.0
+        judged = [g for g in fair["groups"] if not g["too_small_to_judge"]]
+        highest = max(g["approval_rate"] for g in judged)
+        for g in fair["groups"]:  # each ratio is the group's approval rate over the highest judged group's
+            assert g["ratio_to_highest"] == pytest.approx(g["approval_rate"] / highest, abs=1e-3)
+        assert fair["lowest_ratio"] == pytest.approx(min(g["ratio_to_highest"] for g in judged), abs=1e-3)
+        assert fair["four_fifths_rule"] == ("passes" if fair["lowest_ratio"] >= 0.8 else "fails")
 
 
 def test_numeric_bins_are_monotone(model: CreditModel) -> None:
+    checked = 0
     for binning in model.card.binnings:
         if binning.numeric and binning.trend != "flat":
+            checked += 1
             rates = [b.bads / b.rows for b in binning.bins[:-1]]  # the missing bin stands apart
             steps = np.diff(rates)
             assert np.all(steps >= 0) or np.all(steps <= 0), (binning.column, rates)
             assert min(b.rows for b in binning.bins[:-1]) >= 0.05 * len(model.train_rows) - 1
+    assert checked >= 3  # income, debt to income, delinquencies... each with a trend
 
 
 def test_reason_codes_name_the_inputs_that_cost_the_most_points(model: CreditModel) -> None:
@@ -113,11 +121,17 @@ def test_reason_codes_name_the_inputs_that_cost_the_most_points(model: CreditMod
         assert [c.column for c in codes] == expected
         assert [c.points_lost for c in codes] == sorted((c.points_lost for c in codes), reverse=True)
         assert all(c.points_lost > 0 for c in codes)
-    # an applicant in the best bin of every input has nothing to explain
-    top = np.argmax(card.score(X))
-    assert all(
-        c.points_lost < max(best - points.min(axis=0)) for c in reason_codes(card, X[top : top + 1])[0]
-    )
+    # an applicant in the best bin of every input has nothing to explain: built from training rows, each
+    # input's value taken from a row that has that input's best points
+    train = model.X(model.train_rows)
+    train_points = card.points(train)
+    ideal = train[:1].copy()
+    for j in range(len(card.columns)):
+        (rows,) = np.nonzero(np.isclose(train_points[:, j], best[j]))
+        assert len(rows), card.columns[j]  # every best bin was learnt from training rows
+        ideal[0, j] = train[rows[0], j]
+    assert card.points(ideal)[0] == pytest.approx(best)
+    assert reason_codes(card, ideal) == [[]]
 
 
 def test_points_double_the_odds_every_pdo(model: CreditModel) -> None:
